@@ -1,0 +1,129 @@
+// conv2d_tiled — forward convolution as an implicit GEMM, register-blocked.
+// Each invocation computes PIX consecutive output pixels of one row × COB4·4
+// output channels of one group, held in registers. No im2col buffer, no
+// workgroup memory, no barriers.
+//
+// Bindings (group 0):
+//   0 uniform Params                  runtime sizes (struct below)
+//   1 input  : array<f32>        [n, c_in, h_in, w_in]
+//   2 weight : array<vec4<f32>>  repacked once at layer creation:
+//              [groups][blocks_per_group][c_in/groups][K_H][K_W][COB4] vec4s;
+//              output channels past c_out/groups in a group's last block are zero.
+//   3 bias   : array<f32>        [c_out]                    (zeros if none)
+//   4 output : array<f32>        [n, c_out, h_out, w_out]
+//
+// Grid: x = pixel block within an output plane (oh · blocks_w + ow / PIX), y = channel
+// block cb (g = cb / blocks_per_group), z = batch n. Every invocation of a workgroup
+// shares y, so every weight load is uniform across the workgroup.
+// Index math (taps outside the input read zero):
+//   out[n, co, oh, ow] = act(bias[co] + Σ_{ci, kh, kw} w[co, ci, kh, kw]
+//       · x[n, g·(c_in/groups) + ci, oh·S_H − pad_top + kh·D_H, ow·S_W − pad_left + kw·D_W])
+// For each (ci, kh) the input row segment the PIX pixels need — SEG values — is loaded once
+// and reused across all K_W taps, PIX pixels and COB4·4 channels.
+
+// specialise:begin
+const PIX: u32 = 4u;
+const COB4: u32 = 2u;
+const K_H: u32 = 3u;
+const K_W: u32 = 3u;
+const S_H: u32 = 1u;
+const S_W: u32 = 1u;
+const D_H: u32 = 1u;
+const D_W: u32 = 1u;
+const ACT: u32 = 0u;
+// specialise:end
+
+struct Params {
+    n: u32, c_in: u32, h_in: u32, w_in: u32,
+    c_out: u32, h_out: u32, w_out: u32, groups: u32,
+    c_in_per_group: u32, c_out_per_group: u32, k_h: u32, k_w: u32,
+    stride_h: u32, stride_w: u32, dil_h: u32, dil_w: u32,
+    pad_top: u32, pad_left: u32, act: u32, alpha: f32,
+    blocks_w: u32, blocks_per_group: u32, pad0: u32, pad1: u32,
+}
+
+const WG: u32 = 64u;
+const SEG: u32 = (PIX - 1u) * S_W + (K_W - 1u) * D_W + 1u;
+const TAPS: u32 = K_H * K_W;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> output: array<f32>;
+
+// Activation codes: 0 none, 1 relu, 2 relu6, 3 leaky_relu(alpha), 4 silu.
+fn activate(v: f32) -> f32 {
+    switch ACT {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return clamp(v, 0.0, 6.0); }
+        case 3u: { return select(p.alpha * v, v, v >= 0.0); }
+        case 4u: { return v / (1.0 + exp(-v)); }
+        default: { return v; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let item = gid.x;
+    if item >= p.h_out * p.blocks_w {
+        return;
+    }
+    let oh = item / p.blocks_w;
+    let ow0 = (item % p.blocks_w) * PIX;
+    let cb = wid.y;
+    let n = wid.z;
+    let g = cb / p.blocks_per_group;
+    let co_in_group0 = (cb % p.blocks_per_group) * (COB4 * 4u);
+    let cpg = p.c_in_per_group;
+    let plane = p.h_in * p.w_in;
+    let ih0 = i32(oh * S_H) - i32(p.pad_top);
+    let iw0 = i32(ow0 * S_W) - i32(p.pad_left);
+    let hin = i32(p.h_in);
+    let win = i32(p.w_in);
+
+    var acc: array<vec4<f32>, PIX * COB4>;
+    var x_plane = (n * p.c_in + g * cpg) * plane;
+    var w_at = cb * cpg * TAPS * COB4;
+    for (var ci = 0u; ci < cpg; ci++) {
+        for (var kh = 0u; kh < K_H; kh++) {
+            let ih = ih0 + i32(kh * D_H);
+            if ih >= 0 && ih < hin {
+                let row = x_plane + u32(ih) * p.w_in;
+                var seg: array<f32, SEG>;
+                for (var s = 0u; s < SEG; s++) {
+                    let iw = iw0 + i32(s);
+                    let v = input[row + u32(clamp(iw, 0, win - 1))];
+                    seg[s] = select(0.0, v, iw >= 0 && iw < win);
+                }
+                for (var kw = 0u; kw < K_W; kw++) {
+                    for (var c = 0u; c < COB4; c++) {
+                        let w = weight[w_at + (kh * K_W + kw) * COB4 + c];
+                        for (var px = 0u; px < PIX; px++) {
+                            acc[px * COB4 + c] += seg[px * S_W + kw * D_W] * w;
+                        }
+                    }
+                }
+            }
+        }
+        x_plane += plane;
+        w_at += TAPS * COB4;
+    }
+
+    for (var px = 0u; px < PIX; px++) {
+        let ow = ow0 + px;
+        if ow >= p.w_out {
+            break;
+        }
+        for (var c = 0u; c < COB4; c++) {
+            for (var j = 0u; j < 4u; j++) {
+                let co_local = co_in_group0 + c * 4u + j;
+                if co_local < p.c_out_per_group {
+                    let co = g * p.c_out_per_group + co_local;
+                    let v = acc[px * COB4 + c][j] + bias[co];
+                    output[((n * p.c_out + co) * p.h_out + oh) * p.w_out + ow] = activate(v);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The engine: one adapter, one device, one queue and the pipeline cache.
+//!
+//! Getting a device is kept apart from running work: ops take `&Engine`, so
+//! tests, benches and several threads can share one.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::pipelines::PipelineCache;
+
+/// How to choose the adapter and what to request from it.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Backends to search; `None` means `WGPU_BACKEND` if set, else all.
+    pub backends: Option<wgpu::Backends>,
+    /// Case-insensitive substring of the adapter name; `None` means
+    /// `WGPU_ADAPTER_NAME` if set, else no filter.
+    pub adapter_name: Option<String>,
+    /// Pretend the device allows at most this many bytes per storage binding
+    /// (for testing the chunked paths on small limits). Never raises the
+    /// real limit.
+    pub max_storage_binding_size: Option<u64>,
+}
+
+/// One adapter as wgpu reports it.
+#[derive(Debug, Clone)]
+pub struct AdapterReport {
+    /// wgpu's adapter info.
+    pub info: wgpu::AdapterInfo,
+    /// The adapter's limits.
+    pub limits: wgpu::Limits,
+    /// The adapter's features.
+    pub features: wgpu::Features,
+    /// Whether the engine would pick it.
+    pub selected: bool,
+}
+
+/// Preference among device types: discrete, integrated, virtual, CPU, other.
+fn device_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+/// Preference among backends when device types tie (native APIs first).
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    }
+}
+
+impl EngineOptions {
+    fn resolved_backends(&self) -> wgpu::Backends {
+        self.backends.or_else(wgpu::Backends::from_env).unwrap_or(wgpu::Backends::all())
+    }
+    fn resolved_name(&self) -> Option<String> {
+        self.adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+/// All adapters on the backends the options allow, in the engine's order of
+/// preference, with the reason for the choice.
+fn ranked_adapters(options: &EngineOptions) -> (wgpu::Instance, Vec<wgpu::Adapter>, String) {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = options.resolved_backends();
+    let instance = wgpu::Instance::new(desc);
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(options.resolved_backends()));
+    // Stable sort: equal ranks keep wgpu's enumeration order.
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        (device_rank(i.device_type), backend_rank(i.backend))
+    });
+    let reason = match options.resolved_name() {
+        Some(name) => {
+            let needle = name.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+            format!("first adapter whose name contains {name:?} (WGPU_ADAPTER_NAME)")
+        }
+        None => "highest-ranked device type (discrete > integrated > virtual > cpu), native backend before GL".into(),
+    };
+    (instance, adapters, reason)
+}
+
+/// Lists every adapter wgpu can see on the allowed backends, marking the
+/// one [`Engine::with_options`] would select.
+pub fn enumerate_adapters(options: &EngineOptions) -> Vec<AdapterReport> {
+    let all = EngineOptions { adapter_name: Some(String::new()), ..options.clone() };
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = all.resolved_backends();
+    let (_i, chosen, _) = ranked_adapters(options);
+    let chosen = chosen.first().map(|a| a.get_info());
+    let instance = wgpu::Instance::new(desc);
+    let adapters = pollster::block_on(instance.enumerate_adapters(all.resolved_backends()));
+    adapters
+        .iter()
+        .map(|a| {
+            let info = a.get_info();
+            let selected = chosen.as_ref().is_some_and(|c| {
+                c.name == info.name && c.backend == info.backend && c.driver == info.driver
+            });
+            AdapterReport { info, limits: a.limits(), features: a.features(), selected }
+        })
+        .collect()
+}
+
+/// Owns the wgpu device and everything compiled for it. `Send + Sync`.
+pub struct Engine {
+    adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    selection_reason: String,
+    lost: Arc<Mutex<Option<String>>>,
+    pub(crate) pipelines: PipelineCache,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine on the preferred adapter (honours `WGPU_BACKEND` and
+    /// `WGPU_ADAPTER_NAME`).
+    ///
+    /// # Errors
+    /// [`Error::NoAdapter`] when no adapter matches, [`Error::RequestDevice`]
+    /// when the adapter refuses a device.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&EngineOptions::default())
+    }
+
+    /// An engine chosen and configured by `options`.
+    ///
+    /// # Errors
+    /// As [`Engine::new`].
+    pub fn with_options(options: &EngineOptions) -> Result<Self> {
+        let (_instance, adapters, reason) = ranked_adapters(options);
+        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
+            backends: format!("{:?}", options.resolved_backends()),
+            adapter_name: options.resolved_name(),
+        })?;
+        Self::from_adapter(adapter, reason, options)
+    }
+
+    /// One engine per adapter on the allowed backends (for running a suite
+    /// on every adapter). Adapters that refuse a device are returned as
+    /// errors in place.
+    pub fn all_adapters(options: &EngineOptions) -> Vec<Result<Self>> {
+        let opts = EngineOptions { adapter_name: Some(String::new()), ..options.clone() };
+        let (_instance, adapters, _) = ranked_adapters(&opts);
+        adapters
+            .into_iter()
+            .map(|a| Self::from_adapter(a, "--all-adapters".into(), options))
+            .collect()
+    }
+
+    fn from_adapter(adapter: wgpu::Adapter, reason: String, options: &EngineOptions) -> Result<Self> {
+        let info = adapter.get_info();
+        let adapter_limits = adapter.limits();
+        // Timestamps are optional extras: request them only where offered.
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgconv"),
+            required_features: features,
+            required_limits: adapter_limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = lost_cb.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let mut limits = adapter_limits;
+        if let Some(max) = options.max_storage_binding_size {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(max);
+        }
+        let pipelines = PipelineCache::new(&device);
+        Ok(Self { adapter, device, queue, info, limits, selection_reason: reason, lost, pipelines })
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+    /// The adapter.
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.adapter
+    }
+    /// The adapter's info (name, backend, device type, driver).
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+    /// The limits the engine works within (the device's, possibly lowered by
+    /// [`EngineOptions::max_storage_binding_size`]).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+    /// Why this adapter was selected.
+    pub fn selection_reason(&self) -> &str {
+        &self.selection_reason
+    }
+    /// Whether GPU timestamp queries are available on this device.
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+    /// Number of compute pipelines this engine has compiled so far.
+    pub fn pipelines_compiled(&self) -> usize {
+        self.pipelines.compiled()
+    }
+
+    /// Returns [`Error::DeviceLost`] if the device has been lost.
+    pub fn check_lost(&self) -> Result<()> {
+        match self.lost.lock() {
+            Ok(l) => match l.as_ref() {
+                Some(msg) => Err(Error::DeviceLost(msg.clone())),
+                None => Ok(()),
+            },
+            Err(_) => Err(Error::DeviceLost("device-lost state poisoned".into())),
+        }
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and returns
+    /// any error they captured as a value.
+    ///
+    /// # Errors
+    /// [`Error::Validation`], [`Error::OutOfMemory`], [`Error::DeviceLost`],
+    /// or whatever `f` returns.
+    pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.check_lost()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        self.check_lost()?;
+        if let Some(e) = o {
+            return Err(Error::OutOfMemory(e.to_string()));
+        }
+        if let Some(e) = v {
+            return Err(Error::Validation(e.to_string()));
+        }
+        out
+    }
+
+    /// Waits for all submitted work to finish.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`] if the device is lost while waiting.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::DeviceLost(e.to_string()))?;
+        self.check_lost()
+    }
+
+    /// Checks a dispatch size against `max_compute_workgroups_per_dimension`.
+    pub(crate) fn check_dispatch(&self, groups: [u32; 3]) -> Result<()> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        for g in groups {
+            if g > max {
+                return Err(Error::ExceedsLimit {
+                    what: "workgroups per dispatch dimension",
+                    size: u64::from(g),
+                    max: u64::from(max),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a buffer size against the binding and buffer limits.
+    pub(crate) fn check_binding(&self, what: &'static str, bytes: u64) -> Result<()> {
+        let max = self.limits.max_storage_buffer_binding_size;
+        if bytes > max {
+            return Err(Error::ExceedsLimit { what, size: bytes, max });
+        }
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::ExceedsLimit { what, size: bytes, max: self.limits.max_buffer_size });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Engine>();
+    }
+
+    #[test]
+    fn device_types_rank_discrete_first() {
+        use wgpu::DeviceType::*;
+        let mut v = vec![Cpu, Other, DiscreteGpu, VirtualGpu, IntegratedGpu];
+        v.sort_by_key(|t| device_rank(*t));
+        assert_eq!(v, vec![DiscreteGpu, IntegratedGpu, VirtualGpu, Cpu, Other]);
+    }
+}

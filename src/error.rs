@@ -1,0 +1,203 @@
+//! The one error type of the library.
+//!
+//! Parameter errors carry the numbers that made them invalid, not prose, so a
+//! caller can match on them and a message can name exactly what is wrong.
+
+/// A spatial axis of an NCHW tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Rows (H).
+    Height,
+    /// Columns (W).
+    Width,
+}
+
+impl std::fmt::Display for Axis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Axis::Height => "height",
+            Axis::Width => "width",
+        })
+    }
+}
+
+/// Everything that can go wrong in wgconv.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A stride of zero on some axis.
+    #[error("stride must be at least 1 (got {h},{w})")]
+    ZeroStride {
+        /// Stride along H.
+        h: u32,
+        /// Stride along W.
+        w: u32,
+    },
+    /// A dilation of zero on some axis.
+    #[error("dilation must be at least 1 (got {h},{w})")]
+    ZeroDilation {
+        /// Dilation along H.
+        h: u32,
+        /// Dilation along W.
+        w: u32,
+    },
+    /// `groups == 0`.
+    #[error("groups must be at least 1")]
+    ZeroGroups,
+    /// A tensor with a zero-sized dimension.
+    #[error("{tensor} shape {shape:?} has a zero dimension")]
+    EmptyDimension {
+        /// Which tensor ("input", "weight", ...).
+        tensor: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// `groups` does not divide a channel count.
+    #[error("{what} ({channels}) is not divisible by groups ({groups})")]
+    ChannelsNotDivisible {
+        /// "input channels" or "output channels".
+        what: &'static str,
+        /// The channel count.
+        channels: usize,
+        /// The group count.
+        groups: usize,
+    },
+    /// The weight's channel dimension does not equal the channels per group.
+    #[error(
+        "weight has {weight_channels} channels per group but the input has {c_in} channels in {groups} groups ({} per group)",
+        c_in / groups.max(&1)
+    )]
+    WeightChannelMismatch {
+        /// The weight's per-group channel dimension.
+        weight_channels: usize,
+        /// Channels of the input.
+        c_in: usize,
+        /// Groups.
+        groups: usize,
+    },
+    /// Bias length differs from the number of output channels.
+    #[error("bias has {len} elements but the layer has {c_out} output channels")]
+    BiasLength {
+        /// Bias length.
+        len: usize,
+        /// Output channels.
+        c_out: usize,
+    },
+    /// The dilated kernel reaches further than the padded input.
+    #[error("dilated kernel {axis} {dilated_kernel} exceeds padded input {axis} {padded_input}")]
+    KernelLargerThanInput {
+        /// Which axis.
+        axis: Axis,
+        /// Input extent plus padding.
+        padded_input: usize,
+        /// `dilation * (k - 1) + 1`.
+        dilated_kernel: usize,
+    },
+    /// A transposed-convolution output padding not smaller than stride or dilation.
+    #[error("output padding {output_padding} along {axis} must be smaller than the stride ({stride}) or the dilation ({dilation})")]
+    OutputPaddingTooLarge {
+        /// Which axis.
+        axis: Axis,
+        /// Requested output padding.
+        output_padding: u32,
+        /// Stride on that axis.
+        stride: u32,
+        /// Dilation on that axis.
+        dilation: u32,
+    },
+    /// A formula produced an output extent of zero or less.
+    #[error("output {axis} would be {size}, which is not positive")]
+    NonPositiveOutput {
+        /// Which axis.
+        axis: Axis,
+        /// The (non-positive) size the formula gave.
+        size: i64,
+    },
+    /// Element or byte counts overflow what can be addressed.
+    #[error("{what} is too large: its size overflows {limit}")]
+    SizeOverflow {
+        /// Which tensor or quantity.
+        what: &'static str,
+        /// What it overflowed ("u32 indices", "u64 bytes").
+        limit: &'static str,
+    },
+    /// A host slice whose length does not match the shape it came with.
+    #[error("{what} has {actual} elements but its shape {shape:?} needs {expected}")]
+    DataLength {
+        /// Which tensor.
+        what: &'static str,
+        /// The declared shape.
+        shape: Vec<usize>,
+        /// Elements the shape needs.
+        expected: usize,
+        /// Elements given.
+        actual: usize,
+    },
+    /// A tensor's rank or shape is not what an operation needs.
+    #[error("{what} must have shape {expected}, got {actual:?}")]
+    BadShape {
+        /// Which tensor.
+        what: &'static str,
+        /// A description of the expected shape, e.g. "[N, C, H, W]".
+        expected: &'static str,
+        /// The shape given.
+        actual: Vec<usize>,
+    },
+    /// The input tensor does not match the layer it is fed to.
+    #[error("layer expects {expected} input channels, got {actual}")]
+    InputChannels {
+        /// Channels the layer's weight expects.
+        expected: usize,
+        /// Channels of the tensor given.
+        actual: usize,
+    },
+    /// A device limit would be exceeded.
+    #[error("{what} needs {size} but the device allows at most {max}")]
+    ExceedsLimit {
+        /// What (a binding, a dispatch dimension, ...).
+        what: &'static str,
+        /// The size needed.
+        size: u64,
+        /// The device's limit.
+        max: u64,
+    },
+    /// No adapter matched.
+    #[error("no GPU adapter found (backends: {backends}{})", adapter_name.as_ref().map(|n| format!(", WGPU_ADAPTER_NAME={n}")).unwrap_or_default())]
+    NoAdapter {
+        /// Backends searched.
+        backends: String,
+        /// The adapter name filter in effect.
+        adapter_name: Option<String>,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not create a device on {adapter}: {message}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// A GPU validation error captured from an error scope.
+    #[error("GPU validation error: {0}")]
+    Validation(String),
+    /// The device ran out of memory.
+    #[error("GPU out of memory: {0}")]
+    OutOfMemory(String),
+    /// The device was lost or destroyed.
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// Mapping a buffer for readback failed.
+    #[error("readback failed: {0}")]
+    Readback(String),
+    /// A shader failed naga validation or translation (a bug in wgconv).
+    #[error("shader {kernel}: {message}")]
+    Shader {
+        /// Kernel name.
+        kernel: String,
+        /// naga's message.
+        message: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,44 @@
+//! # wgconv
+//!
+//! A GPU convolution engine on wgpu: every convolution a modern CNN uses,
+//! exact to PyTorch/ONNX semantics (NCHW f32, conv weight `[K, C/G, kh, kw]`),
+//! verified against a CPU reference with f64 accumulation.
+//!
+//! ```no_run
+//! use wgconv::{Activation, Conv2d, Conv2dParams, Engine, GpuTensor, Padding};
+//! # fn main() -> wgconv::Result<()> {
+//! let engine = Engine::new()?;
+//! let x = GpuTensor::upload(&engine, &vec![1.0; 3 * 8 * 8], [1, 3, 8, 8])?;
+//! let w = vec![0.1; 16 * 3 * 3 * 3];
+//! let conv = Conv2d::new(
+//!     &engine,
+//!     &w,
+//!     [16, 3, 3, 3],
+//!     None,
+//!     Conv2dParams::default().padding(Padding::uniform(1)),
+//!     Activation::Relu,
+//! )?;
+//! let y = conv.forward(&engine, &x)?; // stays on the GPU
+//! let host: Vec<f32> = y.read(&engine)?; // explicit readback
+//! assert_eq!(host.len(), 16 * 8 * 8);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod error;
+pub mod geometry;
+pub mod npy;
+pub mod ops;
+pub mod pipelines;
+pub mod plan;
+pub mod reference;
+pub mod tensor;
+
+pub use engine::{AdapterReport, Engine, EngineOptions};
+pub use error::{Axis, Error, Result};
+pub use geometry::{Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding};
+pub use ops::conv2d::{Conv2d, DepthwiseSeparable, LayerOptions};
+pub use pipelines::{Kernel, KernelKey};
+pub use reference::{Comparison, Tolerance};
+pub use tensor::GpuTensor;

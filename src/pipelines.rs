@@ -1,0 +1,245 @@
+//! Kernels, their specialisation, and the pipeline cache.
+//!
+//! Every kernel is a real WGSL file under `shaders/` that validates on its
+//! own. Structural parameters (kernel size, stride, dilation, tile shape,
+//! activation) are `const` declarations between the markers
+//! `// specialise:begin` and `// specialise:end`; a [`KernelKey`] rewrites
+//! their values — and nothing else — to produce the specialised module, so
+//! loops over them have constant bounds and unroll. Runtime sizes live in a
+//! uniform. The cache holds one pipeline per key, compiled once per engine.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// One WGSL kernel family; the variant name matches the file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kernel {
+    /// `shaders/conv2d_direct.wgsl`: one output per invocation, every
+    /// parameter at run time. The fallback for any forward convolution.
+    Conv2dDirect,
+    /// `shaders/conv2d_tiled.wgsl`: implicit GEMM, register-blocked: each
+    /// invocation computes `PIX` pixels × `COB` output channels.
+    Conv2dTiled,
+    /// `shaders/conv2d_depthwise.wgsl`: one input channel per group,
+    /// `PIX` pixels per invocation.
+    Conv2dDepthwise,
+}
+
+impl Kernel {
+    /// Every kernel.
+    pub const ALL: [Kernel; 3] = [Kernel::Conv2dDirect, Kernel::Conv2dTiled, Kernel::Conv2dDepthwise];
+
+    /// Short name (the shader's file stem).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Conv2dDirect => "conv2d_direct",
+            Kernel::Conv2dTiled => "conv2d_tiled",
+            Kernel::Conv2dDepthwise => "conv2d_depthwise",
+        }
+    }
+
+    /// The WGSL source as shipped (default specialisation).
+    pub fn source(self) -> &'static str {
+        match self {
+            Kernel::Conv2dDirect => include_str!("../shaders/conv2d_direct.wgsl"),
+            Kernel::Conv2dTiled => include_str!("../shaders/conv2d_tiled.wgsl"),
+            Kernel::Conv2dDepthwise => include_str!("../shaders/conv2d_depthwise.wgsl"),
+        }
+    }
+}
+
+/// A kernel with its specialisation constants: exactly what varies between
+/// pipelines, and so the pipeline cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelKey {
+    /// The kernel family.
+    pub kernel: Kernel,
+    /// `(name, value)` for each specialisation constant, in declaration order.
+    pub consts: Vec<(&'static str, u32)>,
+}
+
+impl std::fmt::Display for KernelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kernel.name())?;
+        for (name, v) in &self.consts {
+            write!(f, "-{}{}", name.to_lowercase().replace('_', ""), v)?;
+        }
+        Ok(())
+    }
+}
+
+const BEGIN: &str = "// specialise:begin";
+const END: &str = "// specialise:end";
+
+impl KernelKey {
+    /// A key with no specialisation constants.
+    pub fn plain(kernel: Kernel) -> Self {
+        Self { kernel, consts: Vec::new() }
+    }
+
+    /// The complete specialised WGSL module.
+    ///
+    /// # Errors
+    /// [`Error::Shader`] if the shader lacks the marked block or a constant
+    /// the key names (a bug in wgconv, caught by the shader tests).
+    pub fn wgsl(&self) -> Result<String> {
+        let src = self.kernel.source();
+        let err = |message: String| Error::Shader { kernel: self.kernel.name().into(), message };
+        let mut out = String::with_capacity(src.len() + 64);
+        let mut inside = false;
+        let mut seen = vec![false; self.consts.len()];
+        for line in src.lines() {
+            let t = line.trim();
+            if t == BEGIN {
+                inside = true;
+            } else if t == END {
+                inside = false;
+            } else if inside {
+                if let Some(rest) = t.strip_prefix("const ") {
+                    let name = rest.split(':').next().unwrap_or("").trim();
+                    if let Some(i) = self.consts.iter().position(|(n, _)| *n == name) {
+                        seen[i] = true;
+                        out.push_str(&format!("const {name}: u32 = {}u;\n", self.consts[i].1));
+                        continue;
+                    }
+                }
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            return Err(err(format!("no specialisation constant {}", self.consts[i].0)));
+        }
+        Ok(out)
+    }
+}
+
+/// Binding layout shared by every convolution kernel:
+/// 0 uniform params, 1 input, 2 weight, 3 bias (read-only storage),
+/// 4 output (read-write storage).
+fn conv_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("wgconv conv layout"),
+        entries: &[
+            wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            },
+            storage(1, true),
+            storage(2, true),
+            storage(3, true),
+            storage(4, false),
+        ],
+    })
+}
+
+/// `(kernel, specialisation) -> pipeline`, compiled once, behind a lock.
+pub(crate) struct PipelineCache {
+    pub(crate) conv_layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
+    compiled: AtomicUsize,
+}
+
+impl PipelineCache {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        let conv_layout = conv_layout(device);
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("wgconv conv pipeline layout"),
+            bind_group_layouts: &[Some(&conv_layout)],
+            immediate_size: 0,
+        });
+        Self { conv_layout, pipeline_layout, map: Mutex::new(HashMap::new()), compiled: AtomicUsize::new(0) }
+    }
+
+    pub(crate) fn compiled(&self) -> usize {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    /// The pipeline for `key`, compiling it on first use. The lock is held
+    /// while compiling so that two threads never compile the same key.
+    pub(crate) fn get(&self, device: &wgpu::Device, key: &KernelKey) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut map = self
+            .map
+            .lock()
+            .map_err(|_| Error::Validation("pipeline cache lock poisoned".into()))?;
+        if let Some(p) = map.get(key) {
+            return Ok(Arc::clone(p));
+        }
+        let source = key.wgsl()?;
+        let label = key.to_string();
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&self.pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                // No kernel reads workgroup memory before writing it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        let p = Arc::new(pipeline);
+        map.insert(key.clone(), Arc::clone(&p));
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(src: &str) -> std::result::Result<(), String> {
+        let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    }
+
+    #[test]
+    fn every_shipped_shader_validates_as_is() {
+        for k in Kernel::ALL {
+            let src = KernelKey::plain(k).wgsl().unwrap();
+            assert_eq!(src.trim_end(), k.source().trim_end());
+            validate(&src).unwrap_or_else(|e| panic!("{}: {e}", k.name()));
+        }
+    }
+
+    #[test]
+    fn specialisation_rewrites_only_named_constants() {
+        let key = KernelKey { kernel: Kernel::Conv2dTiled, consts: vec![("K_H", 5), ("K_W", 1)] };
+        let src = key.wgsl().unwrap();
+        assert!(src.contains("const K_H: u32 = 5u;"));
+        assert!(src.contains("const K_W: u32 = 1u;"));
+        validate(&src).unwrap();
+        let bad = KernelKey { kernel: Kernel::Conv2dTiled, consts: vec![("NOPE", 1)] };
+        assert!(matches!(bad.wgsl(), Err(Error::Shader { .. })));
+        assert_eq!(key.to_string(), "conv2d_tiled-kh5-kw1");
+    }
+}

@@ -1,0 +1,299 @@
+//! The planner: from a resolved shape (and the adapter) to the kernel that
+//! runs it. New kernels are added here without touching the public API.
+//!
+//! Planning has two stages because weights are repacked once, when a layer
+//! is created, before any input (and so any output size) is known:
+//! [`weight_layout`] depends only on what the weight and parameters fix;
+//! [`plan`] adds the choices that depend on the output size. [`plan`] always
+//! agrees with [`weight_layout`] for the same layer.
+
+use crate::geometry::{Activation, Conv2dShape};
+use crate::pipelines::{Kernel, KernelKey};
+
+/// What the planner knows of the adapter.
+#[derive(Debug, Clone)]
+pub struct AdapterProfile {
+    /// Device type (lavapipe and llvmpipe report `Cpu`).
+    pub device_type: wgpu::DeviceType,
+    /// Backend.
+    pub backend: wgpu::Backend,
+}
+
+impl AdapterProfile {
+    /// The profile of an adapter.
+    pub fn from_info(info: &wgpu::AdapterInfo) -> Self {
+        Self { device_type: info.device_type, backend: info.backend }
+    }
+}
+
+/// How a layer's weights are stored on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightLayout {
+    /// The PyTorch layout as given.
+    Natural,
+    /// `[groups][blocks][c_in/G][k_h][k_w][cob4·4]`, zero-padded per group
+    /// to whole blocks of `cob4·4` output channels.
+    Blocked {
+        /// Output channels per block, in vec4s.
+        cob4: u32,
+    },
+}
+
+/// The structural facts of a layer that fix its weight layout.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerSig {
+    /// Groups.
+    pub groups: u32,
+    /// Input channels per group.
+    pub c_in_per_group: u32,
+    /// Output channels per group.
+    pub c_out_per_group: u32,
+    /// Kernel height.
+    pub k_h: u32,
+    /// Kernel width.
+    pub k_w: u32,
+    /// Stride (h, w).
+    pub stride: (u32, u32),
+    /// Dilation (h, w).
+    pub dilation: (u32, u32),
+}
+
+impl LayerSig {
+    /// The signature of a resolved shape.
+    pub fn of(shape: &Conv2dShape) -> Self {
+        Self {
+            groups: shape.groups,
+            c_in_per_group: shape.c_in_per_group(),
+            c_out_per_group: shape.c_out_per_group(),
+            k_h: shape.k_h,
+            k_w: shape.k_w,
+            stride: (shape.stride_h, shape.stride_w),
+            dilation: (shape.dil_h, shape.dil_w),
+        }
+    }
+}
+
+/// Largest input row segment a register-blocked kernel may hold.
+const MAX_SEG: u32 = 64;
+/// Pixels per invocation of the register-blocked kernels when the row is wide enough.
+const MAX_PIX: u32 = 8;
+
+fn seg(pix: u32, s: &LayerSig) -> u32 {
+    (pix - 1) * s.stride.1 + (s.k_w - 1) * s.dilation.1 + 1
+}
+
+/// The kernel family for a layer, and its weight layout. `force` overrides
+/// the choice (tests use it to keep every family correct).
+pub fn weight_layout(sig: &LayerSig, _adapter: &AdapterProfile, force: Option<Kernel>) -> (Kernel, WeightLayout) {
+    let depthwise = sig.c_in_per_group == 1 && sig.groups > 1;
+    let kernel = match force {
+        Some(k) => k,
+        // A row segment for even one pixel does not fit in registers: fall back.
+        None if seg(1, sig) > MAX_SEG => Kernel::Conv2dDirect,
+        None if depthwise => Kernel::Conv2dDepthwise,
+        None => Kernel::Conv2dTiled,
+    };
+    let layout = match kernel {
+        Kernel::Conv2dTiled => {
+            // 16 output channels per invocation where the group has them; fewer for small groups.
+            let cob4 = sig.c_out_per_group.div_ceil(4).clamp(1, 4);
+            WeightLayout::Blocked { cob4 }
+        }
+        Kernel::Conv2dDirect | Kernel::Conv2dDepthwise => WeightLayout::Natural,
+    };
+    (kernel, layout)
+}
+
+/// A kernel launch: the specialised pipeline key and the dispatch size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Pipeline cache key (kernel + specialisation).
+    pub key: KernelKey,
+    /// Weight layout the kernel reads.
+    pub layout: WeightLayout,
+    /// Workgroups in x, y, z.
+    pub groups: [u32; 3],
+    /// Pixel blocks per output row.
+    pub blocks_w: u32,
+    /// Output-channel blocks per group.
+    pub blocks_per_group: u32,
+}
+
+/// Invocations per workgroup of every convolution kernel.
+pub const WORKGROUP: u32 = 64;
+
+/// Plans one convolution.
+pub fn plan(shape: &Conv2dShape, activation: Activation, adapter: &AdapterProfile, force: Option<Kernel>) -> Plan {
+    let sig = LayerSig::of(shape);
+    let (kernel, layout) = weight_layout(&sig, adapter, force);
+    let act = activation.code();
+    let spatial = |pix: u32| {
+        let mut c = vec![
+            ("PIX", pix),
+            ("K_H", shape.k_h),
+            ("K_W", shape.k_w),
+            ("S_H", shape.stride_h),
+            ("S_W", shape.stride_w),
+            ("D_H", shape.dil_h),
+            ("D_W", shape.dil_w),
+            ("ACT", act),
+        ];
+        if let WeightLayout::Blocked { cob4 } = layout {
+            c.insert(1, ("COB4", cob4));
+        }
+        c
+    };
+    let pix = || {
+        // Narrow rows get fewer pixels per invocation, and every segment must fit.
+        let mut pix = MAX_PIX.min(shape.w_out.next_power_of_two());
+        while pix > 1 && seg(pix, &sig) > MAX_SEG {
+            pix /= 2;
+        }
+        pix
+    };
+    match kernel {
+        Kernel::Conv2dDirect => Plan {
+            key: KernelKey::plain(kernel),
+            layout,
+            groups: [(shape.h_out * shape.w_out).div_ceil(WORKGROUP), shape.c_out, shape.n],
+            blocks_w: shape.w_out,
+            blocks_per_group: shape.c_out_per_group(),
+        },
+        Kernel::Conv2dDepthwise => {
+            let pix = pix();
+            let blocks_w = shape.w_out.div_ceil(pix);
+            Plan {
+                key: KernelKey { kernel, consts: spatial(pix) },
+                layout,
+                groups: [(shape.h_out * blocks_w).div_ceil(WORKGROUP), shape.c_out, shape.n],
+                blocks_w,
+                blocks_per_group: shape.c_out_per_group(),
+            }
+        }
+        Kernel::Conv2dTiled => {
+            let pix = pix();
+            let cob4 = match layout {
+                WeightLayout::Blocked { cob4 } => cob4,
+                WeightLayout::Natural => 1,
+            };
+            let blocks_w = shape.w_out.div_ceil(pix);
+            let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
+            Plan {
+                key: KernelKey { kernel, consts: spatial(pix) },
+                layout,
+                groups: [
+                    (shape.h_out * blocks_w).div_ceil(WORKGROUP),
+                    blocks_per_group * shape.groups,
+                    shape.n,
+                ],
+                blocks_w,
+                blocks_per_group,
+            }
+        }
+    }
+}
+
+/// Repacks a PyTorch-layout forward weight `[c_out, c_in/G, k_h, k_w]` into
+/// `layout`.
+pub fn repack_weight(weight: &[f32], sig: &LayerSig, layout: WeightLayout) -> Vec<f32> {
+    match layout {
+        WeightLayout::Natural => weight.to_vec(),
+        WeightLayout::Blocked { cob4 } => {
+            let cob = (cob4 * 4) as usize;
+            let (cpg_in, cpg_out) = (sig.c_in_per_group as usize, sig.c_out_per_group as usize);
+            let taps = (sig.k_h * sig.k_w) as usize;
+            let blocks = cpg_out.div_ceil(cob);
+            let groups = sig.groups as usize;
+            let mut out = vec![0f32; groups * blocks * cpg_in * taps * cob];
+            for g in 0..groups {
+                for b in 0..blocks {
+                    for ci in 0..cpg_in {
+                        for t in 0..taps {
+                            for j in 0..cob {
+                                let co_local = b * cob + j;
+                                if co_local >= cpg_out {
+                                    continue;
+                                }
+                                let co = g * cpg_out + co_local;
+                                let dst = (((g * blocks + b) * cpg_in + ci) * taps + t) * cob + j;
+                                out[dst] = weight[(co * cpg_in + ci) * taps + t];
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{Conv2dParams, Padding};
+
+    fn cpu() -> AdapterProfile {
+        AdapterProfile { device_type: wgpu::DeviceType::Cpu, backend: wgpu::Backend::Vulkan }
+    }
+
+    #[test]
+    fn depthwise_goes_to_the_depthwise_kernel() {
+        let s = Conv2dShape::conv2d(
+            [1, 144, 56, 56],
+            [144, 1, 3, 3],
+            None,
+            &Conv2dParams::default().padding(Padding::uniform(1)).groups(144),
+        )
+        .unwrap();
+        let p = plan(&s, Activation::Relu6, &cpu(), None);
+        assert_eq!(p.key.kernel, Kernel::Conv2dDepthwise);
+        // 8 pixels per invocation: 7 blocks per 56-wide row.
+        assert_eq!(p.groups, [(56 * 7u32).div_ceil(WORKGROUP), 144, 1]);
+    }
+
+    #[test]
+    fn dense_goes_to_the_tiled_kernel_and_layouts_agree() {
+        let s = Conv2dShape::conv2d(
+            [1, 64, 56, 56],
+            [64, 64, 3, 3],
+            None,
+            &Conv2dParams::default().padding(Padding::uniform(1)),
+        )
+        .unwrap();
+        let p = plan(&s, Activation::None, &cpu(), None);
+        assert_eq!(p.key.kernel, Kernel::Conv2dTiled);
+        assert_eq!(p.layout, weight_layout(&LayerSig::of(&s), &cpu(), None).1);
+        assert_eq!(p.layout, WeightLayout::Blocked { cob4: 4 });
+        assert_eq!(p.groups, [(56 * 7u32).div_ceil(WORKGROUP), 4, 1]);
+    }
+
+    #[test]
+    fn huge_dilated_rows_fall_back_to_direct() {
+        let s = Conv2dShape::conv2d(
+            [1, 2, 200, 200],
+            [2, 2, 3, 3],
+            None,
+            &Conv2dParams::default().dilation(1, 40),
+        )
+        .unwrap();
+        assert_eq!(plan(&s, Activation::None, &cpu(), None).key.kernel, Kernel::Conv2dDirect);
+    }
+
+    #[test]
+    fn blocked_repack_pads_each_group() {
+        // 2 groups, 5 output channels per group (not a multiple of 4), 1 input channel, 1x1.
+        let sig = LayerSig {
+            groups: 2,
+            c_in_per_group: 1,
+            c_out_per_group: 5,
+            k_h: 1,
+            k_w: 1,
+            stride: (1, 1),
+            dilation: (1, 1),
+        };
+        let w: Vec<f32> = (0..10).map(|v| v as f32 + 1.0).collect();
+        let r = repack_weight(&w, &sig, WeightLayout::Blocked { cob4: 1 });
+        // group 0: blocks [1,2,3,4], [5,0,0,0]; group 1: [6,7,8,9], [10,0,0,0]
+        assert_eq!(r, vec![1., 2., 3., 4., 5., 0., 0., 0., 6., 7., 8., 9., 10., 0., 0., 0.]);
+    }
+}
