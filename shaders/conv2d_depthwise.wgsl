@@ -5,7 +5,7 @@
 // Bindings (group 0):
 //   0 uniform Params                  runtime sizes (struct below)
 //   1 input  : array<f32>  [n, c_in, h_in, w_in]
-//   2 weight : array<f32>  [c_out, 1, K_H, K_W]              (PyTorch layout)
+//   2 weight : array<f32>  [c_out, 1, k_h, K_W]              (PyTorch layout)
 //   3 bias   : array<f32>  [c_out]                            (zeros if none)
 //   4 output : array<f32>  [n, c_out, h_out, w_out]
 //
@@ -13,17 +13,14 @@
 // channel co, z = batch n; weight loads are uniform across a workgroup.
 // Index math (input channel ci = co / m; taps outside the input read zero):
 //   out[n, co, oh, ow] = act(bias[co] + Σ_{kh, kw} w[co, 0, kh, kw]
-//       · x[n, ci, oh·S_H − pad_top + kh·D_H, ow·S_W − pad_left + kw·D_W])
+//       · x[n, ci, oh·stride_h − pad_top + kh·dil_h, ow·S_W − pad_left + kw·D_W])
 // For each kh the SEG input values the PIX pixels need are loaded once and reused
 // across all K_W taps.
 
 // specialise:begin
 const PIX: u32 = 4u;
-const K_H: u32 = 3u;
 const K_W: u32 = 3u;
-const S_H: u32 = 1u;
 const S_W: u32 = 1u;
-const D_H: u32 = 1u;
 const D_W: u32 = 1u;
 const ACT: u32 = 0u;
 // specialise:end
@@ -69,14 +66,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let n = wid.z;
     let ci = co / p.c_out_per_group;
     let x_plane = (n * p.c_in + ci) * p.h_in;
-    let ih0 = i32(oh * S_H) - i32(p.pad_top);
+    let ih0 = i32(oh * p.stride_h) - i32(p.pad_top);
     let iw0 = i32(ow0 * S_W) - i32(p.pad_left);
     let hin = i32(p.h_in);
     let win = i32(p.w_in);
 
     var acc: array<f32, PIX>;
-    for (var kh = 0u; kh < K_H; kh++) {
-        let ih = ih0 + i32(kh * D_H);
+    for (var kh = 0u; kh < p.k_h; kh++) {
+        let ih = ih0 + i32(kh * p.dil_h);
         if ih >= 0 && ih < hin {
             let row = (x_plane + u32(ih)) * p.w_in;
             var seg: array<f32, SEG>;
@@ -86,7 +83,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
                 seg[s] = select(0.0, v, iw >= 0 && iw < win);
             }
             for (var kw = 0u; kw < K_W; kw++) {
-                let w = weight[(co * K_H + kh) * K_W + kw];
+                let w = weight[(co * p.k_h + kh) * K_W + kw];
                 for (var px = 0u; px < PIX; px++) {
                     acc[px] += seg[px * S_W + kw * D_W] * w;
                 }

@@ -7,7 +7,7 @@
 //   0 uniform Params                  runtime sizes (struct below)
 //   1 input  : array<f32>        [n, c_in, h_in, w_in]
 //   2 weight : array<vec4<f32>>  repacked once at layer creation:
-//              [groups][blocks_per_group][c_in/groups][K_H][K_W][COB4] vec4s;
+//              [groups][blocks_per_group][c_in/groups][k_h][K_W][COB4] vec4s;
 //              output channels past c_out/groups in a group's last block are zero.
 //   3 bias   : array<f32>        [c_out]                    (zeros if none)
 //   4 output : array<f32>        [n, c_out, h_out, w_out]
@@ -17,18 +17,15 @@
 // shares y, so every weight load is uniform across the workgroup.
 // Index math (taps outside the input read zero):
 //   out[n, co, oh, ow] = act(bias[co] + Σ_{ci, kh, kw} w[co, ci, kh, kw]
-//       · x[n, g·(c_in/groups) + ci, oh·S_H − pad_top + kh·D_H, ow·S_W − pad_left + kw·D_W])
+//       · x[n, g·(c_in/groups) + ci, oh·stride_h − pad_top + kh·dil_h, ow·S_W − pad_left + kw·D_W])
 // For each (ci, kh) the input row segment the PIX pixels need — SEG values — is loaded once
 // and reused across all K_W taps, PIX pixels and COB4·4 channels.
 
 // specialise:begin
 const PIX: u32 = 4u;
 const COB4: u32 = 2u;
-const K_H: u32 = 3u;
 const K_W: u32 = 3u;
-const S_H: u32 = 1u;
 const S_W: u32 = 1u;
-const D_H: u32 = 1u;
 const D_W: u32 = 1u;
 const ACT: u32 = 0u;
 // specialise:end
@@ -44,7 +41,6 @@ struct Params {
 
 const WG: u32 = 64u;
 const SEG: u32 = (PIX - 1u) * S_W + (K_W - 1u) * D_W + 1u;
-const TAPS: u32 = K_H * K_W;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
@@ -77,17 +73,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let co_in_group0 = (cb % p.blocks_per_group) * (COB4 * 4u);
     let cpg = p.c_in_per_group;
     let plane = p.h_in * p.w_in;
-    let ih0 = i32(oh * S_H) - i32(p.pad_top);
+    let ih0 = i32(oh * p.stride_h) - i32(p.pad_top);
     let iw0 = i32(ow0 * S_W) - i32(p.pad_left);
     let hin = i32(p.h_in);
     let win = i32(p.w_in);
 
     var acc: array<vec4<f32>, PIX * COB4>;
     var x_plane = (n * p.c_in + g * cpg) * plane;
-    var w_at = cb * cpg * TAPS * COB4;
+    let taps = p.k_h * K_W;
+    var w_at = cb * cpg * taps * COB4;
     for (var ci = 0u; ci < cpg; ci++) {
-        for (var kh = 0u; kh < K_H; kh++) {
-            let ih = ih0 + i32(kh * D_H);
+        for (var kh = 0u; kh < p.k_h; kh++) {
+            let ih = ih0 + i32(kh * p.dil_h);
             if ih >= 0 && ih < hin {
                 let row = x_plane + u32(ih) * p.w_in;
                 var seg: array<f32, SEG>;
@@ -107,7 +104,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
             }
         }
         x_plane += plane;
-        w_at += TAPS * COB4;
+        w_at += taps * COB4;
     }
 
     for (var px = 0u; px < PIX; px++) {

@@ -57,7 +57,9 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
 
 impl EngineOptions {
     fn resolved_backends(&self) -> wgpu::Backends {
-        self.backends.or_else(wgpu::Backends::from_env).unwrap_or(wgpu::Backends::all())
+        self.backends
+            .or_else(wgpu::Backends::from_env)
+            .unwrap_or(wgpu::Backends::all())
     }
     fn resolved_name(&self) -> Option<String> {
         self.adapter_name
@@ -93,7 +95,10 @@ fn ranked_adapters(options: &EngineOptions) -> (wgpu::Instance, Vec<wgpu::Adapte
 /// Lists every adapter wgpu can see on the allowed backends, marking the
 /// one [`Engine::with_options`] would select.
 pub fn enumerate_adapters(options: &EngineOptions) -> Vec<AdapterReport> {
-    let all = EngineOptions { adapter_name: Some(String::new()), ..options.clone() };
+    let all = EngineOptions {
+        adapter_name: Some(String::new()),
+        ..options.clone()
+    };
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = all.resolved_backends();
     let (_i, chosen, _) = ranked_adapters(options);
@@ -107,7 +112,12 @@ pub fn enumerate_adapters(options: &EngineOptions) -> Vec<AdapterReport> {
             let selected = chosen.as_ref().is_some_and(|c| {
                 c.name == info.name && c.backend == info.backend && c.driver == info.driver
             });
-            AdapterReport { info, limits: a.limits(), features: a.features(), selected }
+            AdapterReport {
+                info,
+                limits: a.limits(),
+                features: a.features(),
+                selected,
+            }
         })
         .collect()
 }
@@ -150,10 +160,13 @@ impl Engine {
     /// As [`Engine::new`].
     pub fn with_options(options: &EngineOptions) -> Result<Self> {
         let (_instance, adapters, reason) = ranked_adapters(options);
-        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
-            backends: format!("{:?}", options.resolved_backends()),
-            adapter_name: options.resolved_name(),
-        })?;
+        let adapter = adapters
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoAdapter {
+                backends: format!("{:?}", options.resolved_backends()),
+                adapter_name: options.resolved_name(),
+            })?;
         Self::from_adapter(adapter, reason, options)
     }
 
@@ -161,7 +174,10 @@ impl Engine {
     /// on every adapter). Adapters that refuse a device are returned as
     /// errors in place.
     pub fn all_adapters(options: &EngineOptions) -> Vec<Result<Self>> {
-        let opts = EngineOptions { adapter_name: Some(String::new()), ..options.clone() };
+        let opts = EngineOptions {
+            adapter_name: Some(String::new()),
+            ..options.clone()
+        };
         let (_instance, adapters, _) = ranked_adapters(&opts);
         adapters
             .into_iter()
@@ -169,11 +185,16 @@ impl Engine {
             .collect()
     }
 
-    fn from_adapter(adapter: wgpu::Adapter, reason: String, options: &EngineOptions) -> Result<Self> {
+    fn from_adapter(
+        adapter: wgpu::Adapter,
+        reason: String,
+        options: &EngineOptions,
+    ) -> Result<Self> {
         let info = adapter.get_info();
         let adapter_limits = adapter.limits();
         // Timestamps are optional extras: request them only where offered.
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgconv"),
@@ -183,7 +204,10 @@ impl Engine {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+        .map_err(|e| Error::RequestDevice {
+            adapter: info.name.clone(),
+            message: e.to_string(),
+        })?;
         let lost = Arc::new(Mutex::new(None));
         let lost_cb = Arc::clone(&lost);
         device.set_device_lost_callback(move |reason, message| {
@@ -193,10 +217,20 @@ impl Engine {
         });
         let mut limits = adapter_limits;
         if let Some(max) = options.max_storage_binding_size {
-            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(max);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(max);
         }
         let pipelines = PipelineCache::new(&device);
-        Ok(Self { adapter, device, queue, info, limits, selection_reason: reason, lost, pipelines })
+        Ok(Self {
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            selection_reason: reason,
+            lost,
+            pipelines,
+        })
     }
 
     /// The wgpu device.
@@ -226,11 +260,19 @@ impl Engine {
     }
     /// Whether GPU timestamp queries are available on this device.
     pub fn has_timestamps(&self) -> bool {
-        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
     /// Number of compute pipelines this engine has compiled so far.
     pub fn pipelines_compiled(&self) -> usize {
         self.pipelines.compiled()
+    }
+
+    /// Wall time this engine has spent creating pipelines (including the
+    /// driver's shader compilation).
+    pub fn compile_time(&self) -> std::time::Duration {
+        self.pipelines.compile_time()
     }
 
     /// Returns [`Error::DeviceLost`] if the device has been lost.
@@ -297,10 +339,18 @@ impl Engine {
     pub(crate) fn check_binding(&self, what: &'static str, bytes: u64) -> Result<()> {
         let max = self.limits.max_storage_buffer_binding_size;
         if bytes > max {
-            return Err(Error::ExceedsLimit { what, size: bytes, max });
+            return Err(Error::ExceedsLimit {
+                what,
+                size: bytes,
+                max,
+            });
         }
         if bytes > self.limits.max_buffer_size {
-            return Err(Error::ExceedsLimit { what, size: bytes, max: self.limits.max_buffer_size });
+            return Err(Error::ExceedsLimit {
+                what,
+                size: bytes,
+                max: self.limits.max_buffer_size,
+            });
         }
         Ok(())
     }

@@ -25,15 +25,30 @@ pub struct Padding {
 impl Padding {
     /// The same padding on all four sides.
     pub const fn uniform(p: u32) -> Self {
-        Self { top: p, left: p, bottom: p, right: p }
+        Self {
+            top: p,
+            left: p,
+            bottom: p,
+            right: p,
+        }
     }
     /// `h` rows above and below, `w` columns left and right.
     pub const fn symmetric(h: u32, w: u32) -> Self {
-        Self { top: h, left: w, bottom: h, right: w }
+        Self {
+            top: h,
+            left: w,
+            bottom: h,
+            right: w,
+        }
     }
     /// Explicit padding in ONNX/CLI order: top, left, bottom, right.
     pub const fn new(top: u32, left: u32, bottom: u32, right: u32) -> Self {
-        Self { top, left, bottom, right }
+        Self {
+            top,
+            left,
+            bottom,
+            right,
+        }
     }
 }
 
@@ -147,7 +162,12 @@ pub struct Conv2dParams {
 
 impl Default for Conv2dParams {
     fn default() -> Self {
-        Self { stride: (1, 1), padding: Padding::default(), dilation: (1, 1), groups: 1 }
+        Self {
+            stride: (1, 1),
+            padding: Padding::default(),
+            dilation: (1, 1),
+            groups: 1,
+        }
     }
 }
 
@@ -285,7 +305,10 @@ const MAX_ELEMENTS: u64 = u32::MAX as u64;
 
 fn nonzero_shape(tensor: &'static str, shape: &[usize]) -> Result<()> {
     if shape.contains(&0) {
-        return Err(Error::EmptyDimension { tensor, shape: shape.to_vec() });
+        return Err(Error::EmptyDimension {
+            tensor,
+            shape: shape.to_vec(),
+        });
     }
     Ok(())
 }
@@ -295,26 +318,47 @@ fn nonzero_shape(tensor: &'static str, shape: &[usize]) -> Result<()> {
 fn checked_elements(what: &'static str, shape: &[usize]) -> Result<u64> {
     let mut total: u64 = 1;
     for &d in shape {
-        let d = u64::try_from(d).map_err(|_| Error::SizeOverflow { what, limit: "u64 bytes" })?;
-        total = total.checked_mul(d).ok_or(Error::SizeOverflow { what, limit: "u64 bytes" })?;
+        let d = u64::try_from(d).map_err(|_| Error::SizeOverflow {
+            what,
+            limit: "u64 bytes",
+        })?;
+        total = total.checked_mul(d).ok_or(Error::SizeOverflow {
+            what,
+            limit: "u64 bytes",
+        })?;
     }
-    total.checked_mul(4).ok_or(Error::SizeOverflow { what, limit: "u64 bytes" })?;
+    total.checked_mul(4).ok_or(Error::SizeOverflow {
+        what,
+        limit: "u64 bytes",
+    })?;
     if total > MAX_ELEMENTS {
-        return Err(Error::SizeOverflow { what, limit: "u32 element indices" });
+        return Err(Error::SizeOverflow {
+            what,
+            limit: "u32 element indices",
+        });
     }
     Ok(total)
 }
 
 fn to_u32(what: &'static str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::SizeOverflow { what, limit: "u32 element indices" })
+    u32::try_from(v).map_err(|_| Error::SizeOverflow {
+        what,
+        limit: "u32 element indices",
+    })
 }
 
 fn check_common(stride: (u32, u32), dilation: (u32, u32), groups: u32) -> Result<()> {
     if stride.0 == 0 || stride.1 == 0 {
-        return Err(Error::ZeroStride { h: stride.0, w: stride.1 });
+        return Err(Error::ZeroStride {
+            h: stride.0,
+            w: stride.1,
+        });
     }
     if dilation.0 == 0 || dilation.1 == 0 {
-        return Err(Error::ZeroDilation { h: dilation.0, w: dilation.1 });
+        return Err(Error::ZeroDilation {
+            h: dilation.0,
+            w: dilation.1,
+        });
     }
     if groups == 0 {
         return Err(Error::ZeroGroups);
@@ -323,22 +367,19 @@ fn check_common(stride: (u32, u32), dilation: (u32, u32), groups: u32) -> Result
 }
 
 fn check_divisible(what: &'static str, channels: usize, groups: usize) -> Result<()> {
-    if channels % groups != 0 {
-        return Err(Error::ChannelsNotDivisible { what, channels, groups });
+    if !channels.is_multiple_of(groups) {
+        return Err(Error::ChannelsNotDivisible {
+            what,
+            channels,
+            groups,
+        });
     }
     Ok(())
 }
 
 /// Forward output extent along one axis:
 /// `floor((in + pad_a + pad_b − dil·(k − 1) − 1) / stride) + 1`.
-fn forward_extent(
-    axis: Axis,
-    input: u64,
-    pad: u64,
-    k: u64,
-    dil: u64,
-    stride: u64,
-) -> Result<u64> {
+fn forward_extent(axis: Axis, input: u64, pad: u64, k: u64, dil: u64, stride: u64) -> Result<u64> {
     let padded = input + pad;
     let reach = dil * (k - 1) + 1;
     if reach > padded {
@@ -374,7 +415,11 @@ impl Conv2dShape {
         check_divisible("input channels", c_in, g)?;
         check_divisible("output channels", c_out, g)?;
         if wc * g != c_in {
-            return Err(Error::WeightChannelMismatch { weight_channels: wc, c_in, groups: g });
+            return Err(Error::WeightChannelMismatch {
+                weight_channels: wc,
+                c_in,
+                groups: g,
+            });
         }
         if let Some(len) = bias_len {
             if len != c_out {
@@ -451,17 +496,28 @@ impl Conv2dShape {
                 groups: g,
             });
         }
-        let c_out = k_per_group
-            .checked_mul(g)
-            .ok_or(Error::SizeOverflow { what: "weight", limit: "u64 bytes" })?;
+        let c_out = k_per_group.checked_mul(g).ok_or(Error::SizeOverflow {
+            what: "weight",
+            limit: "u64 bytes",
+        })?;
         if let Some(len) = bias_len {
             if len != c_out {
                 return Err(Error::BiasLength { len, c_out });
             }
         }
         for (axis, op, stride, dil) in [
-            (Axis::Height, params.output_padding.0, params.stride.0, params.dilation.0),
-            (Axis::Width, params.output_padding.1, params.stride.1, params.dilation.1),
+            (
+                Axis::Height,
+                params.output_padding.0,
+                params.stride.0,
+                params.dilation.0,
+            ),
+            (
+                Axis::Width,
+                params.output_padding.1,
+                params.stride.1,
+                params.dilation.1,
+            ),
         ] {
             if op >= stride && op >= dil {
                 return Err(Error::OutputPaddingTooLarge {
@@ -475,17 +531,18 @@ impl Conv2dShape {
         checked_elements("input", &input)?;
         checked_elements("weight", &weight)?;
         let p = params.padding;
-        let extent = |axis, input: usize, stride: u32, pa: u32, pb: u32, dil: u32, k: usize, op: u32| {
-            let size = (input as i64 - 1) * i64::from(stride) - i64::from(pa) - i64::from(pb)
-                + i64::from(dil) * (k as i64 - 1)
-                + i64::from(op)
-                + 1;
-            if size <= 0 {
-                Err(Error::NonPositiveOutput { axis, size })
-            } else {
-                Ok(size as usize)
-            }
-        };
+        let extent =
+            |axis, input: usize, stride: u32, pa: u32, pb: u32, dil: u32, k: usize, op: u32| {
+                let size = (input as i64 - 1) * i64::from(stride) - i64::from(pa) - i64::from(pb)
+                    + i64::from(dil) * (k as i64 - 1)
+                    + i64::from(op)
+                    + 1;
+                if size <= 0 {
+                    Err(Error::NonPositiveOutput { axis, size })
+                } else {
+                    Ok(size as usize)
+                }
+            };
         let h_out = extent(
             Axis::Height,
             h_in,
@@ -595,14 +652,16 @@ impl Conv2dShape {
     /// Bytes read and written by one call, counting each tensor once
     /// (input, weight, bias, output), in f32.
     pub fn bytes_moved(&self) -> u64 {
-        4 * (self.input_len() + self.weight_len() + self.c_out as usize + self.output_len())
-            as u64
+        4 * (self.input_len() + self.weight_len() + self.c_out as usize + self.output_len()) as u64
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (input shape, weight shape, parameters, expected output shape)
+    type Row<P> = ([usize; 4], [usize; 4], P, [usize; 4]);
 
     fn p(stride: u32, pad: u32, dil: u32, groups: u32) -> Conv2dParams {
         Conv2dParams::default()
@@ -615,27 +674,78 @@ mod tests {
     #[test]
     fn forward_output_sizes() {
         // (input, weight, params, expected output shape); sizes as PyTorch computes them.
-        let table: &[([usize; 4], [usize; 4], Conv2dParams, [usize; 4])] = &[
-            ([1, 3, 224, 224], [64, 3, 7, 7], p(2, 3, 1, 1), [1, 64, 112, 112]),
-            ([1, 64, 56, 56], [64, 64, 3, 3], p(1, 1, 1, 1), [1, 64, 56, 56]),
-            ([1, 128, 56, 56], [128, 128, 3, 3], p(2, 1, 1, 1), [1, 128, 28, 28]),
-            ([1, 256, 33, 33], [256, 256, 3, 3], p(1, 12, 12, 1), [1, 256, 33, 33]),
-            ([1, 144, 56, 56], [144, 1, 3, 3], p(1, 1, 1, 144), [1, 144, 56, 56]),
-            ([1, 7, 11, 13], [14, 1, 5, 5], p(1, 2, 1, 7), [1, 14, 11, 13]),
+        let table: &[Row<Conv2dParams>] = &[
+            (
+                [1, 3, 224, 224],
+                [64, 3, 7, 7],
+                p(2, 3, 1, 1),
+                [1, 64, 112, 112],
+            ),
+            (
+                [1, 64, 56, 56],
+                [64, 64, 3, 3],
+                p(1, 1, 1, 1),
+                [1, 64, 56, 56],
+            ),
+            (
+                [1, 128, 56, 56],
+                [128, 128, 3, 3],
+                p(2, 1, 1, 1),
+                [1, 128, 28, 28],
+            ),
+            (
+                [1, 256, 33, 33],
+                [256, 256, 3, 3],
+                p(1, 12, 12, 1),
+                [1, 256, 33, 33],
+            ),
+            (
+                [1, 144, 56, 56],
+                [144, 1, 3, 3],
+                p(1, 1, 1, 144),
+                [1, 144, 56, 56],
+            ),
+            (
+                [1, 7, 11, 13],
+                [14, 1, 5, 5],
+                p(1, 2, 1, 7),
+                [1, 14, 11, 13],
+            ),
             ([2, 3, 25, 25], [5, 3, 3, 3], p(2, 4, 4, 1), [2, 5, 13, 13]),
             ([1, 3, 5, 5], [4, 3, 5, 5], p(1, 0, 1, 1), [1, 4, 1, 1]),
             ([1, 2, 1, 1], [3, 2, 3, 3], p(1, 1, 1, 1), [1, 3, 1, 1]),
             ([1, 4, 1, 17], [4, 4, 1, 3], p(1, 0, 1, 1), [1, 4, 1, 15]),
-            ([1, 5, 11, 9], [7, 5, 3, 3], p(2, 0, 1, 1).padding(Padding::new(0, 1, 0, 1)).stride(2, 1), [1, 7, 5, 9]),
-            ([1, 6, 10, 10], [4, 6, 3, 3], p(1, 0, 1, 1).padding(Padding::new(0, 2, 1, 0)), [1, 4, 9, 10]),
-            ([1, 4, 17, 23], [6, 4, 3, 3], p(1, 0, 1, 1).padding(Padding::new(1, 3, 1, 3)).dilation(1, 3), [1, 6, 17, 23]),
+            (
+                [1, 5, 11, 9],
+                [7, 5, 3, 3],
+                p(2, 0, 1, 1).padding(Padding::new(0, 1, 0, 1)).stride(2, 1),
+                [1, 7, 5, 9],
+            ),
+            (
+                [1, 6, 10, 10],
+                [4, 6, 3, 3],
+                p(1, 0, 1, 1).padding(Padding::new(0, 2, 1, 0)),
+                [1, 4, 9, 10],
+            ),
+            (
+                [1, 4, 17, 23],
+                [6, 4, 3, 3],
+                p(1, 0, 1, 1)
+                    .padding(Padding::new(1, 3, 1, 3))
+                    .dilation(1, 3),
+                [1, 6, 17, 23],
+            ),
             // floor division: (10 + 0 - 3) / 3 + 1 = 3
             ([1, 1, 10, 10], [1, 1, 3, 3], p(3, 0, 1, 1), [1, 1, 3, 3]),
         ];
         for (input, weight, params, expected) in table {
             let s = Conv2dShape::conv2d(*input, *weight, Some(weight[0]), params)
                 .unwrap_or_else(|e| panic!("{input:?} {weight:?}: {e}"));
-            assert_eq!(s.output_shape(), *expected, "{input:?} {weight:?} {params:?}");
+            assert_eq!(
+                s.output_shape(),
+                *expected,
+                "{input:?} {weight:?} {params:?}"
+            );
         }
     }
 
@@ -645,9 +755,18 @@ mod tests {
         let ok_w = [6, 4, 3, 3];
         let d = Conv2dParams::default();
         let cases: Vec<(Result<Conv2dShape>, &str)> = vec![
-            (Conv2dShape::conv2d(ok_in, ok_w, None, &d.stride(0, 1)), "ZeroStride { h: 0, w: 1 }"),
-            (Conv2dShape::conv2d(ok_in, ok_w, None, &d.dilation(1, 0)), "ZeroDilation { h: 1, w: 0 }"),
-            (Conv2dShape::conv2d(ok_in, ok_w, None, &d.groups(0)), "ZeroGroups"),
+            (
+                Conv2dShape::conv2d(ok_in, ok_w, None, &d.stride(0, 1)),
+                "ZeroStride { h: 0, w: 1 }",
+            ),
+            (
+                Conv2dShape::conv2d(ok_in, ok_w, None, &d.dilation(1, 0)),
+                "ZeroDilation { h: 1, w: 0 }",
+            ),
+            (
+                Conv2dShape::conv2d(ok_in, ok_w, None, &d.groups(0)),
+                "ZeroGroups",
+            ),
             (
                 Conv2dShape::conv2d([1, 6, 8, 8], [6, 2, 3, 3], None, &d.groups(4)),
                 "ChannelsNotDivisible { what: \"input channels\", channels: 6, groups: 4 }",
@@ -660,7 +779,10 @@ mod tests {
                 Conv2dShape::conv2d(ok_in, [6, 3, 3, 3], None, &d),
                 "WeightChannelMismatch { weight_channels: 3, c_in: 4, groups: 1 }",
             ),
-            (Conv2dShape::conv2d(ok_in, ok_w, Some(5), &d), "BiasLength { len: 5, c_out: 6 }"),
+            (
+                Conv2dShape::conv2d(ok_in, ok_w, Some(5), &d),
+                "BiasLength { len: 5, c_out: 6 }",
+            ),
             (
                 Conv2dShape::conv2d([1, 4, 4, 8], ok_w, None, &d.dilation(2, 1)),
                 "KernelLargerThanInput { axis: Height, padded_input: 4, dilated_kernel: 5 }",
@@ -714,22 +836,70 @@ mod tests {
     #[test]
     fn transposed_output_sizes() {
         let t = ConvTranspose2dParams::default;
-        let table: &[([usize; 4], [usize; 4], ConvTranspose2dParams, [usize; 4])] = &[
+        let table: &[Row<ConvTranspose2dParams>] = &[
             ([1, 4, 7, 6], [4, 5, 3, 3], t(), [1, 5, 9, 8]),
-            ([1, 8, 8, 8], [8, 4, 4, 4], t().stride(2, 2).padding(Padding::uniform(1)), [1, 4, 16, 16]),
-            ([2, 4, 6, 5], [4, 3, 3, 3], t().stride(2, 2).padding(Padding::uniform(1)).output_padding(1, 1), [2, 3, 12, 10]),
+            (
+                [1, 8, 8, 8],
+                [8, 4, 4, 4],
+                t().stride(2, 2).padding(Padding::uniform(1)),
+                [1, 4, 16, 16],
+            ),
+            (
+                [2, 4, 6, 5],
+                [4, 3, 3, 3],
+                t().stride(2, 2)
+                    .padding(Padding::uniform(1))
+                    .output_padding(1, 1),
+                [2, 3, 12, 10],
+            ),
             ([1, 3, 5, 4], [3, 2, 2, 2], t().stride(3, 3), [1, 2, 14, 11]),
-            ([1, 3, 6, 6], [3, 4, 3, 3], t().stride(2, 2).padding(Padding::new(0, 1, 2, 0)).output_padding(1, 0), [1, 4, 12, 12]),
-            ([1, 4, 6, 6], [4, 4, 3, 3], t().stride(2, 2).padding(Padding::uniform(1)).dilation(2, 2).output_padding(1, 1), [1, 4, 14, 14]),
-            ([1, 6, 5, 5], [6, 2, 3, 3], t().stride(2, 2).groups(2), [1, 4, 11, 11]),
-            ([1, 2, 4, 3], [2, 3, 5, 5], t().stride(4, 4).padding(Padding::new(1, 2, 1, 2)).output_padding(3, 2), [1, 3, 18, 11]),
+            (
+                [1, 3, 6, 6],
+                [3, 4, 3, 3],
+                t().stride(2, 2)
+                    .padding(Padding::new(0, 1, 2, 0))
+                    .output_padding(1, 0),
+                [1, 4, 12, 12],
+            ),
+            (
+                [1, 4, 6, 6],
+                [4, 4, 3, 3],
+                t().stride(2, 2)
+                    .padding(Padding::uniform(1))
+                    .dilation(2, 2)
+                    .output_padding(1, 1),
+                [1, 4, 14, 14],
+            ),
+            (
+                [1, 6, 5, 5],
+                [6, 2, 3, 3],
+                t().stride(2, 2).groups(2),
+                [1, 4, 11, 11],
+            ),
+            (
+                [1, 2, 4, 3],
+                [2, 3, 5, 5],
+                t().stride(4, 4)
+                    .padding(Padding::new(1, 2, 1, 2))
+                    .output_padding(3, 2),
+                [1, 3, 18, 11],
+            ),
             // output_padding < dilation is allowed even with stride 1
-            ([1, 1, 4, 4], [1, 1, 3, 3], t().dilation(2, 2).output_padding(1, 1), [1, 1, 9, 9]),
+            (
+                [1, 1, 4, 4],
+                [1, 1, 3, 3],
+                t().dilation(2, 2).output_padding(1, 1),
+                [1, 1, 9, 9],
+            ),
         ];
         for (input, weight, params, expected) in table {
             let s = Conv2dShape::conv_transpose2d(*input, *weight, None, params)
                 .unwrap_or_else(|e| panic!("{input:?} {weight:?}: {e}"));
-            assert_eq!(s.output_shape(), *expected, "{input:?} {weight:?} {params:?}");
+            assert_eq!(
+                s.output_shape(),
+                *expected,
+                "{input:?} {weight:?} {params:?}"
+            );
         }
     }
 
@@ -738,15 +908,30 @@ mod tests {
         let t = ConvTranspose2dParams::default;
         let cases: Vec<(Result<Conv2dShape>, &str)> = vec![
             (
-                Conv2dShape::conv_transpose2d([1, 4, 5, 5], [4, 2, 3, 3], None, &t().stride(2, 2).output_padding(2, 0)),
+                Conv2dShape::conv_transpose2d(
+                    [1, 4, 5, 5],
+                    [4, 2, 3, 3],
+                    None,
+                    &t().stride(2, 2).output_padding(2, 0),
+                ),
                 "OutputPaddingTooLarge { axis: Height, output_padding: 2, stride: 2, dilation: 1 }",
             ),
             (
-                Conv2dShape::conv_transpose2d([1, 4, 5, 5], [4, 2, 3, 3], None, &t().output_padding(0, 1)),
+                Conv2dShape::conv_transpose2d(
+                    [1, 4, 5, 5],
+                    [4, 2, 3, 3],
+                    None,
+                    &t().output_padding(0, 1),
+                ),
                 "OutputPaddingTooLarge { axis: Width, output_padding: 1, stride: 1, dilation: 1 }",
             ),
             (
-                Conv2dShape::conv_transpose2d([1, 4, 1, 1], [4, 2, 1, 1], None, &t().padding(Padding::new(1, 0, 0, 0))),
+                Conv2dShape::conv_transpose2d(
+                    [1, 4, 1, 1],
+                    [4, 2, 1, 1],
+                    None,
+                    &t().padding(Padding::new(1, 0, 0, 0)),
+                ),
                 "NonPositiveOutput { axis: Height, size: 0 }",
             ),
             (
@@ -761,7 +946,10 @@ mod tests {
                 Conv2dShape::conv_transpose2d([1, 4, 5, 5], [3, 2, 3, 3], None, &t()),
                 "WeightChannelMismatch { weight_channels: 3, c_in: 4, groups: 1 }",
             ),
-            (Conv2dShape::conv_transpose2d([1, 4, 5, 5], [4, 2, 3, 3], None, &t().stride(1, 0)), "ZeroStride { h: 1, w: 0 }"),
+            (
+                Conv2dShape::conv_transpose2d([1, 4, 5, 5], [4, 2, 3, 3], None, &t().stride(1, 0)),
+                "ZeroStride { h: 1, w: 0 }",
+            ),
         ];
         for (got, want) in cases {
             match got {
@@ -776,13 +964,16 @@ mod tests {
         // peers.md: r3x3 = 231.2 MFLOP, tconv4 = 268.4 MFLOP, dw3 = 8.13 MFLOP.
         let r = Conv2dShape::conv2d([1, 64, 56, 56], [64, 64, 3, 3], None, &p(1, 1, 1, 1)).unwrap();
         assert_eq!(r.flops(), 231_211_008);
-        let dw = Conv2dShape::conv2d([1, 144, 56, 56], [144, 1, 3, 3], None, &p(1, 1, 1, 144)).unwrap();
+        let dw =
+            Conv2dShape::conv2d([1, 144, 56, 56], [144, 1, 3, 3], None, &p(1, 1, 1, 144)).unwrap();
         assert_eq!(dw.flops(), 8_128_512);
         let t = Conv2dShape::conv_transpose2d(
             [1, 128, 32, 32],
             [128, 64, 4, 4],
             None,
-            &ConvTranspose2dParams::default().stride(2, 2).padding(Padding::uniform(1)),
+            &ConvTranspose2dParams::default()
+                .stride(2, 2)
+                .padding(Padding::uniform(1)),
         )
         .unwrap();
         assert_eq!(t.flops(), 268_435_456);

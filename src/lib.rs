@@ -37,7 +37,9 @@ pub mod tensor;
 
 pub use engine::{AdapterReport, Engine, EngineOptions};
 pub use error::{Axis, Error, Result};
-pub use geometry::{Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding};
+pub use geometry::{
+    Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding,
+};
 pub use ops::conv2d::{Conv2d, DepthwiseSeparable, LayerOptions};
 pub use pipelines::{Kernel, KernelKey};
 pub use reference::{Comparison, Tolerance};

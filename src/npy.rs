@@ -8,7 +8,7 @@
 //! file behind.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
 /// Why a `.npy` file was rejected. Each message is one line.
@@ -86,8 +86,12 @@ impl NpyArray {
 /// Any [`NpyError`].
 pub fn read_f32(path: &Path, max_elements: u64) -> Result<NpyArray, NpyError> {
     let file = File::open(path).map_err(|e| NpyError::Io(e.to_string()))?;
-    let file_len = file.metadata().map_err(|e| NpyError::Io(e.to_string()))?.len();
-    let npy = npyz::NpyFile::new(BufReader::new(file)).map_err(|e| NpyError::Corrupt(e.to_string()))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| NpyError::Io(e.to_string()))?
+        .len();
+    let npy =
+        npyz::NpyFile::new(BufReader::new(file)).map_err(|e| NpyError::Corrupt(e.to_string()))?;
     let dtype = npy.dtype();
     match &dtype {
         npyz::DType::Plain(ts) if ts.to_string() == "<f4" => {}
@@ -101,23 +105,38 @@ pub fn read_f32(path: &Path, max_elements: u64) -> Result<NpyArray, NpyError> {
     let elements = match elements {
         Some(e) if e <= max_elements => e,
         e => {
-            return Err(NpyError::TooLarge { shape, elements: e.unwrap_or(u64::MAX), max: max_elements });
+            return Err(NpyError::TooLarge {
+                shape,
+                elements: e.unwrap_or(u64::MAX),
+                max: max_elements,
+            });
         }
     };
     // The header is at least 10 bytes; refuse before allocating when the data cannot be there.
     let needed = elements * 4;
     let available = file_len.saturating_sub(10);
     if needed > available {
-        return Err(NpyError::Truncated { shape, needed, available });
+        return Err(NpyError::Truncated {
+            shape,
+            needed,
+            available,
+        });
     }
     let data: Vec<f32> = npy.into_vec().map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            NpyError::Truncated { shape: shape.clone(), needed, available: file_len }
+            NpyError::Truncated {
+                shape: shape.clone(),
+                needed,
+                available: file_len,
+            }
         } else {
             NpyError::Corrupt(e.to_string())
         }
     })?;
-    Ok(NpyArray { shape: shape.iter().map(|&d| d as usize).collect(), data })
+    Ok(NpyArray {
+        shape: shape.iter().map(|&d| d as usize).collect(),
+        data,
+    })
 }
 
 /// Writes `data` with `shape` as a little-endian f32 C-order `.npy` file,
@@ -131,7 +150,10 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let file = File::create(&tmp)?;
@@ -139,7 +161,9 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<
         {
             let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
             let mut npy = npyz::WriteOptions::<f32>::new()
-                .dtype(npyz::DType::Plain("<f4".parse().map_err(|_| std::io::Error::other("dtype"))?))
+                .dtype(npyz::DType::Plain(
+                    "<f4".parse().map_err(|_| std::io::Error::other("dtype"))?,
+                ))
                 .shape(&shape)
                 .writer(&mut w)
                 .begin_nd()?;
@@ -170,18 +194,31 @@ mod tests {
         assert_eq!(a.shape, vec![1, 2, 3, 4]);
         assert_eq!(a.data, data);
         assert_eq!(a.nchw().unwrap(), [1, 2, 3, 4]);
-        assert!(matches!(read_f32(&p, 10), Err(NpyError::TooLarge { elements: 24, .. })));
+        assert!(matches!(
+            read_f32(&p, 10),
+            Err(NpyError::TooLarge { elements: 24, .. })
+        ));
         // Truncate the data.
         let bytes = std::fs::read(&p).unwrap();
         let t = dir.path().join("t.npy");
         std::fs::write(&t, &bytes[..bytes.len() - 8]).unwrap();
-        assert!(matches!(read_f32(&t, 1 << 20), Err(NpyError::Truncated { .. })), "{:?}", read_f32(&t, 1 << 20));
+        assert!(
+            matches!(read_f32(&t, 1 << 20), Err(NpyError::Truncated { .. })),
+            "{:?}",
+            read_f32(&t, 1 << 20)
+        );
         // Garbage.
         std::fs::write(&t, b"not an npy file at all").unwrap();
         assert!(matches!(read_f32(&t, 1 << 20), Err(NpyError::Corrupt(_))));
-        assert!(matches!(read_f32(&dir.path().join("missing.npy"), 1), Err(NpyError::Io(_))));
+        assert!(matches!(
+            read_f32(&dir.path().join("missing.npy"), 1),
+            Err(NpyError::Io(_))
+        ));
         // No temporary files left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 }

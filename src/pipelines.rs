@@ -9,8 +9,9 @@
 //! uniform. The cache holds one pipeline per key, compiled once per engine.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 
@@ -30,7 +31,11 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 3] = [Kernel::Conv2dDirect, Kernel::Conv2dTiled, Kernel::Conv2dDepthwise];
+    pub const ALL: [Kernel; 3] = [
+        Kernel::Conv2dDirect,
+        Kernel::Conv2dTiled,
+        Kernel::Conv2dDepthwise,
+    ];
 
     /// Short name (the shader's file stem).
     pub fn name(self) -> &'static str {
@@ -77,7 +82,10 @@ const END: &str = "// specialise:end";
 impl KernelKey {
     /// A key with no specialisation constants.
     pub fn plain(kernel: Kernel) -> Self {
-        Self { kernel, consts: Vec::new() }
+        Self {
+            kernel,
+            consts: Vec::new(),
+        }
     }
 
     /// The complete specialised WGSL module.
@@ -87,7 +95,10 @@ impl KernelKey {
     /// the key names (a bug in wgconv, caught by the shader tests).
     pub fn wgsl(&self) -> Result<String> {
         let src = self.kernel.source();
-        let err = |message: String| Error::Shader { kernel: self.kernel.name().into(), message };
+        let err = |message: String| Error::Shader {
+            kernel: self.kernel.name().into(),
+            message,
+        };
         let mut out = String::with_capacity(src.len() + 64);
         let mut inside = false;
         let mut seen = vec![false; self.consts.len()];
@@ -111,7 +122,10 @@ impl KernelKey {
             out.push('\n');
         }
         if let Some(i) = seen.iter().position(|s| !s) {
-            return Err(err(format!("no specialisation constant {}", self.consts[i].0)));
+            return Err(err(format!(
+                "no specialisation constant {}",
+                self.consts[i].0
+            )));
         }
         Ok(out)
     }
@@ -158,6 +172,7 @@ pub(crate) struct PipelineCache {
     pipeline_layout: wgpu::PipelineLayout,
     map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
     compiled: AtomicUsize,
+    compile_nanos: AtomicU64,
 }
 
 impl PipelineCache {
@@ -168,16 +183,31 @@ impl PipelineCache {
             bind_group_layouts: &[Some(&conv_layout)],
             immediate_size: 0,
         });
-        Self { conv_layout, pipeline_layout, map: Mutex::new(HashMap::new()), compiled: AtomicUsize::new(0) }
+        Self {
+            conv_layout,
+            pipeline_layout,
+            map: Mutex::new(HashMap::new()),
+            compiled: AtomicUsize::new(0),
+            compile_nanos: AtomicU64::new(0),
+        }
     }
 
     pub(crate) fn compiled(&self) -> usize {
         self.compiled.load(Ordering::Relaxed)
     }
 
+    /// Wall time spent creating pipelines (driver shader compilation included).
+    pub(crate) fn compile_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.compile_nanos.load(Ordering::Relaxed))
+    }
+
     /// The pipeline for `key`, compiling it on first use. The lock is held
     /// while compiling so that two threads never compile the same key.
-    pub(crate) fn get(&self, device: &wgpu::Device, key: &KernelKey) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub(crate) fn get(
+        &self,
+        device: &wgpu::Device,
+        key: &KernelKey,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut map = self
             .map
             .lock()
@@ -185,6 +215,7 @@ impl PipelineCache {
         if let Some(p) = map.get(key) {
             return Ok(Arc::clone(p));
         }
+        let start = Instant::now();
         let source = key.wgsl()?;
         let label = key.to_string();
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -204,6 +235,11 @@ impl PipelineCache {
             cache: None,
         });
         self.compiled.fetch_add(1, Ordering::Relaxed);
+        let nanos = start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.compile_nanos.fetch_add(nanos, Ordering::Relaxed);
+        if std::env::var_os("WGCONV_LOG_COMPILES").is_some() {
+            eprintln!("wgconv: compiled {key} in {:.1} ms", nanos as f64 / 1e6);
+        }
         let p = Arc::new(pipeline);
         map.insert(key.clone(), Arc::clone(&p));
         Ok(p)
@@ -216,9 +252,12 @@ mod tests {
 
     fn validate(src: &str) -> std::result::Result<(), String> {
         let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-            .validate(&module)
-            .map_err(|e| format!("{e:?}"))?;
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .map_err(|e| format!("{e:?}"))?;
         Ok(())
     }
 
@@ -233,13 +272,19 @@ mod tests {
 
     #[test]
     fn specialisation_rewrites_only_named_constants() {
-        let key = KernelKey { kernel: Kernel::Conv2dTiled, consts: vec![("K_H", 5), ("K_W", 1)] };
+        let key = KernelKey {
+            kernel: Kernel::Conv2dTiled,
+            consts: vec![("PIX", 2), ("K_W", 1)],
+        };
         let src = key.wgsl().unwrap();
-        assert!(src.contains("const K_H: u32 = 5u;"));
+        assert!(src.contains("const PIX: u32 = 2u;"));
         assert!(src.contains("const K_W: u32 = 1u;"));
         validate(&src).unwrap();
-        let bad = KernelKey { kernel: Kernel::Conv2dTiled, consts: vec![("NOPE", 1)] };
+        let bad = KernelKey {
+            kernel: Kernel::Conv2dTiled,
+            consts: vec![("NOPE", 1)],
+        };
         assert!(matches!(bad.wgsl(), Err(Error::Shader { .. })));
-        assert_eq!(key.to_string(), "conv2d_tiled-kh5-kw1");
+        assert_eq!(key.to_string(), "conv2d_tiled-pix2-kw1");
     }
 }

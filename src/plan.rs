@@ -22,7 +22,10 @@ pub struct AdapterProfile {
 impl AdapterProfile {
     /// The profile of an adapter.
     pub fn from_info(info: &wgpu::AdapterInfo) -> Self {
-        Self { device_type: info.device_type, backend: info.backend }
+        Self {
+            device_type: info.device_type,
+            backend: info.backend,
+        }
     }
 }
 
@@ -84,7 +87,11 @@ fn seg(pix: u32, s: &LayerSig) -> u32 {
 
 /// The kernel family for a layer, and its weight layout. `force` overrides
 /// the choice (tests use it to keep every family correct).
-pub fn weight_layout(sig: &LayerSig, _adapter: &AdapterProfile, force: Option<Kernel>) -> (Kernel, WeightLayout) {
+pub fn weight_layout(
+    sig: &LayerSig,
+    _adapter: &AdapterProfile,
+    force: Option<Kernel>,
+) -> (Kernel, WeightLayout) {
     let depthwise = sig.c_in_per_group == 1 && sig.groups > 1;
     let kernel = match force {
         Some(k) => k,
@@ -123,18 +130,20 @@ pub struct Plan {
 pub const WORKGROUP: u32 = 64;
 
 /// Plans one convolution.
-pub fn plan(shape: &Conv2dShape, activation: Activation, adapter: &AdapterProfile, force: Option<Kernel>) -> Plan {
+pub fn plan(
+    shape: &Conv2dShape,
+    activation: Activation,
+    adapter: &AdapterProfile,
+    force: Option<Kernel>,
+) -> Plan {
     let sig = LayerSig::of(shape);
     let (kernel, layout) = weight_layout(&sig, adapter, force);
     let act = activation.code();
     let spatial = |pix: u32| {
         let mut c = vec![
             ("PIX", pix),
-            ("K_H", shape.k_h),
             ("K_W", shape.k_w),
-            ("S_H", shape.stride_h),
             ("S_W", shape.stride_w),
-            ("D_H", shape.dil_h),
             ("D_W", shape.dil_w),
             ("ACT", act),
         ];
@@ -155,7 +164,11 @@ pub fn plan(shape: &Conv2dShape, activation: Activation, adapter: &AdapterProfil
         Kernel::Conv2dDirect => Plan {
             key: KernelKey::plain(kernel),
             layout,
-            groups: [(shape.h_out * shape.w_out).div_ceil(WORKGROUP), shape.c_out, shape.n],
+            groups: [
+                (shape.h_out * shape.w_out).div_ceil(WORKGROUP),
+                shape.c_out,
+                shape.n,
+            ],
             blocks_w: shape.w_out,
             blocks_per_group: shape.c_out_per_group(),
         },
@@ -163,9 +176,16 @@ pub fn plan(shape: &Conv2dShape, activation: Activation, adapter: &AdapterProfil
             let pix = pix();
             let blocks_w = shape.w_out.div_ceil(pix);
             Plan {
-                key: KernelKey { kernel, consts: spatial(pix) },
+                key: KernelKey {
+                    kernel,
+                    consts: spatial(pix),
+                },
                 layout,
-                groups: [(shape.h_out * blocks_w).div_ceil(WORKGROUP), shape.c_out, shape.n],
+                groups: [
+                    (shape.h_out * blocks_w).div_ceil(WORKGROUP),
+                    shape.c_out,
+                    shape.n,
+                ],
                 blocks_w,
                 blocks_per_group: shape.c_out_per_group(),
             }
@@ -179,7 +199,10 @@ pub fn plan(shape: &Conv2dShape, activation: Activation, adapter: &AdapterProfil
             let blocks_w = shape.w_out.div_ceil(pix);
             let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
             Plan {
-                key: KernelKey { kernel, consts: spatial(pix) },
+                key: KernelKey {
+                    kernel,
+                    consts: spatial(pix),
+                },
                 layout,
                 groups: [
                     (shape.h_out * blocks_w).div_ceil(WORKGROUP),
@@ -233,7 +256,10 @@ mod tests {
     use crate::geometry::{Conv2dParams, Padding};
 
     fn cpu() -> AdapterProfile {
-        AdapterProfile { device_type: wgpu::DeviceType::Cpu, backend: wgpu::Backend::Vulkan }
+        AdapterProfile {
+            device_type: wgpu::DeviceType::Cpu,
+            backend: wgpu::Backend::Vulkan,
+        }
     }
 
     #[test]
@@ -242,7 +268,9 @@ mod tests {
             [1, 144, 56, 56],
             [144, 1, 3, 3],
             None,
-            &Conv2dParams::default().padding(Padding::uniform(1)).groups(144),
+            &Conv2dParams::default()
+                .padding(Padding::uniform(1))
+                .groups(144),
         )
         .unwrap();
         let p = plan(&s, Activation::Relu6, &cpu(), None);
@@ -276,7 +304,10 @@ mod tests {
             &Conv2dParams::default().dilation(1, 40),
         )
         .unwrap();
-        assert_eq!(plan(&s, Activation::None, &cpu(), None).key.kernel, Kernel::Conv2dDirect);
+        assert_eq!(
+            plan(&s, Activation::None, &cpu(), None).key.kernel,
+            Kernel::Conv2dDirect
+        );
     }
 
     #[test]
@@ -294,6 +325,9 @@ mod tests {
         let w: Vec<f32> = (0..10).map(|v| v as f32 + 1.0).collect();
         let r = repack_weight(&w, &sig, WeightLayout::Blocked { cob4: 1 });
         // group 0: blocks [1,2,3,4], [5,0,0,0]; group 1: [6,7,8,9], [10,0,0,0]
-        assert_eq!(r, vec![1., 2., 3., 4., 5., 0., 0., 0., 6., 7., 8., 9., 10., 0., 0., 0.]);
+        assert_eq!(
+            r,
+            vec![1., 2., 3., 4., 5., 0., 0., 0., 6., 7., 8., 9., 10., 0., 0., 0.]
+        );
     }
 }

@@ -30,7 +30,12 @@ impl RefOutput {
 fn check_len(what: &'static str, shape: &[usize], data: usize) -> Result<()> {
     let expected: usize = shape.iter().product();
     if data != expected {
-        return Err(Error::DataLength { what, shape: shape.to_vec(), expected, actual: data });
+        return Err(Error::DataLength {
+            what,
+            shape: shape.to_vec(),
+            expected,
+            actual: data,
+        });
     }
     Ok(())
 }
@@ -52,7 +57,10 @@ pub fn conv(
     check_len("weight", &shape.weight_shape(), weight.len())?;
     if let Some(b) = bias {
         if b.len() != shape.c_out as usize {
-            return Err(Error::BiasLength { len: b.len(), c_out: shape.c_out as usize });
+            return Err(Error::BiasLength {
+                len: b.len(),
+                c_out: shape.c_out as usize,
+            });
         }
     }
     let mut acc = vec![0f64; shape.output_len()];
@@ -70,7 +78,11 @@ pub fn conv(
         }
         *v = activation.apply(*v);
     }
-    Ok(RefOutput { values: acc, magnitude: mag, terms: shape.reduction_len() + 1 })
+    Ok(RefOutput {
+        values: acc,
+        magnitude: mag,
+        terms: shape.reduction_len() + 1,
+    })
 }
 
 /// Forward convolution: every output gathers `c_in/G · k_h · k_w` taps.
@@ -150,7 +162,8 @@ fn transposed(s: &Conv2dShape, input: &[f32], weight: &[f32], acc: &mut [f64], m
                                 if ow < 0 || ow >= w_out {
                                     continue;
                                 }
-                                let w = f64::from(weight[((ci * cpg_out + kc) * k_h + kh) * k_w + kw]);
+                                let w =
+                                    f64::from(weight[((ci * cpg_out + kc) * k_h + kh) * k_w + kw]);
                                 let o = ((n * s.c_out as usize + co) * s.h_out as usize
                                     + oh as usize)
                                     * s.w_out as usize
@@ -283,7 +296,11 @@ pub fn compare(
         let err = (f64::from(a) - r).abs();
         let allowed = match tolerance {
             Tolerance::F32Accumulation => {
-                let act_ulps = if activation == Activation::Silu { 8.0 + 2.0 * m } else { 4.0 };
+                let act_ulps = if activation == Activation::Silu {
+                    8.0 + 2.0 * m
+                } else {
+                    4.0
+                };
                 slope * g * m + act_ulps * U * r.abs() + subnormal
             }
             Tolerance::Fixed { abs, rel } => abs + rel * r.abs(),
@@ -296,7 +313,7 @@ pub fn compare(
             err / allowed
         };
         // NaN compares false: a NaN anywhere fails, and is reported as worst.
-        if !(err <= allowed) {
+        if err.is_nan() || err > allowed {
             passed = false;
         }
         if ratio > worst_ratio {
@@ -311,7 +328,14 @@ pub fn compare(
             max_rel = max_rel.max(err / r.abs().max(floor));
         }
     }
-    Ok(Comparison { max_abs, max_rel, worst_ratio, worst_index, passed, tolerance: tolerance.name() })
+    Ok(Comparison {
+        max_abs,
+        max_rel,
+        worst_ratio,
+        worst_index,
+        passed,
+        tolerance: tolerance.name(),
+    })
 }
 
 #[cfg(test)]
@@ -322,8 +346,13 @@ mod tests {
     #[test]
     fn tiny_conv_by_hand() {
         // 1x1x3x3 input, 1x1x2x2 weight of ones, no padding: each output sums a 2x2 window.
-        let s = Conv2dShape::conv2d([1, 1, 3, 3], [1, 1, 2, 2], Some(1), &Conv2dParams::default())
-            .unwrap();
+        let s = Conv2dShape::conv2d(
+            [1, 1, 3, 3],
+            [1, 1, 2, 2],
+            Some(1),
+            &Conv2dParams::default(),
+        )
+        .unwrap();
         let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
         let r = conv(&s, &x, &[1.0; 4], Some(&[0.5]), Activation::None).unwrap();
         assert_eq!(r.to_f32(), vec![12.5, 16.5, 24.5, 28.5]);
@@ -336,7 +365,9 @@ mod tests {
             [1, 1, 1, 2],
             [1, 1, 1, 1],
             None,
-            &crate::geometry::ConvTranspose2dParams::default().stride(2, 2).output_padding(1, 1),
+            &crate::geometry::ConvTranspose2dParams::default()
+                .stride(2, 2)
+                .output_padding(1, 1),
         )
         .unwrap();
         let r = conv(&s, &[1.0, 2.0], &[3.0], None, Activation::None).unwrap();
@@ -357,7 +388,11 @@ mod tests {
         let w: Vec<f32> = (0..36).map(|v| (v as f32 * 0.11).cos()).collect();
         let r = conv(&s, &x, &w, None, Activation::None).unwrap();
         let exact = r.to_f32();
-        assert!(compare(&r, Activation::None, &exact, Tolerance::F32Accumulation).unwrap().passed);
+        assert!(
+            compare(&r, Activation::None, &exact, Tolerance::F32Accumulation)
+                .unwrap()
+                .passed
+        );
         let mut off = exact.clone();
         off[5] += 1e-2;
         let c = compare(&r, Activation::None, &off, Tolerance::F32Accumulation).unwrap();
@@ -368,6 +403,12 @@ mod tests {
         let c = compare(&r, Activation::None, &nan, Tolerance::F32Accumulation).unwrap();
         assert!(!c.passed);
         assert_eq!(c.worst_index, 3);
-        assert!(compare(&r, Activation::None, &exact[1..], Tolerance::F32Accumulation).is_err());
+        assert!(compare(
+            &r,
+            Activation::None,
+            &exact[1..],
+            Tolerance::F32Accumulation
+        )
+        .is_err());
     }
 }

@@ -19,13 +19,19 @@ pub struct GpuTensor {
 /// Elements of a shape, checked: non-zero and addressable with `u32`.
 pub(crate) fn checked_len(what: &'static str, shape: [usize; 4]) -> Result<usize> {
     if shape.contains(&0) {
-        return Err(Error::EmptyDimension { tensor: what, shape: shape.to_vec() });
+        return Err(Error::EmptyDimension {
+            tensor: what,
+            shape: shape.to_vec(),
+        });
     }
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= u32::MAX as usize && n.checked_mul(4).is_some())
-        .ok_or(Error::SizeOverflow { what, limit: "u32 element indices" })
+        .ok_or(Error::SizeOverflow {
+            what,
+            limit: "u32 element indices",
+        })
 }
 
 pub(crate) const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -50,12 +56,17 @@ impl GpuTensor {
             });
         }
         engine.check_binding("tensor", len as u64 * 4)?;
-        let buffer = engine.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("wgconv tensor"),
-            contents: bytemuck::cast_slice(data),
-            usage: STORAGE_USAGE,
-        });
-        Ok(Self { buffer: Arc::new(buffer), shape })
+        let buffer = engine
+            .device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgconv tensor"),
+                contents: bytemuck::cast_slice(data),
+                usage: STORAGE_USAGE,
+            });
+        Ok(Self {
+            buffer: Arc::new(buffer),
+            shape,
+        })
     }
 
     /// A new tensor whose contents are about to be written by a kernel
@@ -72,7 +83,10 @@ impl GpuTensor {
             usage: STORAGE_USAGE,
             mapped_at_creation: false,
         });
-        Ok(Self { buffer: Arc::new(buffer), shape })
+        Ok(Self {
+            buffer: Arc::new(buffer),
+            shape,
+        })
     }
 
     /// `[n, c, h, w]`.

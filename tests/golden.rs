@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use wgconv::npy::read_f32;
 use wgconv::reference::{self, compare, RefOutput, Tolerance};
-use wgconv::{Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2dParams, GpuTensor, Padding};
+use wgconv::{
+    Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2dParams, GpuTensor, Padding,
+};
 
 struct Case {
     name: String,
@@ -31,7 +33,8 @@ fn pair(v: &serde_json::Value) -> (u32, u32) {
 
 fn cases() -> Vec<Case> {
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir().join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir().join("manifest.json")).unwrap())
+            .unwrap();
     let list = manifest["cases"].as_array().unwrap();
     assert_eq!(list.len(), 35, "the vendored manifest has 35 cases");
     list.iter()
@@ -42,7 +45,11 @@ fn cases() -> Vec<Case> {
             let x = load("x.npy");
             let w = load("w.npy");
             let y = load("y.npy");
-            let b = if c["bias"].as_bool().unwrap() { Some(load("b.npy").data) } else { None };
+            let b = if c["bias"].as_bool().unwrap() {
+                Some(load("b.npy").data)
+            } else {
+                None
+            };
             let pad = c["padding"].as_array().unwrap();
             let pad: Vec<u32> = pad.iter().map(|v| v.as_u64().unwrap() as u32).collect();
             let padding = Padding::new(pad[0], pad[1], pad[2], pad[3]);
@@ -51,9 +58,19 @@ fn cases() -> Vec<Case> {
             let groups = c["groups"].as_u64().unwrap() as u32;
             let op = c["op"].as_str().unwrap().to_string();
             let activation: Activation = c["activation"].as_str().unwrap().parse().unwrap();
-            let conv = Conv2dParams { stride, padding, dilation, groups };
+            let conv = Conv2dParams {
+                stride,
+                padding,
+                dilation,
+                groups,
+            };
             let shape = if op == "conv2d" {
-                Conv2dShape::conv2d(x.nchw().unwrap(), w.nchw().unwrap(), b.as_ref().map(Vec::len), &conv)
+                Conv2dShape::conv2d(
+                    x.nchw().unwrap(),
+                    w.nchw().unwrap(),
+                    b.as_ref().map(Vec::len),
+                    &conv,
+                )
             } else {
                 let t = ConvTranspose2dParams {
                     stride,
@@ -62,11 +79,30 @@ fn cases() -> Vec<Case> {
                     dilation,
                     groups,
                 };
-                Conv2dShape::conv_transpose2d(x.nchw().unwrap(), w.nchw().unwrap(), b.as_ref().map(Vec::len), &t)
+                Conv2dShape::conv_transpose2d(
+                    x.nchw().unwrap(),
+                    w.nchw().unwrap(),
+                    b.as_ref().map(Vec::len),
+                    &t,
+                )
             }
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(shape.output_shape(), y.nchw().unwrap(), "{name}: output shape");
-            Case { name, op, shape, conv, activation, x: x.data, w: w.data, b, y: y.data }
+            assert_eq!(
+                shape.output_shape(),
+                y.nchw().unwrap(),
+                "{name}: output shape"
+            );
+            Case {
+                name,
+                op,
+                shape,
+                conv,
+                activation,
+                x: x.data,
+                w: w.data,
+                b,
+                y: y.data,
+            }
         })
         .collect()
 }
@@ -105,7 +141,15 @@ fn gpu_matches_golden_conv2d() {
     let engine = gpu_or_skip!();
     let mut ran = 0;
     for c in cases().into_iter().filter(|c| c.op == "conv2d") {
-        let layer = Conv2d::new(engine, &c.w, c.shape.weight_shape(), c.b.as_deref(), c.conv, c.activation).unwrap();
+        let layer = Conv2d::new(
+            engine,
+            &c.w,
+            c.shape.weight_shape(),
+            c.b.as_deref(),
+            c.conv,
+            c.activation,
+        )
+        .unwrap();
         let x = GpuTensor::upload(engine, &c.x, c.shape.input_shape()).unwrap();
         let gpu = layer.forward(engine, &x).unwrap().read(engine).unwrap();
         let r = reference::conv(&c.shape, &c.x, &c.w, c.b.as_deref(), c.activation).unwrap();

@@ -134,7 +134,15 @@ impl Conv2d {
         params: Conv2dParams,
         activation: Activation,
     ) -> Result<Self> {
-        Self::with_options(engine, weight, weight_shape, bias, params, activation, LayerOptions::default())
+        Self::with_options(
+            engine,
+            weight,
+            weight_shape,
+            bias,
+            params,
+            activation,
+            LayerOptions::default(),
+        )
     }
 
     /// [`Conv2d::new`] with [`LayerOptions`].
@@ -152,12 +160,21 @@ impl Conv2d {
     ) -> Result<Self> {
         // Validate everything the weight alone determines by resolving against a
         // nominal input exactly as large as the dilated kernel.
-        let c_in = weight_shape[1]
-            .checked_mul(params.groups as usize)
-            .ok_or(Error::SizeOverflow { what: "weight", limit: "u64 bytes" })?;
+        let c_in =
+            weight_shape[1]
+                .checked_mul(params.groups as usize)
+                .ok_or(Error::SizeOverflow {
+                    what: "weight",
+                    limit: "u64 bytes",
+                })?;
         let reach = |k: usize, d: u32| (k.max(1) - 1).saturating_mul(d as usize).saturating_add(1);
         Conv2dShape::conv2d(
-            [1, c_in, reach(weight_shape[2], params.dilation.0), reach(weight_shape[3], params.dilation.1)],
+            [
+                1,
+                c_in,
+                reach(weight_shape[2], params.dilation.0),
+                reach(weight_shape[3], params.dilation.1),
+            ],
             weight_shape,
             bias.map(<[f32]>::len),
             &params,
@@ -243,9 +260,17 @@ impl Conv2d {
     pub fn shape_for(&self, input: [usize; 4]) -> Result<Conv2dShape> {
         let expected = self.weight_shape[1] * self.params.groups as usize;
         if input[1] != expected {
-            return Err(Error::InputChannels { expected, actual: input[1] });
+            return Err(Error::InputChannels {
+                expected,
+                actual: input[1],
+            });
         }
-        Conv2dShape::conv2d(input, self.weight_shape, self.host_bias.as_ref().map(|b| b.len()), &self.params)
+        Conv2dShape::conv2d(
+            input,
+            self.weight_shape,
+            self.host_bias.as_ref().map(|b| b.len()),
+            &self.params,
+        )
     }
 
     /// The plan (kernel, specialisation, dispatch) for an input shape.
@@ -254,10 +279,20 @@ impl Conv2d {
     /// As [`Conv2d::shape_for`].
     pub fn plan_for(&self, input: [usize; 4]) -> Result<Plan> {
         let shape = self.shape_for(input)?;
-        Ok(plan::plan(&shape, self.activation, &self.profile, self.options.force_kernel))
+        Ok(plan::plan(
+            &shape,
+            self.activation,
+            &self.profile,
+            self.options.force_kernel,
+        ))
     }
 
-    fn uniform_for(&self, engine: &Engine, shape: &Conv2dShape, plan: &Plan) -> Result<Arc<wgpu::Buffer>> {
+    fn uniform_for(
+        &self,
+        engine: &Engine,
+        shape: &Conv2dShape,
+        plan: &Plan,
+    ) -> Result<Arc<wgpu::Buffer>> {
         let key = shape.input_shape();
         let mut map = self
             .uniforms
@@ -266,11 +301,15 @@ impl Conv2d {
         if let Some(u) = map.get(&key) {
             return Ok(Arc::clone(u));
         }
-        let u = Arc::new(engine.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("wgconv conv2d params"),
-            contents: bytemuck::bytes_of(&ConvUniforms::new(shape, self.activation, plan)),
-            usage: wgpu::BufferUsages::UNIFORM,
-        }));
+        let u = Arc::new(
+            engine
+                .device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("wgconv conv2d params"),
+                    contents: bytemuck::bytes_of(&ConvUniforms::new(shape, self.activation, plan)),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                }),
+        );
         map.insert(key, Arc::clone(&u));
         Ok(u)
     }
@@ -281,7 +320,12 @@ impl Conv2d {
     ///
     /// # Errors
     /// Geometry errors, device limits, and captured device errors.
-    pub fn record(&self, engine: &Engine, encoder: &mut wgpu::CommandEncoder, input: &GpuTensor) -> Result<GpuTensor> {
+    pub fn record(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+    ) -> Result<GpuTensor> {
         let shape = self.shape_for(input.shape())?;
         let output = GpuTensor::empty(engine, shape.output_shape())?;
         self.record_into(engine, encoder, &shape, input, &output)?;
@@ -296,23 +340,45 @@ impl Conv2d {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<()> {
-        let plan = plan::plan(shape, self.activation, &self.profile, self.options.force_kernel);
+        let plan = plan::plan(
+            shape,
+            self.activation,
+            &self.profile,
+            self.options.force_kernel,
+        );
         debug_assert_eq!(plan.layout, self.layout);
         engine.check_dispatch(plan.groups)?;
         engine.scoped(|| {
             let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
             let uniform = self.uniform_for(engine, shape, &plan)?;
-            let bind = engine.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("wgconv conv2d"),
-                layout: &engine.pipelines.conv_layout,
-                entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: input.buffer().as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 2, resource: self.weight.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 3, resource: self.bias.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 4, resource: output.buffer().as_entire_binding() },
-                ],
-            });
+            let bind = engine
+                .device()
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("wgconv conv2d"),
+                    layout: &engine.pipelines.conv_layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: uniform.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: input.buffer().as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: self.weight.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: self.bias.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 4,
+                            resource: output.buffer().as_entire_binding(),
+                        },
+                    ],
+                });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("wgconv conv2d"),
                 timestamp_writes: None,
@@ -332,7 +398,9 @@ impl Conv2d {
     pub fn forward(&self, engine: &Engine, input: &GpuTensor) -> Result<GpuTensor> {
         let mut encoder = engine
             .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgconv conv2d") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgconv conv2d"),
+            });
         let out = self.record(engine, &mut encoder, input)?;
         engine.queue().submit([encoder.finish()]);
         Ok(out)
@@ -343,11 +411,23 @@ impl Conv2d {
     /// # Errors
     /// Geometry, device and readback errors (a mismatch is not an error: it
     /// is a [`Comparison`] with `passed == false`).
-    pub fn verify(&self, engine: &Engine, input: &[f32], input_shape: [usize; 4], tolerance: Tolerance) -> Result<Comparison> {
+    pub fn verify(
+        &self,
+        engine: &Engine,
+        input: &[f32],
+        input_shape: [usize; 4],
+        tolerance: Tolerance,
+    ) -> Result<Comparison> {
         let shape = self.shape_for(input_shape)?;
         let x = GpuTensor::upload(engine, input, input_shape)?;
         let gpu = self.forward(engine, &x)?.read(engine)?;
-        let cpu = reference::conv(&shape, input, &self.host_weight, self.host_bias.as_deref(), self.activation)?;
+        let cpu = reference::conv(
+            &shape,
+            input,
+            &self.host_weight,
+            self.host_bias.as_deref(),
+            self.activation,
+        )?;
         reference::compare(&cpu, self.activation, &gpu, tolerance)
     }
 }
@@ -370,7 +450,9 @@ impl DepthwiseSeparable {
     pub fn forward(&self, engine: &Engine, input: &GpuTensor) -> Result<GpuTensor> {
         let mut encoder = engine
             .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgconv separable") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgconv separable"),
+            });
         let mid = self.depthwise.record(engine, &mut encoder, input)?;
         let out = self.pointwise.record(engine, &mut encoder, &mid)?;
         engine.queue().submit([encoder.finish()]);

@@ -31,7 +31,9 @@ macro_rules! gpu_or_skip {
         match common::engine() {
             Some(e) => e,
             None => {
-                eprintln!("SKIPPED: no GPU adapter (set WGCONV_REQUIRE_GPU=1 to make this a failure)");
+                eprintln!(
+                    "SKIPPED: no GPU adapter (set WGCONV_REQUIRE_GPU=1 to make this a failure)"
+                );
                 return;
             }
         }

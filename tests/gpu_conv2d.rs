@@ -1,0 +1,520 @@
+//! GPU vs CPU reference: a seeded random sweep over every forward
+//! convolution kind, run on the planner's kernel and on every other kernel
+//! family that can run it, plus targeted cases (separable filters, 1-D, the
+//! depthwise-separable block, the pipeline cache, threads, errors).
+
+mod common;
+
+use common::Rng;
+use wgconv::reference::{self, compare, Tolerance};
+use wgconv::{
+    Activation, Conv2d, Conv2dParams, Conv2dShape, DepthwiseSeparable, Engine, Error, GpuTensor,
+    Kernel, LayerOptions, Padding,
+};
+
+#[derive(Debug, Clone)]
+struct Case {
+    input: [usize; 4],
+    weight: [usize; 4],
+    params: Conv2dParams,
+    bias: bool,
+    activation: Activation,
+}
+
+const CHANNELS: [u32; 9] = [1, 3, 5, 6, 7, 8, 9, 16, 64];
+const ODD_SIZES: [(u32, u32); 3] = [(1, 1), (1, 17), (13, 7)];
+const ACTIVATIONS: [Activation; 5] = [
+    Activation::None,
+    Activation::Relu,
+    Activation::Relu6,
+    Activation::LeakyRelu(0.1),
+    Activation::Silu,
+];
+
+/// A random valid case of the family `i % 6`: dense, grouped, depthwise
+/// (with multiplier), pointwise, dilated, rectangular.
+fn random_case(rng: &mut Rng, i: usize) -> Case {
+    loop {
+        let family = i % 6;
+        let mut c_in = rng.pick(&CHANNELS);
+        let (mut groups, mut cpg_out) = (1, rng.pick(&[1, 2, 3, 4, 5, 8, 16]));
+        match family {
+            1 => {
+                // grouped: channels per group in {1, 2, 4, 8}
+                let cpg = rng.pick(&[1, 2, 4, 8]);
+                groups = rng.range(2, 4);
+                c_in = cpg * groups;
+                cpg_out = rng.pick(&[1, 2, 3, 4, 5, 8]);
+            }
+            2 => {
+                // depthwise with channel multiplier 1..3
+                c_in = rng.pick(&[3, 5, 7, 8, 9, 16]);
+                groups = c_in;
+                cpg_out = rng.range(1, 3);
+            }
+            _ => {}
+        }
+        let (mut k_h, mut k_w) = (rng.range(1, 5), rng.range(1, 5));
+        match family {
+            3 => (k_h, k_w) = (1, 1),
+            5 => {
+                if rng.chance(50) {
+                    (k_h, k_w) = (1, rng.pick(&[3, 5, 7]))
+                } else {
+                    (k_h, k_w) = (rng.pick(&[3, 5, 7]), 1)
+                }
+            }
+            _ => {}
+        }
+        let dil = if family == 4 {
+            (rng.range(1, 4), rng.range(1, 4))
+        } else if rng.chance(25) {
+            (rng.range(1, 3), rng.range(1, 3))
+        } else {
+            (1, 1)
+        };
+        let stride = if rng.chance(60) {
+            (1, 1)
+        } else {
+            (rng.range(1, 3), rng.range(1, 3))
+        };
+        let padding = if rng.chance(30) {
+            Padding::new(
+                rng.range(0, 3),
+                rng.range(0, 3),
+                rng.range(0, 3),
+                rng.range(0, 3),
+            )
+        } else {
+            let (ph, pw) = ((dil.0 * (k_h - 1)) / 2, (dil.1 * (k_w - 1)) / 2);
+            Padding::symmetric(ph, pw)
+        };
+        let (h, w) = if rng.chance(25) {
+            rng.pick(&ODD_SIZES)
+        } else {
+            (rng.range(1, 20), rng.range(1, 24))
+        };
+        let n = if rng.chance(20) { 2 } else { 1 };
+        let case = Case {
+            input: [n, c_in as usize, h as usize, w as usize],
+            weight: [
+                (cpg_out * groups) as usize,
+                (c_in / groups) as usize,
+                k_h as usize,
+                k_w as usize,
+            ],
+            params: Conv2dParams {
+                stride,
+                padding,
+                dilation: dil,
+                groups,
+            },
+            bias: rng.chance(70),
+            activation: rng.pick(&ACTIVATIONS),
+        };
+        if Conv2dShape::conv2d(case.input, case.weight, None, &case.params).is_ok() {
+            return case;
+        }
+    }
+}
+
+/// Runs `case` on `kernel` (the planner's choice when `None`) and compares
+/// with the reference. Returns the failure message, if any.
+fn run(engine: &Engine, rng: &mut Rng, case: &Case, kernel: Option<Kernel>) -> Option<String> {
+    let shape = Conv2dShape::conv2d(case.input, case.weight, None, &case.params).unwrap();
+    let x = rng.vec(shape.input_len());
+    let w = rng.vec(shape.weight_len());
+    let b = case.bias.then(|| rng.vec(shape.c_out as usize));
+    let layer = Conv2d::with_options(
+        engine,
+        &w,
+        case.weight,
+        b.as_deref(),
+        case.params,
+        case.activation,
+        LayerOptions {
+            force_kernel: kernel,
+        },
+    )
+    .unwrap();
+    let plan = layer.plan_for(case.input).unwrap();
+    let gpu = layer
+        .forward(engine, &GpuTensor::upload(engine, &x, case.input).unwrap())
+        .unwrap()
+        .read(engine)
+        .unwrap();
+    let r = reference::conv(&shape, &x, &w, b.as_deref(), case.activation).unwrap();
+    let cmp = compare(&r, case.activation, &gpu, Tolerance::F32Accumulation).unwrap();
+    (!cmp.passed).then(|| format!("{case:?} on {}: {cmp}", plan.key))
+}
+
+#[test]
+fn random_sweep_matches_reference() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0x5eed_c0de);
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    const CASES: usize = 320;
+    for i in 0..CASES {
+        let case = random_case(&mut rng, i);
+        // The planner's kernel, and the fallback that must run everything. Every
+        // third case also runs the kernels the planner did not pick.
+        let mut kernels = vec![None, Some(Kernel::Conv2dDirect)];
+        if i % 3 == 0 {
+            kernels.push(Some(Kernel::Conv2dTiled));
+            if case.weight[1] == 1 && case.params.groups > 1 {
+                kernels.push(Some(Kernel::Conv2dDepthwise));
+            }
+        }
+        for k in kernels {
+            runs += 1;
+            if let Some(f) = run(engine, &mut rng, &case, k) {
+                failures.push(f);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} runs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(runs >= 2 * CASES);
+}
+
+#[test]
+fn sweep_covers_every_kind() {
+    // The generator really produces each class the issue names.
+    let mut rng = Rng::new(0x5eed_c0de);
+    let cases: Vec<Case> = (0..320).map(|i| random_case(&mut rng, i)).collect();
+    let has = |f: &dyn Fn(&Case) -> bool| cases.iter().any(f);
+    assert!(
+        has(&|c| c.params.groups > 1 && c.weight[1] == 1 && c.weight[0] > c.input[1]),
+        "depthwise multiplier"
+    );
+    assert!(has(&|c| c.params.groups > 1 && c.weight[1] > 1), "grouped");
+    assert!(has(&|c| c.weight[2] == 1 && c.weight[3] == 1), "pointwise");
+    assert!(
+        has(&|c| c.params.dilation.0 != c.params.dilation.1),
+        "non-square dilation"
+    );
+    assert!(
+        has(&|c| c.params.dilation.0 > 1 && c.params.stride.0 > 1),
+        "dilation with stride"
+    );
+    assert!(has(&|c| c.params.stride.0 == 3), "stride 3");
+    assert!(has(&|c| c.params.dilation.0 == 4), "dilation 4");
+    assert!(
+        has(&|c| c.params.padding.top != c.params.padding.bottom),
+        "asymmetric padding"
+    );
+    assert!(has(&|c| c.weight[2] == 1 && c.weight[3] == 7), "1x7");
+    assert!(has(&|c| c.weight[2] == 7 && c.weight[3] == 1), "7x1");
+    assert!(has(&|c| c.input[2] == 1 && c.input[3] == 17), "1x17");
+    assert!(has(&|c| c.input[2] == 13 && c.input[3] == 7), "13x7");
+    assert!(has(&|c| c.input[2] == 1 && c.input[3] == 1), "1x1 input");
+    assert!(has(&|c| c.input[0] == 2), "batch 2");
+    assert!(has(&|c| c.input[1] == 64), "64 channels");
+    assert!(
+        has(&|c| !c.bias) && has(&|c| c.bias),
+        "with and without bias"
+    );
+    for a in ACTIVATIONS {
+        assert!(has(&|c| c.activation == a), "{a}");
+    }
+    for cpg in [1, 2, 4, 8] {
+        assert!(
+            has(&|c| c.params.groups > 1 && c.weight[1] == cpg),
+            "C/G = {cpg}"
+        );
+    }
+}
+
+/// A spatially separable k×k filter (outer product of a column and a row)
+/// equals a 1×k conv followed by a k×1 conv, both on the GPU.
+#[test]
+fn spatially_separable_filter_equals_two_rectangular_convs() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(7);
+    let (c, h, w, k) = (3usize, 19usize, 23usize, 5usize);
+    let col = rng.vec(k);
+    let row = rng.vec(k);
+    let x = rng.vec(c * h * w);
+    let pad = (k / 2) as u32;
+    // depthwise 1xk then kx1, and the equivalent depthwise kxk
+    let mut w_row = Vec::new();
+    let mut w_col = Vec::new();
+    let mut w_full = Vec::new();
+    for _ in 0..c {
+        w_row.extend_from_slice(&row);
+        w_col.extend_from_slice(&col);
+        for a in &col {
+            for b in &row {
+                w_full.push(a * b);
+            }
+        }
+    }
+    let dw = |pt, pl| {
+        Conv2dParams::default()
+            .groups(c as u32)
+            .padding(Padding::new(pt, pl, pt, pl))
+    };
+    let l_row = Conv2d::new(
+        engine,
+        &w_row,
+        [c, 1, 1, k],
+        None,
+        dw(0, pad),
+        Activation::None,
+    )
+    .unwrap();
+    let l_col = Conv2d::new(
+        engine,
+        &w_col,
+        [c, 1, k, 1],
+        None,
+        dw(pad, 0),
+        Activation::None,
+    )
+    .unwrap();
+    let l_full = Conv2d::new(
+        engine,
+        &w_full,
+        [c, 1, k, k],
+        None,
+        dw(pad, pad),
+        Activation::None,
+    )
+    .unwrap();
+    let xt = GpuTensor::upload(engine, &x, [1, c, h, w]).unwrap();
+    let mut enc = engine.device().create_command_encoder(&Default::default());
+    let mid = l_row.record(engine, &mut enc, &xt).unwrap();
+    let two = l_col.record(engine, &mut enc, &mid).unwrap();
+    let one = l_full.record(engine, &mut enc, &xt).unwrap();
+    engine.queue().submit([enc.finish()]);
+    let (two, one) = (two.read(engine).unwrap(), one.read(engine).unwrap());
+    let max_diff = two
+        .iter()
+        .zip(&one)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    // Both are sums of 25 products of magnitude < 1: 1e-5 is ~100 ulps of the largest term sum.
+    assert!(max_diff < 1e-5, "max diff {max_diff}");
+}
+
+/// 1-D convolution is H = 1.
+#[test]
+fn one_dimensional_convolution() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(11);
+    for (k, stride, dil) in [(3, 1, 1), (5, 2, 1), (3, 1, 4), (7, 3, 2)] {
+        let case = Case {
+            input: [2, 5, 1, 50],
+            weight: [6, 5, 1, k],
+            params: Conv2dParams::default()
+                .stride(1, stride)
+                .dilation(1, dil)
+                .padding(Padding::new(0, 2, 0, 1)),
+            bias: true,
+            activation: Activation::Silu,
+        };
+        assert_eq!(run(engine, &mut rng, &case, None), None);
+    }
+}
+
+/// Depthwise then pointwise in one command buffer, no readback between,
+/// equals the two reference convolutions in sequence.
+#[test]
+fn depthwise_separable_block_in_one_submission() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(3);
+    let (c, k, h, w) = (16usize, 24usize, 17usize, 15usize);
+    let x = rng.vec(c * h * w);
+    let (wd, bd) = (rng.vec(c * 9), rng.vec(c));
+    let (wp, bp) = (rng.vec(k * c), rng.vec(k));
+    let dparams = Conv2dParams::default()
+        .groups(c as u32)
+        .padding(Padding::uniform(1));
+    let block = DepthwiseSeparable {
+        depthwise: Conv2d::new(
+            engine,
+            &wd,
+            [c, 1, 3, 3],
+            Some(&bd),
+            dparams,
+            Activation::Relu6,
+        )
+        .unwrap(),
+        pointwise: Conv2d::new(
+            engine,
+            &wp,
+            [k, c, 1, 1],
+            Some(&bp),
+            Conv2dParams::default(),
+            Activation::None,
+        )
+        .unwrap(),
+    };
+    let out = block
+        .forward(
+            engine,
+            &GpuTensor::upload(engine, &x, [1, c, h, w]).unwrap(),
+        )
+        .unwrap();
+    let gpu = out.read(engine).unwrap();
+    let s1 = Conv2dShape::conv2d([1, c, h, w], [c, 1, 3, 3], Some(c), &dparams).unwrap();
+    let mid = reference::conv(&s1, &x, &wd, Some(&bd), Activation::Relu6)
+        .unwrap()
+        .to_f32();
+    let s2 = Conv2dShape::conv2d(
+        [1, c, h, w],
+        [k, c, 1, 1],
+        Some(k),
+        &Conv2dParams::default(),
+    )
+    .unwrap();
+    let r = reference::conv(&s2, &mid, &wp, Some(&bp), Activation::None).unwrap();
+    // The intermediate is rounded to f32 on both sides and may differ by the first
+    // layer's bound: 9 taps + bias of magnitude < 1 give M1 <= 10, so gamma_11 * 10 <= 7e-6.
+    // The pointwise layer sums 16 of those differences times |w| < 1 (<= 1.1e-4) and adds
+    // its own rounding, gamma_18 * M2 with M2 <= 16 * 6 + 1 (<= 1.1e-4). Allow 2.5e-4.
+    let cmp = compare(
+        &r,
+        Activation::None,
+        &gpu,
+        Tolerance::Fixed {
+            abs: 2.5e-4,
+            rel: 0.0,
+        },
+    )
+    .unwrap();
+    assert!(cmp.passed, "{cmp}");
+}
+
+#[test]
+fn second_identical_layer_compiles_nothing() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(5);
+    let w = rng.vec(8 * 4 * 3 * 3);
+    let params = Conv2dParams::default()
+        .padding(Padding::uniform(1))
+        .dilation(1, 1);
+    // A specialisation no other test in this binary uses (leaky relu, 5 output channels per group... k 3x3).
+    let a = Conv2d::new(
+        engine,
+        &w,
+        [8, 4, 3, 3],
+        None,
+        params,
+        Activation::LeakyRelu(0.2),
+    )
+    .unwrap();
+    let x = GpuTensor::upload(engine, &rng.vec(4 * 9 * 31), [1, 4, 9, 31]).unwrap();
+    a.forward(engine, &x).unwrap();
+    let before = engine.pipelines_compiled();
+    let b = Conv2d::new(
+        engine,
+        &w,
+        [8, 4, 3, 3],
+        None,
+        params,
+        Activation::LeakyRelu(0.2),
+    )
+    .unwrap();
+    let y = b.forward(engine, &x).unwrap();
+    y.read(engine).unwrap();
+    assert_eq!(
+        engine.pipelines_compiled(),
+        before,
+        "an identical layer compiled a new pipeline"
+    );
+}
+
+#[test]
+fn engine_is_usable_from_several_threads() {
+    let engine = gpu_or_skip!();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut rng = Rng::new(100 + t);
+                    for i in 0..6 {
+                        let case = random_case(&mut rng, i);
+                        if let Some(f) = run(engine, &mut rng, &case, None) {
+                            return Err(f);
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    });
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let engine = gpu_or_skip!();
+    let w = vec![0.0; 6 * 4 * 3 * 3];
+    let layer = Conv2d::new(
+        engine,
+        &w,
+        [6, 4, 3, 3],
+        None,
+        Conv2dParams::default(),
+        Activation::None,
+    )
+    .unwrap();
+    let x = GpuTensor::upload(engine, &vec![0.0; 3 * 8 * 8], [1, 3, 8, 8]).unwrap();
+    assert!(matches!(
+        layer.forward(engine, &x),
+        Err(Error::InputChannels {
+            expected: 4,
+            actual: 3
+        })
+    ));
+    let small = GpuTensor::upload(engine, &vec![0.0; 4 * 2 * 8], [1, 4, 2, 8]).unwrap();
+    assert!(matches!(
+        layer.forward(engine, &small),
+        Err(Error::KernelLargerThanInput { .. })
+    ));
+    assert!(matches!(
+        Conv2d::new(
+            engine,
+            &w[1..],
+            [6, 4, 3, 3],
+            None,
+            Conv2dParams::default(),
+            Activation::None
+        ),
+        Err(Error::DataLength { .. })
+    ));
+    assert!(matches!(
+        Conv2d::new(
+            engine,
+            &w,
+            [6, 4, 3, 3],
+            Some(&[0.0; 5]),
+            Conv2dParams::default(),
+            Activation::None
+        ),
+        Err(Error::BiasLength { len: 5, c_out: 6 })
+    ));
+    assert!(matches!(
+        Conv2d::new(
+            engine,
+            &w,
+            [6, 4, 3, 3],
+            None,
+            Conv2dParams::default().groups(4),
+            Activation::None
+        ),
+        Err(Error::ChannelsNotDivisible { .. })
+    ));
+    assert!(matches!(
+        GpuTensor::upload(engine, &[0.0; 5], [1, 1, 2, 3]),
+        Err(Error::DataLength { .. })
+    ));
+}
