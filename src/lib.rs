@@ -33,6 +33,7 @@ pub mod ops;
 pub mod pipelines;
 pub mod plan;
 pub mod reference;
+pub mod suite;
 pub mod tensor;
 
 pub use engine::{AdapterReport, Engine, EngineOptions};
