@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod geometry;

@@ -79,19 +79,20 @@ impl NpyArray {
     }
 }
 
-/// Reads a little-endian f32 C-order `.npy` file with at most
-/// `max_elements` elements.
-///
-/// # Errors
-/// Any [`NpyError`].
-pub fn read_f32(path: &Path, max_elements: u64) -> Result<NpyArray, NpyError> {
+/// Opens a `.npy` file and checks everything its header fixes: dtype,
+/// order, that the element count is at most `max_elements`, and that the
+/// file holds the data the shape claims. Nothing is allocated for the data.
+fn open_checked(
+    path: &Path,
+    max_elements: u64,
+) -> Result<(npyz::NpyFile<BufReader<File>>, Vec<u64>, u64, u64), NpyError> {
     let file = File::open(path).map_err(|e| NpyError::Io(e.to_string()))?;
     let file_len = file
         .metadata()
         .map_err(|e| NpyError::Io(e.to_string()))?
         .len();
     let npy =
-        npyz::NpyFile::new(BufReader::new(file)).map_err(|e| NpyError::Corrupt(e.to_string()))?;
+        npyz::NpyFile::new(BufReader::new(file)).map_err(|e| NpyError::Corrupt(one_line(&e)))?;
     let dtype = npy.dtype();
     match &dtype {
         npyz::DType::Plain(ts) if ts.to_string() == "<f4" => {}
@@ -122,6 +123,43 @@ pub fn read_f32(path: &Path, max_elements: u64) -> Result<NpyArray, NpyError> {
             available,
         });
     }
+    Ok((npy, shape, needed, file_len))
+}
+
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Checks a `.npy` file's header as [`read_f32`] would (dtype, order,
+/// truncation) without reading the data, and returns its shape. Use it to
+/// validate inputs cheaply before committing to work; the element limit is
+/// not applied here.
+///
+/// # Errors
+/// Any [`NpyError`] except [`NpyError::TooLarge`].
+pub fn read_header(path: &Path) -> Result<Vec<usize>, NpyError> {
+    let (_, shape, _, _) = open_checked(path, u64::MAX / 4)?;
+    shape
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| NpyError::TooLarge {
+            elements: u64::MAX,
+            max: usize::MAX as u64,
+            shape,
+        })
+}
+
+/// Reads a little-endian f32 C-order `.npy` file with at most
+/// `max_elements` elements.
+///
+/// # Errors
+/// Any [`NpyError`].
+pub fn read_f32(path: &Path, max_elements: u64) -> Result<NpyArray, NpyError> {
+    let (npy, shape, needed, file_len) = open_checked(path, max_elements)?;
     let data: Vec<f32> = npy.into_vec().map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             NpyError::Truncated {
@@ -130,9 +168,16 @@ pub fn read_f32(path: &Path, max_elements: u64) -> Result<NpyArray, NpyError> {
                 available: file_len,
             }
         } else {
-            NpyError::Corrupt(e.to_string())
+            NpyError::Corrupt(one_line(&e))
         }
     })?;
+    if data.len() as u64 * 4 != needed {
+        return Err(NpyError::Corrupt(format!(
+            "expected {} elements, read {}",
+            needed / 4,
+            data.len()
+        )));
+    }
     Ok(NpyArray {
         shape: shape.iter().map(|&d| d as usize).collect(),
         data,
