@@ -1,0 +1,439 @@
+//! `wgconv bench`: the benchmark harness.
+//!
+//! Timing uses GPU timestamp queries written around each convolution
+//! (`write_timestamp` in the encoder) when the device offers them, and wall
+//! clock otherwise (each sample times several launches and one sync).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use serde::Serialize;
+use wgconv::conformance::Rng;
+use wgconv::reference::{self, Tolerance};
+use wgconv::suite::{self, LayerOp, SuiteLayer, SUITE};
+use wgconv::{Activation, Conv2d, Conv2dParams, Conv2dShape, Engine, GpuTensor, Padding};
+
+use crate::args::{self, AdapterArgs, Pair};
+use crate::info::{adapter_json, AdapterJson};
+use crate::Outcome;
+
+/// Launches per wall-clock sample (one sync per sample).
+const LAUNCHES_PER_SAMPLE: usize = 4;
+
+/// `wgconv bench` flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Suite layer(s) to run (repeatable or comma-separated); default: all 12.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    layer: Vec<String>,
+    /// Ad-hoc input shape N,C,H,W (needs --kernel).
+    #[arg(long, value_name = "N,C,H,W", value_parser = args::dims4, requires = "kernel")]
+    shape: Option<[usize; 4]>,
+    /// Ad-hoc weight shape K,C/G,KH,KW (needs --shape).
+    #[arg(long, value_name = "K,C/G,KH,KW", value_parser = args::dims4, requires = "shape")]
+    kernel: Option<[usize; 4]>,
+    /// Ad-hoc stride: S or SH,SW.
+    #[arg(long, value_name = "SH,SW", default_value = "1", value_parser = args::positive_pair)]
+    stride: Pair,
+    /// Ad-hoc padding: P, PH,PW or PT,PL,PB,PR.
+    #[arg(long, value_name = "PT,PL,PB,PR", default_value = "0", value_parser = args::padding)]
+    padding: Padding,
+    /// Ad-hoc dilation: D or DH,DW.
+    #[arg(long, value_name = "DH,DW", default_value = "1", value_parser = args::positive_pair)]
+    dilation: Pair,
+    /// Ad-hoc groups.
+    #[arg(long, value_name = "G", default_value = "1", value_parser = args::groups)]
+    groups: u32,
+    /// Fused activation.
+    #[arg(long, value_name = "ACT", default_value = "none", value_parser = args::activation)]
+    activation: Activation,
+    /// Untimed runs before timing.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed runs (samples).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    runs: u64,
+    /// Skip the CPU reference check.
+    #[arg(long)]
+    no_check: bool,
+    /// Force wall-clock timing even when timestamps are available.
+    #[arg(long)]
+    wall: bool,
+    /// Write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the results as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    #[command(flatten)]
+    adapter: AdapterArgs,
+}
+
+#[derive(Debug, Serialize)]
+struct LayerResult {
+    name: String,
+    median_ms: f64,
+    min_ms: f64,
+    gflops: f64,
+    gbps: f64,
+    kernel: String,
+    max_abs_err: Option<f64>,
+    check_passed: Option<bool>,
+    timing: &'static str,
+    flops: u64,
+    bytes_moved: u64,
+    input: [usize; 4],
+    weight: [usize; 4],
+    output: [usize; 4],
+}
+
+#[derive(Debug, Serialize)]
+struct Skipped {
+    name: String,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ColdStart {
+    engine_ms: f64,
+    first_pipeline_ms: f64,
+    first_conv_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    adapter: AdapterJson,
+    timing: &'static str,
+    warmup: usize,
+    runs: u64,
+    cold_start: ColdStart,
+    layers: Vec<LayerResult>,
+    skipped: Vec<Skipped>,
+}
+
+fn check_out_path(flag: &str, p: &Path) -> anyhow::Result<()> {
+    if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !d.is_dir() {
+            return Err(anyhow!("{flag} {}: directory does not exist", p.display()));
+        }
+    }
+    Ok(())
+}
+
+fn selected_layers(args: &Args) -> anyhow::Result<Vec<SuiteLayer>> {
+    let mut out = Vec::new();
+    for name in args
+        .layer
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+    {
+        match suite::layer(name) {
+            Some(l) => out.push(*l),
+            None => {
+                let known: Vec<&str> = SUITE.iter().map(|l| l.name).collect();
+                return Err(anyhow!(
+                    "--layer {name}: unknown layer (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    if let (Some(input), Some(weight)) = (args.shape, args.kernel) {
+        let params = Conv2dParams {
+            stride: (args.stride.0, args.stride.1),
+            padding: args.padding,
+            dilation: (args.dilation.0, args.dilation.1),
+            groups: args.groups,
+        };
+        Conv2dShape::conv2d(input, weight, Some(weight[0]), &params).map_err(|e| {
+            anyhow!("--shape {input:?} and --kernel {weight:?} do not fit together: {e}")
+        })?;
+        out.push(SuiteLayer {
+            name: "adhoc",
+            about: "ad-hoc shape from flags",
+            input,
+            weight,
+            op: LayerOp::Conv2d(params),
+        });
+    }
+    if out.is_empty() {
+        out = SUITE.to_vec();
+    }
+    Ok(out)
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = Rng::new(seed);
+    (0..n).map(|_| r.unit()).collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Per-run GPU times in ms from timestamps written around each launch.
+fn time_gpu(engine: &Engine, conv: &Conv2d, x: &GpuTensor, runs: u32) -> anyhow::Result<Vec<f64>> {
+    let device = engine.device();
+    let count = 2 * runs;
+    let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("wgconv bench"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let size = u64::from(count) * 8;
+    let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgconv bench resolve"),
+        size,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("wgconv bench staging"),
+        size,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("wgconv bench"),
+    });
+    let mut outs = Vec::with_capacity(runs as usize);
+    for i in 0..runs {
+        enc.write_timestamp(&qs, 2 * i);
+        outs.push(conv.record(engine, &mut enc, x)?);
+        enc.write_timestamp(&qs, 2 * i + 1);
+    }
+    enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+    enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, size);
+    engine.queue().submit([enc.finish()]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    engine.wait()?;
+    rx.recv()
+        .map_err(|_| anyhow!("timestamp readback callback dropped"))?
+        .map_err(|e| anyhow!("timestamp readback failed: {e}"))?;
+    let ticks: Vec<u64> = {
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| anyhow!("timestamp readback failed: {e}"))?;
+        bytemuck::pod_collect_to_vec::<u8, u64>(&view)
+    };
+    staging.unmap();
+    drop(outs);
+    let period = f64::from(engine.queue().get_timestamp_period());
+    Ok(ticks
+        .chunks_exact(2)
+        .map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1e6)
+        .collect())
+}
+
+/// Per-sample wall-clock ms per launch.
+fn time_wall(engine: &Engine, conv: &Conv2d, x: &GpuTensor, runs: u64) -> anyhow::Result<Vec<f64>> {
+    let mut samples = Vec::with_capacity(runs as usize);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut outs = Vec::with_capacity(LAUNCHES_PER_SAMPLE);
+        for _ in 0..LAUNCHES_PER_SAMPLE {
+            outs.push(conv.forward(engine, x)?);
+        }
+        engine.wait()?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3 / LAUNCHES_PER_SAMPLE as f64);
+    }
+    Ok(samples)
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub fn run(args: &Args) -> Outcome {
+    let layers = selected_layers(args)?;
+    for (flag, p) in [("--json", &args.json), ("--csv", &args.csv)] {
+        if let Some(p) = p {
+            check_out_path(flag, p)?;
+        }
+    }
+    let t0 = Instant::now();
+    let engine = args::engine(&args.adapter)?;
+    let engine_ms = ms(t0.elapsed());
+    let timestamps = !args.wall
+        && engine.device().features().contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        );
+    let mut timing = if timestamps { "gpu-timestamp" } else { "wall" };
+    eprintln!(
+        "wgconv: bench on {} ({:?}), timing: {timing}, warmup {}, runs {}",
+        engine.info().name,
+        engine.info().backend,
+        args.warmup,
+        args.runs
+    );
+    let mut results = Vec::new();
+    let mut skipped = Vec::new();
+    let mut cold: Option<ColdStart> = None;
+    for (li, l) in layers.iter().enumerate() {
+        let params = match l.op {
+            LayerOp::Conv2d(p) => p,
+            LayerOp::ConvTranspose2d(_) => {
+                let reason = "conv_transpose2d is not yet available in this build".to_string();
+                eprintln!("wgconv: skipping {}: {reason}", l.name);
+                skipped.push(Skipped {
+                    name: l.name.into(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        let act = if l.name == "adhoc" {
+            args.activation
+        } else {
+            Activation::None
+        };
+        let shape = l.shape()?;
+        let seed = 1000 + li as u64;
+        let x = random(shape.input_len(), seed);
+        let w = random(shape.weight_len(), seed + 1);
+        let b = random(shape.c_out as usize, seed + 2);
+        let name = l.name;
+        let ctx = |e: wgconv::Error| anyhow!("layer {name}: {e}");
+        let conv = Conv2d::new(&engine, &w, l.weight, Some(&b), params, act).map_err(ctx)?;
+        let kernel = conv.plan_for(l.input).map_err(ctx)?.key.to_string();
+        let xt = GpuTensor::upload(&engine, &x, l.input).map_err(ctx)?;
+        // The first launch (cold for the first layer): compile + run + readback.
+        let compile_before = engine.compile_time();
+        let t = Instant::now();
+        let y = conv
+            .forward(&engine, &xt)
+            .map_err(ctx)?
+            .read(&engine)
+            .map_err(ctx)?;
+        if cold.is_none() {
+            cold = Some(ColdStart {
+                engine_ms,
+                first_pipeline_ms: ms(engine.compile_time() - compile_before),
+                first_conv_ms: ms(t.elapsed()),
+            });
+        }
+        for _ in 0..args.warmup {
+            conv.forward(&engine, &xt).map_err(ctx)?;
+        }
+        engine.wait().map_err(ctx)?;
+        let mut samples = if timestamps {
+            time_gpu(&engine, &conv, &xt, args.runs as u32)?
+        } else {
+            time_wall(&engine, &conv, &xt, args.runs)?
+        };
+        let mut layer_timing = if timestamps { "gpu-timestamp" } else { "wall" };
+        if timestamps && samples.iter().all(|&s| s <= 0.0) {
+            // Timestamps that never advance are useless: fall back.
+            samples = time_wall(&engine, &conv, &xt, args.runs)?;
+            layer_timing = "wall";
+            timing = "wall";
+        }
+        let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
+        let median_ms = median(&mut samples);
+        let secs = median_ms / 1e3;
+        let (max_abs_err, check_passed) = if args.no_check {
+            (None, None)
+        } else {
+            let cpu = reference::conv(&shape, &x, &w, Some(&b), act).map_err(ctx)?;
+            let cmp = reference::compare(&cpu, act, &y, Tolerance::F32Accumulation).map_err(ctx)?;
+            (Some(cmp.max_abs), Some(cmp.passed))
+        };
+        results.push(LayerResult {
+            name: name.into(),
+            median_ms,
+            min_ms,
+            gflops: shape.flops() as f64 / secs / 1e9,
+            gbps: shape.bytes_moved() as f64 / secs / 1e9,
+            kernel,
+            max_abs_err,
+            check_passed,
+            timing: layer_timing,
+            flops: shape.flops(),
+            bytes_moved: shape.bytes_moved(),
+            input: l.input,
+            weight: l.weight,
+            output: shape.output_shape(),
+        });
+    }
+    let cold = cold.unwrap_or(ColdStart {
+        engine_ms,
+        first_pipeline_ms: 0.0,
+        first_conv_ms: 0.0,
+    });
+    // Table.
+    println!(
+        "{:<8} {:>10} {:>10} {:>9} {:>8} {:>11}  kernel",
+        "layer", "median ms", "min ms", "GFLOP/s", "GB/s", "max abs err"
+    );
+    for r in &results {
+        println!(
+            "{:<8} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>11}  {}",
+            r.name,
+            r.median_ms,
+            r.min_ms,
+            r.gflops,
+            r.gbps,
+            r.max_abs_err.map_or("-".into(), |e| format!("{e:.2e}")),
+            r.kernel
+        );
+    }
+    for s in &skipped {
+        println!("{:<8} skipped: {}", s.name, s.reason);
+    }
+    println!(
+        "timing: {timing}; cold start: engine {:.1} ms, first pipeline {:.1} ms, first conv {:.1} ms",
+        cold.engine_ms, cold.first_pipeline_ms, cold.first_conv_ms
+    );
+    let report = Report {
+        adapter: adapter_json(
+            engine.info(),
+            engine.limits(),
+            engine.device().features(),
+            true,
+        ),
+        timing,
+        warmup: args.warmup,
+        runs: args.runs,
+        cold_start: cold,
+        layers: results,
+        skipped,
+    };
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("--json {}: cannot write", p.display()))?;
+    }
+    if let Some(p) = &args.csv {
+        let mut s = String::from(
+            "name,median_ms,min_ms,gflops,gbps,kernel,max_abs_err,timing,flops,bytes_moved\n",
+        );
+        for r in &report.layers {
+            s.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{}\n",
+                r.name,
+                r.median_ms,
+                r.min_ms,
+                r.gflops,
+                r.gbps,
+                r.kernel,
+                r.max_abs_err.map_or(String::new(), |e| e.to_string()),
+                r.timing,
+                r.flops,
+                r.bytes_moved
+            ));
+        }
+        std::fs::write(p, s).with_context(|| format!("--csv {}: cannot write", p.display()))?;
+    }
+    Ok(())
+}
