@@ -85,12 +85,13 @@ impl NpyArray {
 fn open_checked(
     path: &Path,
     max_elements: u64,
-) -> Result<(npyz::NpyFile<BufReader<File>>, Vec<u64>, u64, u64), NpyError> {
-    let file = File::open(path).map_err(|e| NpyError::Io(e.to_string()))?;
+) -> Result<(npyz::NpyFile<BufReader<File>>, Vec<u64>, u64, u64, u64), NpyError> {
+    let mut file = File::open(path).map_err(|e| NpyError::Io(e.to_string()))?;
     let file_len = file
         .metadata()
         .map_err(|e| NpyError::Io(e.to_string()))?
         .len();
+    let data_offset = data_offset(&mut file)?;
     let npy =
         npyz::NpyFile::new(BufReader::new(file)).map_err(|e| NpyError::Corrupt(one_line(&e)))?;
     let dtype = npy.dtype();
@@ -113,9 +114,9 @@ fn open_checked(
             });
         }
     };
-    // The header is at least 10 bytes; refuse before allocating when the data cannot be there.
+    // Refuse before allocating when the data cannot be there.
     let needed = elements * 4;
-    let available = file_len.saturating_sub(10);
+    let available = file_len.saturating_sub(data_offset);
     if needed > available {
         return Err(NpyError::Truncated {
             shape,
@@ -123,7 +124,35 @@ fn open_checked(
             available,
         });
     }
-    Ok((npy, shape, needed, file_len))
+    Ok((npy, shape, needed, data_offset, file_len))
+}
+
+/// Where the data starts: after the magic, version, header length and
+/// header (format 1.0 has a 2-byte header length, 2.0 and 3.0 a 4-byte one).
+/// Leaves `file` at its start.
+fn data_offset(file: &mut File) -> Result<u64, NpyError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut head = [0u8; 12];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(NpyError::Io(e.to_string())),
+        }
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| NpyError::Io(e.to_string()))?;
+    if got < 10 || &head[..6] != b"\x93NUMPY" {
+        return Err(NpyError::Corrupt("magic not found for NPY file".into()));
+    }
+    match head[6] {
+        1 => Ok(10 + u64::from(u16::from_le_bytes([head[8], head[9]]))),
+        2 | 3 if got == 12 => {
+            Ok(12 + u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]])))
+        }
+        v => Err(NpyError::Corrupt(format!("unsupported format version {v}"))),
+    }
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {
@@ -141,7 +170,7 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
 /// # Errors
 /// Any [`NpyError`] except [`NpyError::TooLarge`].
 pub fn read_header(path: &Path) -> Result<Vec<usize>, NpyError> {
-    let (_, shape, _, _) = open_checked(path, u64::MAX / 4)?;
+    let (_, shape, ..) = open_checked(path, u64::MAX / 4)?;
     shape
         .iter()
         .map(|&d| usize::try_from(d))
@@ -159,13 +188,13 @@ pub fn read_header(path: &Path) -> Result<Vec<usize>, NpyError> {
 /// # Errors
 /// Any [`NpyError`].
 pub fn read_f32(path: &Path, max_elements: u64) -> Result<NpyArray, NpyError> {
-    let (npy, shape, needed, file_len) = open_checked(path, max_elements)?;
+    let (npy, shape, needed, data_offset, file_len) = open_checked(path, max_elements)?;
     let data: Vec<f32> = npy.into_vec().map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             NpyError::Truncated {
                 shape: shape.clone(),
                 needed,
-                available: file_len,
+                available: file_len.saturating_sub(data_offset),
             }
         } else {
             NpyError::Corrupt(one_line(&e))
