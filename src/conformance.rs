@@ -506,13 +506,22 @@ pub struct CaseResult {
     pub error: Option<String>,
     /// The kernel specialisation the planner chose.
     pub kernel: Option<String>,
+    /// Wall time of the case (GPU run, readback and reference), ms.
+    pub ms: f64,
 }
 
 /// Runs one case on the GPU and compares with the CPU reference under
 /// [`Tolerance::F32Accumulation`].
 pub fn run_case(engine: &Engine, case: &Case) -> CaseResult {
+    run_case_with(engine, case, false)
+}
+
+/// [`run_case`], optionally perturbing the GPU result before the comparison
+/// (a test hook: it shows that a wrong result is reported as a failure).
+pub fn run_case_with(engine: &Engine, case: &Case, corrupt: bool) -> CaseResult {
     let mut kernel = None;
-    let outcome = run_inner(engine, case, &mut kernel);
+    let start = std::time::Instant::now();
+    let outcome = run_inner(engine, case, &mut kernel, corrupt);
     let (passed, cmp, error) = match outcome {
         Ok(c) => (c.passed, Some(c), None),
         Err(e) => (false, None, Some(e.to_string())),
@@ -527,13 +536,19 @@ pub fn run_case(engine: &Engine, case: &Case) -> CaseResult {
         worst_ratio: cmp.as_ref().map(|c| c.worst_ratio),
         error,
         kernel,
+        ms: start.elapsed().as_secs_f64() * 1e3,
     }
 }
 
-fn run_inner(engine: &Engine, case: &Case, kernel: &mut Option<String>) -> Result<Comparison> {
+fn run_inner(
+    engine: &Engine,
+    case: &Case,
+    kernel: &mut Option<String>,
+    corrupt: bool,
+) -> Result<Comparison> {
     let shape = case.shape()?;
     let (x, w, b) = case.data();
-    let gpu = match case.op {
+    let mut gpu = match case.op {
         LayerOp::Conv2d(p) => {
             let conv = Conv2d::new(engine, &w, case.weight, b.as_deref(), p, case.activation)?;
             *kernel = Some(conv.plan_for(case.input)?.key.to_string());
@@ -546,6 +561,11 @@ fn run_inner(engine: &Engine, case: &Case, kernel: &mut Option<String>) -> Resul
             ))
         }
     };
+    if corrupt {
+        if let Some(v) = gpu.first_mut() {
+            *v += 1.0 + v.abs();
+        }
+    }
     let cpu = reference::conv(&shape, &x, &w, b.as_deref(), case.activation)?;
     reference::compare(&cpu, case.activation, &gpu, Tolerance::F32Accumulation)
 }

@@ -27,6 +27,13 @@ pub struct Args {
     /// Seed of the generated suite.
     #[arg(long, default_value_t = conformance::DEFAULT_SEED)]
     seed: u64,
+    /// Only cases of this class (dense, strided, asym_pad, dilated, grouped, depthwise,
+    /// pointwise, rectangular, 1d, batch2, odd_sizes, channels, activation).
+    #[arg(long, value_name = "CLASS")]
+    class: Option<String>,
+    /// Run at most N cases (after --quick and --class).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Write the full report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -66,6 +73,17 @@ pub fn run(args: &Args) -> Outcome {
     if args.quick {
         cases = conformance::quick(cases);
     }
+    if let Some(class) = &args.class {
+        cases.retain(|c| c.class == class);
+        if cases.is_empty() {
+            return Err(anyhow!("--class {class}: no such class").into());
+        }
+    }
+    if let Some(n) = args.limit {
+        cases.truncate(n);
+    }
+    // Test hook (see `conv`): perturb every GPU result so failures can be tested.
+    let corrupt = std::env::var("WGCONV_TEST_CORRUPT_OUTPUT").as_deref() == Ok("1");
     let engines: Vec<wgconv::Result<Engine>> = if args.all_adapters {
         Engine::all_adapters(&args.adapter.options())
     } else {
@@ -121,7 +139,7 @@ pub fn run(args: &Args) -> Outcome {
         let mut results = Vec::with_capacity(cases.len());
         let (mut p, mut f) = (0, 0);
         for case in &cases {
-            let r = conformance::run_case(&engine, case);
+            let r = conformance::run_case_with(&engine, case, corrupt);
             if r.passed {
                 p += 1;
             } else {
