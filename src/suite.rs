@@ -37,7 +37,9 @@ impl SuiteLayer {
         let bias = Some(self.c_out());
         match self.op {
             LayerOp::Conv2d(p) => Conv2dShape::conv2d(self.input, self.weight, bias, &p),
-            LayerOp::ConvTranspose2d(p) => Conv2dShape::conv_transpose2d(self.input, self.weight, bias, &p),
+            LayerOp::ConvTranspose2d(p) => {
+                Conv2dShape::conv_transpose2d(self.input, self.weight, bias, &p)
+            }
         }
     }
 
@@ -71,18 +73,90 @@ const fn tconv(stride: u32, pad: u32, out_pad: u32) -> LayerOp {
 
 /// The 12 suite layers (f32, NCHW, batch as listed).
 pub const SUITE: [SuiteLayer; 12] = [
-    SuiteLayer { name: "stem7", about: "ResNet stem", input: [1, 3, 224, 224], weight: [64, 3, 7, 7], op: conv(2, 3, 1, 1) },
-    SuiteLayer { name: "r3x3", about: "ResNet 3x3", input: [1, 64, 56, 56], weight: [64, 64, 3, 3], op: conv(1, 1, 1, 1) },
-    SuiteLayer { name: "r3x3s2", about: "ResNet downsample", input: [1, 128, 56, 56], weight: [128, 128, 3, 3], op: conv(2, 1, 1, 1) },
-    SuiteLayer { name: "pw", about: "bottleneck 1x1", input: [1, 256, 56, 56], weight: [64, 256, 1, 1], op: conv(1, 0, 1, 1) },
-    SuiteLayer { name: "dw3", about: "MobileNetV2 depthwise", input: [1, 144, 56, 56], weight: [144, 1, 3, 3], op: conv(1, 1, 1, 144) },
-    SuiteLayer { name: "dw3s2", about: "MobileNetV2 depthwise s2", input: [1, 96, 112, 112], weight: [96, 1, 3, 3], op: conv(2, 1, 1, 96) },
-    SuiteLayer { name: "aspp12", about: "DeepLab ASPP atrous", input: [1, 256, 33, 33], weight: [256, 256, 3, 3], op: conv(1, 12, 12, 1) },
-    SuiteLayer { name: "ctx8", about: "dilated context module", input: [1, 64, 64, 64], weight: [64, 64, 3, 3], op: conv(1, 8, 8, 1) },
-    SuiteLayer { name: "grp32", about: "ResNeXt grouped", input: [1, 128, 56, 56], weight: [128, 4, 3, 3], op: conv(1, 1, 1, 32) },
-    SuiteLayer { name: "tconv4", about: "transposed, GAN/U-Net", input: [1, 128, 32, 32], weight: [128, 64, 4, 4], op: tconv(2, 1, 0) },
-    SuiteLayer { name: "tconv3", about: "transposed, out_pad 1", input: [1, 64, 64, 64], weight: [64, 32, 3, 3], op: tconv(2, 1, 1) },
-    SuiteLayer { name: "b8", about: "batched 3x3", input: [8, 128, 28, 28], weight: [128, 128, 3, 3], op: conv(1, 1, 1, 1) },
+    SuiteLayer {
+        name: "stem7",
+        about: "ResNet stem",
+        input: [1, 3, 224, 224],
+        weight: [64, 3, 7, 7],
+        op: conv(2, 3, 1, 1),
+    },
+    SuiteLayer {
+        name: "r3x3",
+        about: "ResNet 3x3",
+        input: [1, 64, 56, 56],
+        weight: [64, 64, 3, 3],
+        op: conv(1, 1, 1, 1),
+    },
+    SuiteLayer {
+        name: "r3x3s2",
+        about: "ResNet downsample",
+        input: [1, 128, 56, 56],
+        weight: [128, 128, 3, 3],
+        op: conv(2, 1, 1, 1),
+    },
+    SuiteLayer {
+        name: "pw",
+        about: "bottleneck 1x1",
+        input: [1, 256, 56, 56],
+        weight: [64, 256, 1, 1],
+        op: conv(1, 0, 1, 1),
+    },
+    SuiteLayer {
+        name: "dw3",
+        about: "MobileNetV2 depthwise",
+        input: [1, 144, 56, 56],
+        weight: [144, 1, 3, 3],
+        op: conv(1, 1, 1, 144),
+    },
+    SuiteLayer {
+        name: "dw3s2",
+        about: "MobileNetV2 depthwise s2",
+        input: [1, 96, 112, 112],
+        weight: [96, 1, 3, 3],
+        op: conv(2, 1, 1, 96),
+    },
+    SuiteLayer {
+        name: "aspp12",
+        about: "DeepLab ASPP atrous",
+        input: [1, 256, 33, 33],
+        weight: [256, 256, 3, 3],
+        op: conv(1, 12, 12, 1),
+    },
+    SuiteLayer {
+        name: "ctx8",
+        about: "dilated context module",
+        input: [1, 64, 64, 64],
+        weight: [64, 64, 3, 3],
+        op: conv(1, 8, 8, 1),
+    },
+    SuiteLayer {
+        name: "grp32",
+        about: "ResNeXt grouped",
+        input: [1, 128, 56, 56],
+        weight: [128, 4, 3, 3],
+        op: conv(1, 1, 1, 32),
+    },
+    SuiteLayer {
+        name: "tconv4",
+        about: "transposed, GAN/U-Net",
+        input: [1, 128, 32, 32],
+        weight: [128, 64, 4, 4],
+        op: tconv(2, 1, 0),
+    },
+    SuiteLayer {
+        name: "tconv3",
+        about: "transposed, out_pad 1",
+        input: [1, 64, 64, 64],
+        weight: [64, 32, 3, 3],
+        op: tconv(2, 1, 1),
+    },
+    SuiteLayer {
+        name: "b8",
+        about: "batched 3x3",
+        input: [8, 128, 28, 28],
+        weight: [128, 128, 3, 3],
+        op: conv(1, 1, 1, 1),
+    },
 ];
 
 /// A suite layer by name.
@@ -97,10 +171,16 @@ mod tests {
     #[test]
     fn suite_flops_match_the_peers_table() {
         // MFLOP column of the peers' table, to its printed precision.
-        let mflop = [236.0, 231.2, 231.2, 102.8, 8.13, 5.42, 1284.6, 302.0, 28.9, 268.4, 151.0, 1849.7];
+        let mflop = [
+            236.0, 231.2, 231.2, 102.8, 8.13, 5.42, 1284.6, 302.0, 28.9, 268.4, 151.0, 1849.7,
+        ];
         for (l, want) in SUITE.iter().zip(mflop) {
             let got = l.shape().unwrap().flops() as f64 / 1e6;
-            assert!((got - want).abs() / want < 0.002, "{}: {got} MFLOP, table says {want}", l.name);
+            assert!(
+                (got - want).abs() / want < 0.002,
+                "{}: {got} MFLOP, table says {want}",
+                l.name
+            );
         }
     }
 }
