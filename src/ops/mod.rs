@@ -425,6 +425,37 @@ impl<P: OpParams> ConvLayer<P> {
         Ok(output)
     }
 
+    /// Records this layer applied to `input` into an existing `output`
+    /// tensor (so repeated calls allocate nothing).
+    ///
+    /// # Errors
+    /// [`Error::BadShape`] when `output` does not have the output shape, and
+    /// everything [`ConvLayer::record`] reports.
+    pub fn record_into(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        let shape = self.shape_for(input.shape())?;
+        if output.shape() != shape.output_shape() {
+            return Err(Error::BadShape {
+                what: "output",
+                expected: "the layer's output shape for this input",
+                actual: output.shape().to_vec(),
+            });
+        }
+        let plan = plan::plan(
+            &shape,
+            self.activation,
+            &self.profile,
+            self.options.force_kernel,
+        );
+        self.core
+            .record(engine, encoder, &shape, &plan, input, output)
+    }
+
     /// Runs the layer on `input` and submits it; the result stays on the GPU.
     ///
     /// # Errors
