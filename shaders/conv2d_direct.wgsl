@@ -21,7 +21,7 @@ struct Params {
     c_in_per_group: u32, c_out_per_group: u32, k_h: u32, k_w: u32,
     stride_h: u32, stride_w: u32, dil_h: u32, dil_w: u32,
     pad_top: u32, pad_left: u32, act: u32, alpha: f32,
-    blocks_w: u32, blocks_per_group: u32, pad0: u32, pad1: u32,
+    blocks_w: u32, blocks_per_group: u32, tap_step_h: u32, pad1: u32,
 }
 
 const WG: u32 = 64u;

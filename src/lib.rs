@@ -42,7 +42,9 @@ pub use error::{Axis, Error, Result};
 pub use geometry::{
     Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding,
 };
-pub use ops::conv2d::{Conv2d, DepthwiseSeparable, LayerOptions};
+pub use ops::conv2d::{Conv2d, DepthwiseSeparable};
+pub use ops::conv_transpose2d::ConvTranspose2d;
+pub use ops::{ConvLayer, LayerOptions, OpParams};
 pub use pipelines::{Kernel, KernelKey};
 pub use reference::{Comparison, Tolerance};
 pub use tensor::GpuTensor;

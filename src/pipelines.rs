@@ -27,6 +27,9 @@ pub enum Kernel {
     /// `shaders/conv2d_depthwise.wgsl`: one input channel per group,
     /// `PIX` pixels per invocation.
     Conv2dDepthwise,
+    /// `shaders/conv_transpose2d.wgsl`: transposed convolution as a gather
+    /// with phase arithmetic, `PIX` same-phase pixels × `COB4`·4 channels.
+    ConvTranspose2d,
 }
 
 impl Kernel {
@@ -43,6 +46,7 @@ impl Kernel {
             Kernel::Conv2dDirect => "conv2d_direct",
             Kernel::Conv2dTiled => "conv2d_tiled",
             Kernel::Conv2dDepthwise => "conv2d_depthwise",
+            Kernel::ConvTranspose2d => "conv_transpose2d",
         }
     }
 
@@ -52,6 +56,7 @@ impl Kernel {
             Kernel::Conv2dDirect => include_str!("../shaders/conv2d_direct.wgsl"),
             Kernel::Conv2dTiled => include_str!("../shaders/conv2d_tiled.wgsl"),
             Kernel::Conv2dDepthwise => include_str!("../shaders/conv2d_depthwise.wgsl"),
+            Kernel::ConvTranspose2d => include_str!("../shaders/conv_transpose2d.wgsl"),
         }
     }
 }

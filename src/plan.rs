@@ -7,7 +7,7 @@
 //! [`plan`] adds the choices that depend on the output size. [`plan`] always
 //! agrees with [`weight_layout`] for the same layer.
 
-use crate::geometry::{Activation, Conv2dShape};
+use crate::geometry::{Activation, Conv2dShape, ConvKind};
 use crate::pipelines::{Kernel, KernelKey};
 
 /// What the planner knows of the adapter.
@@ -45,6 +45,8 @@ pub enum WeightLayout {
 /// The structural facts of a layer that fix its weight layout.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerSig {
+    /// Forward or transposed.
+    pub kind: ConvKind,
     /// Groups.
     pub groups: u32,
     /// Input channels per group.
@@ -65,6 +67,7 @@ impl LayerSig {
     /// The signature of a resolved shape.
     pub fn of(shape: &Conv2dShape) -> Self {
         Self {
+            kind: shape.kind,
             groups: shape.groups,
             c_in_per_group: shape.c_in_per_group(),
             c_out_per_group: shape.c_out_per_group(),
@@ -94,6 +97,9 @@ pub fn weight_layout(
 ) -> (Kernel, WeightLayout) {
     let depthwise = sig.c_in_per_group == 1 && sig.groups > 1;
     let kernel = match force {
+        _ if sig.kind == ConvKind::Transposed => Kernel::ConvTranspose2d,
+        // Forward kernels only; a transposed kernel cannot run a forward op.
+        Some(Kernel::ConvTranspose2d) => Kernel::Conv2dTiled,
         Some(k) => k,
         // A row segment for even one pixel does not fit in registers: fall back.
         None if seg(1, sig) > MAX_SEG => Kernel::Conv2dDirect,
@@ -101,7 +107,7 @@ pub fn weight_layout(
         None => Kernel::Conv2dTiled,
     };
     let layout = match kernel {
-        Kernel::Conv2dTiled => {
+        Kernel::Conv2dTiled | Kernel::ConvTranspose2d => {
             // 16 output channels per invocation where the group has them; fewer for small groups.
             let cob4 = sig.c_out_per_group.div_ceil(4).clamp(1, 4);
             WeightLayout::Blocked { cob4 }
@@ -190,6 +196,36 @@ pub fn plan(
                 blocks_per_group: shape.c_out_per_group(),
             }
         }
+        Kernel::ConvTranspose2d => {
+            // PIX same-phase output columns per invocation (stride S_W apart).
+            let cols = shape.w_out.div_ceil(shape.stride_w);
+            let pix = MAX_PIX.min(cols.next_power_of_two());
+            let cob4 = match layout {
+                WeightLayout::Blocked { cob4 } => cob4,
+                WeightLayout::Natural => 1,
+            };
+            let blocks_w = cols.div_ceil(pix);
+            let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
+            let consts = vec![
+                ("PIX", pix),
+                ("COB4", cob4),
+                ("K_W", shape.k_w),
+                ("S_W", shape.stride_w),
+                ("D_W", shape.dil_w),
+                ("ACT", act),
+            ];
+            Plan {
+                key: KernelKey { kernel, consts },
+                layout,
+                groups: [
+                    (shape.h_out * shape.stride_w * blocks_w).div_ceil(WORKGROUP),
+                    blocks_per_group * shape.groups,
+                    shape.n,
+                ],
+                blocks_w,
+                blocks_per_group,
+            }
+        }
         Kernel::Conv2dTiled => {
             let pix = pix();
             let cob4 = match layout {
@@ -216,8 +252,8 @@ pub fn plan(
     }
 }
 
-/// Repacks a PyTorch-layout forward weight `[c_out, c_in/G, k_h, k_w]` into
-/// `layout`.
+/// Repacks a PyTorch-layout weight (forward `[c_out, c_in/G, k_h, k_w]`,
+/// transposed `[c_in, c_out/G, k_h, k_w]`) into `layout`.
 pub fn repack_weight(weight: &[f32], sig: &LayerSig, layout: WeightLayout) -> Vec<f32> {
     match layout {
         WeightLayout::Natural => weight.to_vec(),
@@ -227,19 +263,19 @@ pub fn repack_weight(weight: &[f32], sig: &LayerSig, layout: WeightLayout) -> Ve
             let taps = (sig.k_h * sig.k_w) as usize;
             let blocks = cpg_out.div_ceil(cob);
             let groups = sig.groups as usize;
+            // Flat index of tap t of (input channel ci, output channel co) in the source.
+            let src = |g: usize, ci: usize, co_local: usize, t: usize| match sig.kind {
+                ConvKind::Forward => ((g * cpg_out + co_local) * cpg_in + ci) * taps + t,
+                ConvKind::Transposed => ((g * cpg_in + ci) * cpg_out + co_local) * taps + t,
+            };
             let mut out = vec![0f32; groups * blocks * cpg_in * taps * cob];
             for g in 0..groups {
                 for b in 0..blocks {
                     for ci in 0..cpg_in {
                         for t in 0..taps {
-                            for j in 0..cob {
-                                let co_local = b * cob + j;
-                                if co_local >= cpg_out {
-                                    continue;
-                                }
-                                let co = g * cpg_out + co_local;
+                            for j in 0..cob.min(cpg_out - b * cob) {
                                 let dst = (((g * blocks + b) * cpg_in + ci) * taps + t) * cob + j;
-                                out[dst] = weight[(co * cpg_in + ci) * taps + t];
+                                out[dst] = weight[src(g, ci, b * cob + j, t)];
                             }
                         }
                     }
@@ -314,6 +350,7 @@ mod tests {
     fn blocked_repack_pads_each_group() {
         // 2 groups, 5 output channels per group (not a multiple of 4), 1 input channel, 1x1.
         let sig = LayerSig {
+            kind: ConvKind::Forward,
             groups: 2,
             c_in_per_group: 1,
             c_out_per_group: 5,

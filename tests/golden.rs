@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use wgconv::npy::read_f32;
 use wgconv::reference::{self, compare, RefOutput, Tolerance};
 use wgconv::{
-    Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2dParams, GpuTensor, Padding,
+    Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2d, ConvTranspose2dParams, Engine,
+    GpuTensor, Padding,
 };
 
 struct Case {
@@ -16,6 +17,7 @@ struct Case {
     op: String,
     shape: Conv2dShape,
     conv: Conv2dParams,
+    transposed: ConvTranspose2dParams,
     activation: Activation,
     x: Vec<f32>,
     w: Vec<f32>,
@@ -64,6 +66,13 @@ fn cases() -> Vec<Case> {
                 dilation,
                 groups,
             };
+            let transposed = ConvTranspose2dParams {
+                stride,
+                padding,
+                output_padding: pair(&c["output_padding"]),
+                dilation,
+                groups,
+            };
             let shape = if op == "conv2d" {
                 Conv2dShape::conv2d(
                     x.nchw().unwrap(),
@@ -72,18 +81,11 @@ fn cases() -> Vec<Case> {
                     &conv,
                 )
             } else {
-                let t = ConvTranspose2dParams {
-                    stride,
-                    padding,
-                    output_padding: pair(&c["output_padding"]),
-                    dilation,
-                    groups,
-                };
                 Conv2dShape::conv_transpose2d(
                     x.nchw().unwrap(),
                     w.nchw().unwrap(),
                     b.as_ref().map(Vec::len),
-                    &t,
+                    &transposed,
                 )
             }
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -97,6 +99,7 @@ fn cases() -> Vec<Case> {
                 op,
                 shape,
                 conv,
+                transposed,
                 activation,
                 x: x.data,
                 w: w.data,
@@ -133,25 +136,36 @@ fn perturbed_reference_disagrees() {
     }
 }
 
-/// Every forward case on the GPU: within the bound of the reference, and
-/// within twice the bound of onnxruntime (both are within one bound of the
-/// exact value).
-#[test]
-fn gpu_matches_golden_conv2d() {
-    let engine = gpu_or_skip!();
-    let mut ran = 0;
-    for c in cases().into_iter().filter(|c| c.op == "conv2d") {
-        let layer = Conv2d::new(
+fn gpu_output(engine: &Engine, c: &Case) -> Vec<f32> {
+    let x = GpuTensor::upload(engine, &c.x, c.shape.input_shape()).unwrap();
+    let wshape = c.shape.weight_shape();
+    let y = if c.op == "conv2d" {
+        let layer =
+            Conv2d::new(engine, &c.w, wshape, c.b.as_deref(), c.conv, c.activation).unwrap();
+        layer.forward(engine, &x).unwrap()
+    } else {
+        let layer = ConvTranspose2d::new(
             engine,
             &c.w,
-            c.shape.weight_shape(),
+            wshape,
             c.b.as_deref(),
-            c.conv,
+            c.transposed,
             c.activation,
         )
         .unwrap();
-        let x = GpuTensor::upload(engine, &c.x, c.shape.input_shape()).unwrap();
-        let gpu = layer.forward(engine, &x).unwrap().read(engine).unwrap();
+        layer.forward(engine, &x).unwrap()
+    };
+    y.read(engine).unwrap()
+}
+
+/// Every case on the GPU: within the bound of the reference, and within
+/// twice the bound of onnxruntime (both are within one bound of the exact
+/// value).
+fn gpu_matches_golden(op: &str, expected_cases: usize) {
+    let engine = gpu_or_skip!();
+    let mut ran = 0;
+    for c in cases().into_iter().filter(|c| c.op == op) {
+        let gpu = gpu_output(engine, &c);
         let r = reference::conv(&c.shape, &c.x, &c.w, c.b.as_deref(), c.activation).unwrap();
         let cmp = compare(&r, c.activation, &gpu, Tolerance::F32Accumulation).unwrap();
         assert!(cmp.passed, "{} vs reference: {cmp}", c.name);
@@ -164,5 +178,15 @@ fn gpu_matches_golden_conv2d() {
         assert!(cmp.passed, "{} vs onnxruntime: {cmp}", c.name);
         ran += 1;
     }
-    assert_eq!(ran, 24);
+    assert_eq!(ran, expected_cases);
+}
+
+#[test]
+fn gpu_matches_golden_conv2d() {
+    gpu_matches_golden("conv2d", 24);
+}
+
+#[test]
+fn gpu_matches_golden_conv_transpose2d() {
+    gpu_matches_golden("conv-transpose2d", 11);
 }

@@ -1,4 +1,498 @@
-//! One file per op family: the Pod params struct mirroring its shaders, the
-//! dispatch math, and the layer type.
+//! One file per op family: the layer type and its dispatch. What every
+//! convolution kernel shares — the Pod params struct mirroring `struct
+//! Params` in the shaders, the uploaded weights and the recording of one
+//! dispatch — lives here.
 
 pub mod conv2d;
+pub mod conv_transpose2d;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::geometry::{Activation, Conv2dShape, ConvKind};
+use crate::pipelines::Kernel;
+use crate::plan::{self, AdapterProfile, Plan, WeightLayout};
+use crate::reference::{self, Comparison, Tolerance};
+use crate::tensor::{checked_len, GpuTensor, STORAGE_USAGE};
+
+/// Mirrors `struct Params` in every convolution shader, field for field.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct ConvUniforms {
+    pub n: u32,
+    pub c_in: u32,
+    pub h_in: u32,
+    pub w_in: u32,
+    pub c_out: u32,
+    pub h_out: u32,
+    pub w_out: u32,
+    pub groups: u32,
+    pub c_in_per_group: u32,
+    pub c_out_per_group: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub dil_h: u32,
+    pub dil_w: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    pub act: u32,
+    pub alpha: f32,
+    pub blocks_w: u32,
+    pub blocks_per_group: u32,
+    pub tap_step_h: u32,
+    pub pad1: u32,
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl ConvUniforms {
+    pub(crate) fn new(s: &Conv2dShape, activation: Activation, plan: &Plan) -> Self {
+        // Transposed: the valid kernel rows of an output row step by stride / gcd(stride, dilation).
+        let tap_step_h = match s.kind {
+            ConvKind::Forward => 1,
+            ConvKind::Transposed => s.stride_h / gcd(s.stride_h, s.dil_h),
+        };
+        Self {
+            n: s.n,
+            c_in: s.c_in,
+            h_in: s.h_in,
+            w_in: s.w_in,
+            c_out: s.c_out,
+            h_out: s.h_out,
+            w_out: s.w_out,
+            groups: s.groups,
+            c_in_per_group: s.c_in_per_group(),
+            c_out_per_group: s.c_out_per_group(),
+            k_h: s.k_h,
+            k_w: s.k_w,
+            stride_h: s.stride_h,
+            stride_w: s.stride_w,
+            dil_h: s.dil_h,
+            dil_w: s.dil_w,
+            pad_top: s.padding.top,
+            pad_left: s.padding.left,
+            act: activation.code(),
+            alpha: activation.alpha(),
+            blocks_w: plan.blocks_w,
+            blocks_per_group: plan.blocks_per_group,
+            tap_step_h,
+            pad1: 0,
+        }
+    }
+}
+
+/// A layer's GPU state: its packed weights, its bias (zeros when it has
+/// none) and one uniform buffer per input shape it has seen.
+#[derive(Debug)]
+pub(crate) struct LayerCore {
+    activation: Activation,
+    weight: wgpu::Buffer,
+    bias: wgpu::Buffer,
+    uniforms: Mutex<HashMap<[usize; 4], Arc<wgpu::Buffer>>>,
+}
+
+impl LayerCore {
+    /// Uploads packed weights and the bias (or `c_out` zeros).
+    pub(crate) fn upload(
+        engine: &Engine,
+        activation: Activation,
+        packed: &[f32],
+        bias: Option<&[f32]>,
+        c_out: usize,
+    ) -> Result<Self> {
+        engine.check_binding("weight", packed.len() as u64 * 4)?;
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = vec![0f32; c_out];
+                &zeros
+            }
+        };
+        engine.scoped(|| {
+            let device = engine.device();
+            let init = |label, data: &[f32]| {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(data),
+                    usage: STORAGE_USAGE,
+                })
+            };
+            Ok(Self {
+                activation,
+                weight: init("wgconv weight", packed),
+                bias: init("wgconv bias", bias),
+                uniforms: Mutex::new(HashMap::new()),
+            })
+        })
+    }
+
+    fn uniform_for(
+        &self,
+        engine: &Engine,
+        shape: &Conv2dShape,
+        plan: &Plan,
+    ) -> Result<Arc<wgpu::Buffer>> {
+        let key = shape.input_shape();
+        let mut map = self
+            .uniforms
+            .lock()
+            .map_err(|_| Error::Validation("uniform cache lock poisoned".into()))?;
+        if let Some(u) = map.get(&key) {
+            return Ok(Arc::clone(u));
+        }
+        let u = Arc::new(
+            engine
+                .device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("wgconv params"),
+                    contents: bytemuck::bytes_of(&ConvUniforms::new(shape, self.activation, plan)),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                }),
+        );
+        map.insert(key, Arc::clone(&u));
+        Ok(u)
+    }
+
+    /// Records one dispatch of `plan` reading `input` and writing `output`.
+    pub(crate) fn record(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &Conv2dShape,
+        plan: &Plan,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        engine.check_dispatch(plan.groups)?;
+        engine.scoped(|| {
+            let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
+            let uniform = self.uniform_for(engine, shape, plan)?;
+            let bind = engine
+                .device()
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(plan.key.kernel.name()),
+                    layout: &engine.pipelines.conv_layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: uniform.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: input.buffer().as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: self.weight.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: self.bias.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 4,
+                            resource: output.buffer().as_entire_binding(),
+                        },
+                    ],
+                });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(plan.key.kernel.name()),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(plan.groups[0], plan.groups[1], plan.groups[2]);
+            Ok(())
+        })
+    }
+}
+
+/// What distinguishes the two convolution ops for a layer: how a shape is
+/// resolved and how the weight shape maps to channels.
+pub trait OpParams: Copy + std::fmt::Debug + Send + Sync + 'static {
+    /// Which op.
+    const KIND: ConvKind;
+    /// Resolves the op against an input shape.
+    ///
+    /// # Errors
+    /// Any geometry error.
+    fn resolve(
+        &self,
+        input: [usize; 4],
+        weight: [usize; 4],
+        bias_len: Option<usize>,
+    ) -> Result<Conv2dShape>;
+    /// Input channels the weight expects.
+    fn input_channels(&self, weight: [usize; 4]) -> usize;
+    /// The smallest input shape that validates everything the weight and
+    /// parameters alone determine.
+    fn nominal_input(&self, weight: [usize; 4]) -> [usize; 4];
+    /// The layer signature the planner needs.
+    fn sig(&self, weight: [usize; 4]) -> crate::plan::LayerSig;
+}
+
+/// Options for building a layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerOptions {
+    /// Run this kernel family instead of the planner's choice (every forward
+    /// family runs every forward convolution; tests use this to keep them
+    /// all correct). Ignored when the kernel cannot run the op.
+    pub force_kernel: Option<Kernel>,
+}
+
+/// A convolution layer ([`conv2d::Conv2d`] or
+/// [`conv_transpose2d::ConvTranspose2d`]): owns its weights and bias on the
+/// GPU, uploaded once in the layout its kernel reads, so calls upload
+/// nothing but one small uniform per new input shape.
+#[derive(Debug)]
+pub struct ConvLayer<P: OpParams> {
+    weight_shape: [usize; 4],
+    params: P,
+    activation: Activation,
+    options: LayerOptions,
+    profile: AdapterProfile,
+    host_weight: Arc<[f32]>,
+    host_bias: Option<Arc<[f32]>>,
+    layout: WeightLayout,
+    core: LayerCore,
+}
+
+impl<P: OpParams> ConvLayer<P> {
+    /// Builds a layer from a PyTorch-layout weight (forward `[c_out,
+    /// c_in/groups, k_h, k_w]`, transposed `[c_in, c_out/groups, k_h,
+    /// k_w]`) and an optional bias `[c_out]`.
+    ///
+    /// # Errors
+    /// Every parameter error that does not depend on the input,
+    /// [`Error::DataLength`] for slices that do not match their shapes, and
+    /// device errors.
+    pub fn new(
+        engine: &Engine,
+        weight: &[f32],
+        weight_shape: [usize; 4],
+        bias: Option<&[f32]>,
+        params: P,
+        activation: Activation,
+    ) -> Result<Self> {
+        Self::with_options(
+            engine,
+            weight,
+            weight_shape,
+            bias,
+            params,
+            activation,
+            LayerOptions::default(),
+        )
+    }
+
+    /// [`ConvLayer::new`] with [`LayerOptions`].
+    ///
+    /// # Errors
+    /// As [`ConvLayer::new`].
+    pub fn with_options(
+        engine: &Engine,
+        weight: &[f32],
+        weight_shape: [usize; 4],
+        bias: Option<&[f32]>,
+        params: P,
+        activation: Activation,
+        options: LayerOptions,
+    ) -> Result<Self> {
+        params.resolve(
+            params.nominal_input(weight_shape),
+            weight_shape,
+            bias.map(<[f32]>::len),
+        )?;
+        let len = checked_len("weight", weight_shape)?;
+        if weight.len() != len {
+            return Err(Error::DataLength {
+                what: "weight",
+                shape: weight_shape.to_vec(),
+                expected: len,
+                actual: weight.len(),
+            });
+        }
+        let profile = AdapterProfile::from_info(engine.info());
+        let sig = params.sig(weight_shape);
+        let (_, layout) = plan::weight_layout(&sig, &profile, options.force_kernel);
+        let packed = plan::repack_weight(weight, &sig, layout);
+        let c_out = sig.c_out_per_group as usize * sig.groups as usize;
+        let core = LayerCore::upload(engine, activation, &packed, bias, c_out)?;
+        Ok(Self {
+            weight_shape,
+            params,
+            activation,
+            options,
+            profile,
+            host_weight: weight.into(),
+            host_bias: bias.map(Into::into),
+            layout,
+            core,
+        })
+    }
+
+    /// The weight shape, in the op's PyTorch layout.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        self.weight_shape
+    }
+    /// The parameters.
+    pub fn params(&self) -> &P {
+        &self.params
+    }
+    /// The fused activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+    /// The host copy of the weight (PyTorch layout).
+    pub fn host_weight(&self) -> &[f32] {
+        &self.host_weight
+    }
+    /// The host copy of the bias, if any.
+    pub fn host_bias(&self) -> Option<&[f32]> {
+        self.host_bias.as_deref()
+    }
+
+    /// Resolves this layer against an input shape.
+    ///
+    /// # Errors
+    /// Any geometry error, and [`Error::InputChannels`] when the input's
+    /// channels do not match the weight.
+    pub fn shape_for(&self, input: [usize; 4]) -> Result<Conv2dShape> {
+        let expected = self.params.input_channels(self.weight_shape);
+        if input[1] != expected {
+            return Err(Error::InputChannels {
+                expected,
+                actual: input[1],
+            });
+        }
+        self.params.resolve(
+            input,
+            self.weight_shape,
+            self.host_bias.as_ref().map(|b| b.len()),
+        )
+    }
+
+    /// The plan (kernel, specialisation, dispatch) for an input shape.
+    ///
+    /// # Errors
+    /// As [`ConvLayer::shape_for`].
+    pub fn plan_for(&self, input: [usize; 4]) -> Result<Plan> {
+        let shape = self.shape_for(input)?;
+        Ok(plan::plan(
+            &shape,
+            self.activation,
+            &self.profile,
+            self.options.force_kernel,
+        ))
+    }
+
+    /// Records this layer applied to `input` into `encoder` and returns the
+    /// output tensor (valid once the encoder's commands run). Nothing is
+    /// read back.
+    ///
+    /// # Errors
+    /// Geometry errors, device limits, and captured device errors.
+    pub fn record(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        let shape = self.shape_for(input.shape())?;
+        let output = GpuTensor::empty(engine, shape.output_shape())?;
+        let plan = plan::plan(
+            &shape,
+            self.activation,
+            &self.profile,
+            self.options.force_kernel,
+        );
+        debug_assert_eq!(plan.layout, self.layout);
+        self.core
+            .record(engine, encoder, &shape, &plan, input, &output)?;
+        Ok(output)
+    }
+
+    /// Records this layer applied to `input` into an existing `output`
+    /// tensor (so repeated calls allocate nothing).
+    ///
+    /// # Errors
+    /// [`Error::BadShape`] when `output` does not have the output shape, and
+    /// everything [`ConvLayer::record`] reports.
+    pub fn record_into(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        let shape = self.shape_for(input.shape())?;
+        if output.shape() != shape.output_shape() {
+            return Err(Error::BadShape {
+                what: "output",
+                expected: "the layer's output shape for this input",
+                actual: output.shape().to_vec(),
+            });
+        }
+        let plan = plan::plan(
+            &shape,
+            self.activation,
+            &self.profile,
+            self.options.force_kernel,
+        );
+        self.core
+            .record(engine, encoder, &shape, &plan, input, output)
+    }
+
+    /// Runs the layer on `input` and submits it; the result stays on the GPU.
+    ///
+    /// # Errors
+    /// As [`ConvLayer::record`].
+    pub fn forward(&self, engine: &Engine, input: &GpuTensor) -> Result<GpuTensor> {
+        let mut encoder = engine
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgconv layer"),
+            });
+        let out = self.record(engine, &mut encoder, input)?;
+        engine.queue().submit([encoder.finish()]);
+        Ok(out)
+    }
+
+    /// Runs the layer on the GPU and on the CPU reference and compares them.
+    ///
+    /// # Errors
+    /// Geometry, device and readback errors (a mismatch is not an error: it
+    /// is a [`Comparison`] with `passed == false`).
+    pub fn verify(
+        &self,
+        engine: &Engine,
+        input: &[f32],
+        input_shape: [usize; 4],
+        tolerance: Tolerance,
+    ) -> Result<Comparison> {
+        let shape = self.shape_for(input_shape)?;
+        let x = GpuTensor::upload(engine, input, input_shape)?;
+        let gpu = self.forward(engine, &x)?.read(engine)?;
+        let cpu = reference::conv(
+            &shape,
+            input,
+            &self.host_weight,
+            self.host_bias.as_deref(),
+            self.activation,
+        )?;
+        reference::compare(&cpu, self.activation, &gpu, tolerance)
+    }
+}

@@ -1,0 +1,149 @@
+// conv_transpose2d — transposed convolution (PyTorch ConvTranspose2d, ONNX
+// ConvTranspose) as a gather: each output pixel sums the input taps that reach
+// it. No atomics, no scatter races, no col2im scratch buffer.
+//
+// Bindings (group 0):
+//   0 uniform Params                  runtime sizes (struct below)
+//   1 input  : array<f32>        [n, c_in, h_in, w_in]
+//   2 weight : array<vec4<f32>>  repacked once at layer creation from the PyTorch layout
+//              [c_in, c_out/groups, k_h, k_w] into
+//              [groups][blocks_per_group][c_in/groups][k_h][K_W][COB4] vec4s
+//              (output channels past c_out/groups in a group's last block are zero).
+//   3 bias   : array<f32>        [c_out]                    (zeros if none)
+//   4 output : array<f32>        [n, c_out, h_out, w_out]
+//
+// Definition: input pixel (ih, iw) adds x · w[ci, co, kh, kw] to output
+//   (ih·stride_h − pad_top + kh·dil_h, iw·S_W − pad_left + kw·D_W).
+// Gather, per output pixel: tap kh reaches row oh from ih = (oh + pad_top − kh·dil_h) / stride_h
+// when that division is exact and 0 ≤ ih < h_in. Phase arithmetic: the exact taps form an
+// arithmetic progression in kh with step tap_step_h = stride_h / gcd(stride_h, dil_h) (host),
+// so the kernel finds the first valid tap and then steps. Along W the same holds per kw;
+// an invocation takes PIX output columns of one phase, ow = ph + S_W·(q0 + px), which share
+// their valid kw taps and read consecutive input columns iw = q0 + px + (ph + pad_left − kw·D_W) / S_W.
+// Outputs no tap reaches get exactly bias, then the activation.
+//
+// Grid: x = (oh, phase ph < S_W, column block) with blocks_w blocks of PIX per phase,
+// y = channel block cb (g = cb / blocks_per_group), z = batch n.
+
+// specialise:begin
+const PIX: u32 = 4u;
+const COB4: u32 = 1u;
+const K_W: u32 = 3u;
+const S_W: u32 = 2u;
+const D_W: u32 = 1u;
+const ACT: u32 = 0u;
+// specialise:end
+
+struct Params {
+    n: u32, c_in: u32, h_in: u32, w_in: u32,
+    c_out: u32, h_out: u32, w_out: u32, groups: u32,
+    c_in_per_group: u32, c_out_per_group: u32, k_h: u32, k_w: u32,
+    stride_h: u32, stride_w: u32, dil_h: u32, dil_w: u32,
+    pad_top: u32, pad_left: u32, act: u32, alpha: f32,
+    blocks_w: u32, blocks_per_group: u32, tap_step_h: u32, pad1: u32,
+}
+
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> output: array<f32>;
+
+// Activation codes: 0 none, 1 relu, 2 relu6, 3 leaky_relu(alpha), 4 silu.
+fn activate(v: f32) -> f32 {
+    switch ACT {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return clamp(v, 0.0, 6.0); }
+        case 3u: { return select(p.alpha * v, v, v >= 0.0); }
+        case 4u: { return v / (1.0 + exp(-v)); }
+        default: { return v; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row_items = S_W * p.blocks_w;
+    let item = gid.x;
+    if item >= p.h_out * row_items {
+        return;
+    }
+    let oh = item / row_items;
+    let rem = item % row_items;
+    let ph = rem / p.blocks_w;
+    let q0 = (rem % p.blocks_w) * PIX;
+    let cb = wid.y;
+    let n = wid.z;
+    let g = cb / p.blocks_per_group;
+    let co_in_group0 = (cb % p.blocks_per_group) * (COB4 * 4u);
+    let cpg = p.c_in_per_group;
+    let plane = p.h_in * p.w_in;
+    let win = i32(p.w_in);
+
+    // First tap kh whose row offset oh + pad_top − kh·dil_h is a multiple of stride_h.
+    let th = i32(oh + p.pad_top);
+    var kh0 = p.k_h;
+    for (var k = 0u; k < min(p.tap_step_h, p.k_h); k++) {
+        if (th - i32(k * p.dil_h)) % i32(p.stride_h) == 0 {
+            kh0 = k;
+            break;
+        }
+    }
+
+    var acc: array<vec4<f32>, PIX * COB4>;
+    var x_plane = (n * p.c_in + g * cpg) * plane;
+    let w_ci_stride = p.k_h * K_W * COB4;
+    var w_at = cb * cpg * w_ci_stride;
+    for (var ci = 0u; ci < cpg; ci++) {
+        for (var kh = kh0; kh < p.k_h; kh += p.tap_step_h) {
+            let t = th - i32(kh * p.dil_h);
+            if t < 0 {
+                break;
+            }
+            let ih = u32(t) / p.stride_h;
+            if ih >= p.h_in {
+                continue;
+            }
+            let row = x_plane + ih * p.w_in;
+            for (var kw = 0u; kw < K_W; kw++) {
+                let r = i32(ph + p.pad_left) - i32(kw * D_W);
+                if r % i32(S_W) != 0 {
+                    continue;
+                }
+                let off = r / i32(S_W);
+                var xs: array<f32, PIX>;
+                for (var px = 0u; px < PIX; px++) {
+                    let iw = i32(q0 + px) + off;
+                    let v = input[row + u32(clamp(iw, 0, win - 1))];
+                    xs[px] = select(0.0, v, iw >= 0 && iw < win);
+                }
+                for (var c = 0u; c < COB4; c++) {
+                    let w = weight[w_at + (kh * K_W + kw) * COB4 + c];
+                    for (var px = 0u; px < PIX; px++) {
+                        acc[px * COB4 + c] += xs[px] * w;
+                    }
+                }
+            }
+        }
+        x_plane += plane;
+        w_at += w_ci_stride;
+    }
+
+    for (var px = 0u; px < PIX; px++) {
+        let ow = ph + S_W * (q0 + px);
+        if ow >= p.w_out {
+            break;
+        }
+        for (var c = 0u; c < COB4; c++) {
+            for (var j = 0u; j < 4u; j++) {
+                let co_local = co_in_group0 + c * 4u + j;
+                if co_local < p.c_out_per_group {
+                    let co = g * p.c_out_per_group + co_local;
+                    let v = acc[px * COB4 + c][j] + bias[co];
+                    output[((n * p.c_out + co) * p.h_out + oh) * p.w_out + ow] = activate(v);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Transposed convolution on the GPU vs the CPU reference (a scatter, so it
+//! shares no index math with the GPU's gather): a seeded random sweep and
+//! the cases other engines got wrong.
+
+mod common;
+
+use common::Rng;
+use wgconv::reference::{self, compare, Tolerance};
+use wgconv::{
+    Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2d, ConvTranspose2dParams, Engine,
+    Error, GpuTensor, Padding,
+};
+
+#[derive(Debug, Clone)]
+struct Case {
+    input: [usize; 4],
+    weight: [usize; 4],
+    params: ConvTranspose2dParams,
+    bias: bool,
+    activation: Activation,
+}
+
+const ACTIVATIONS: [Activation; 5] = [
+    Activation::None,
+    Activation::Relu,
+    Activation::Relu6,
+    Activation::LeakyRelu(0.2),
+    Activation::Silu,
+];
+
+fn random_case(rng: &mut Rng, i: usize) -> Case {
+    loop {
+        let stride = (rng.range(1, 4), rng.range(1, 4));
+        let dilation = if rng.chance(30) {
+            (rng.range(1, 3), rng.range(1, 3))
+        } else {
+            (1, 1)
+        };
+        let (k_h, k_w) = (rng.range(1, 5), rng.range(1, 5));
+        let (groups, cpg_in, cpg_out) = match i % 4 {
+            // depthwise-transposed, with multiplier
+            0 => {
+                let c = rng.pick(&[3, 5, 8]);
+                (c, 1, rng.range(1, 2))
+            }
+            1 => (
+                rng.range(2, 3),
+                rng.pick(&[1, 2, 4]),
+                rng.pick(&[1, 3, 5, 7]),
+            ),
+            _ => (
+                1,
+                rng.pick(&[1, 3, 5, 8, 16]),
+                rng.pick(&[1, 2, 4, 5, 7, 8, 16]),
+            ),
+        };
+        // output_padding must be smaller than stride or dilation on its axis.
+        let op = |s: u32, d: u32, rng: &mut Rng| {
+            if rng.chance(40) {
+                rng.range(0, s.max(d) - 1)
+            } else {
+                0
+            }
+        };
+        let output_padding = (op(stride.0, dilation.0, rng), op(stride.1, dilation.1, rng));
+        let padding = if rng.chance(40) {
+            Padding::new(
+                rng.range(0, 2),
+                rng.range(0, 2),
+                rng.range(0, 2),
+                rng.range(0, 2),
+            )
+        } else {
+            Padding::uniform(rng.range(0, 1))
+        };
+        let (h, w) = if rng.chance(20) {
+            (1, rng.range(1, 9))
+        } else {
+            (rng.range(1, 9), rng.range(1, 11))
+        };
+        let n = if rng.chance(25) { 2 } else { 1 };
+        let c_in = (groups * cpg_in) as usize;
+        let case = Case {
+            input: [n, c_in, h as usize, w as usize],
+            weight: [c_in, cpg_out as usize, k_h as usize, k_w as usize],
+            params: ConvTranspose2dParams {
+                stride,
+                padding,
+                output_padding,
+                dilation,
+                groups,
+            },
+            bias: rng.chance(70),
+            activation: rng.pick(&ACTIVATIONS),
+        };
+        if Conv2dShape::conv_transpose2d(case.input, case.weight, None, &case.params).is_ok() {
+            return case;
+        }
+    }
+}
+
+fn run(engine: &Engine, rng: &mut Rng, case: &Case) -> Result<Vec<f32>, String> {
+    let shape = Conv2dShape::conv_transpose2d(case.input, case.weight, None, &case.params).unwrap();
+    let x = rng.vec(shape.input_len());
+    let w = rng.vec(shape.weight_len());
+    let b = case.bias.then(|| rng.vec(shape.c_out as usize));
+    let layer = ConvTranspose2d::new(
+        engine,
+        &w,
+        case.weight,
+        b.as_deref(),
+        case.params,
+        case.activation,
+    )
+    .unwrap();
+    let gpu = layer
+        .forward(engine, &GpuTensor::upload(engine, &x, case.input).unwrap())
+        .unwrap()
+        .read(engine)
+        .unwrap();
+    let r = reference::conv(&shape, &x, &w, b.as_deref(), case.activation).unwrap();
+    let cmp = compare(&r, case.activation, &gpu, Tolerance::F32Accumulation).unwrap();
+    if cmp.passed {
+        Ok(gpu)
+    } else {
+        let key = layer.plan_for(case.input).unwrap().key;
+        Err(format!("{case:?} on {key}: {cmp}"))
+    }
+}
+
+#[test]
+fn random_sweep_matches_reference() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0x7a05_e5ed);
+    const CASES: usize = 240;
+    let failures: Vec<String> = (0..CASES)
+        .filter_map(|i| {
+            let case = random_case(&mut rng, i);
+            run(engine, &mut rng, &case).err()
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {CASES} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn sweep_covers_every_class() {
+    let mut rng = Rng::new(0x7a05_e5ed);
+    let cases: Vec<Case> = (0..240).map(|i| random_case(&mut rng, i)).collect();
+    let has = |f: &dyn Fn(&Case) -> bool| cases.iter().any(f);
+    for s in 1..=4 {
+        assert!(has(&|c| c.params.stride.0 == s), "stride {s}");
+    }
+    for k in 1..=5 {
+        assert!(has(&|c| c.weight[2] == k), "kernel {k}");
+    }
+    for d in 1..=3 {
+        assert!(has(&|c| c.params.dilation.1 == d), "dilation {d}");
+    }
+    assert!(has(&|c| c.params.output_padding.0 > 0), "output padding");
+    assert!(
+        has(&|c| c.params.groups > 1 && c.weight[0] == c.params.groups as usize),
+        "depthwise"
+    );
+    assert!(
+        has(&|c| c.params.groups > 1 && c.weight[0] > c.params.groups as usize),
+        "grouped"
+    );
+    assert!(
+        has(&|c| c.params.padding.top != c.params.padding.bottom),
+        "asymmetric padding"
+    );
+    assert!(has(&|c| c.input[0] == 2), "batch 2");
+    assert!(
+        has(&|c| c.weight[1] == 5) && has(&|c| c.weight[1] == 7),
+        "5 and 7 channels per group"
+    );
+    assert!(
+        has(&|c| c.params.stride.0 > c.weight[2] as u32),
+        "stride larger than the kernel"
+    );
+}
+
+/// output_padding adds exactly one row/column at the bottom/right: the
+/// shared part of the two outputs is identical and the shape grows by one.
+#[test]
+fn output_padding_adds_exactly_one_row_and_column() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(1);
+    let (x, w, b) = (rng.vec(4 * 6 * 5), rng.vec(4 * 3 * 3 * 3), rng.vec(3));
+    let base = ConvTranspose2dParams::default()
+        .stride(2, 2)
+        .padding(Padding::uniform(1));
+    let out = |p: ConvTranspose2dParams| {
+        let l =
+            ConvTranspose2d::new(engine, &w, [4, 3, 3, 3], Some(&b), p, Activation::None).unwrap();
+        let xt = GpuTensor::upload(engine, &x, [1, 4, 6, 5]).unwrap();
+        let y = l.forward(engine, &xt).unwrap();
+        (y.shape(), y.read(engine).unwrap())
+    };
+    let (s0, y0) = out(base);
+    let (s1, y1) = out(base.output_padding(1, 1));
+    assert_eq!(s0, [1, 3, 11, 9]);
+    assert_eq!(s1, [1, 3, 12, 10]);
+    for c in 0..3 {
+        for h in 0..11 {
+            for ww in 0..9 {
+                assert_eq!(
+                    y0[(c * 11 + h) * 9 + ww],
+                    y1[(c * 12 + h) * 10 + ww],
+                    "c{c} h{h} w{ww}"
+                );
+            }
+        }
+    }
+}
+
+/// Stride larger than the kernel: pixels no tap reaches hold exactly the
+/// bias, then the activation.
+#[test]
+fn unreached_pixels_hold_exactly_bias_then_activation() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(2);
+    let (x, w) = (rng.vec(2 * 4 * 4), rng.vec(2 * 3 * 2 * 2));
+    let bias = [0.75f32, -0.5, 7.0];
+    let p = ConvTranspose2dParams::default().stride(3, 3);
+    for act in [
+        Activation::None,
+        Activation::Relu6,
+        Activation::LeakyRelu(0.5),
+    ] {
+        let l = ConvTranspose2d::new(engine, &w, [2, 3, 2, 2], Some(&bias), p, act).unwrap();
+        let y = l
+            .forward(
+                engine,
+                &GpuTensor::upload(engine, &x, [1, 2, 4, 4]).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(y.shape(), [1, 3, 11, 11]);
+        let y = y.read(engine).unwrap();
+        for c in 0..3 {
+            for h in 0..11 {
+                for ww in 0..11 {
+                    if h % 3 == 2 || ww % 3 == 2 {
+                        let want = act.apply(f64::from(bias[c])) as f32;
+                        assert_eq!(y[(c * 11 + h) * 11 + ww], want, "{act} c{c} h{h} w{ww}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An output wider than 2048 columns (a 1-D upsampling of a long signal).
+#[test]
+fn output_wider_than_2048() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(3);
+    let case = Case {
+        input: [1, 5, 2, 1100],
+        weight: [5, 7, 3, 4],
+        params: ConvTranspose2dParams::default()
+            .stride(1, 2)
+            .padding(Padding::new(0, 1, 1, 1)),
+        bias: true,
+        activation: Activation::None,
+    };
+    let shape = Conv2dShape::conv_transpose2d(case.input, case.weight, None, &case.params).unwrap();
+    assert!(shape.w_out > 2048, "{}", shape.w_out);
+    run(engine, &mut rng, &case).unwrap();
+}
+
+/// A decoder chains conv and transposed conv on the GPU with no readback.
+#[test]
+fn decoder_chain_without_readback() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(4);
+    let x = rng.vec(8 * 5 * 5);
+    let (wt, bt) = (rng.vec(8 * 4 * 4 * 4), rng.vec(4));
+    let (wc, bc) = (rng.vec(3 * 4 * 3 * 3), rng.vec(3));
+    let tp = ConvTranspose2dParams::default()
+        .stride(2, 2)
+        .padding(Padding::uniform(1));
+    let cp = Conv2dParams::default().padding(Padding::uniform(1));
+    let up =
+        ConvTranspose2d::new(engine, &wt, [8, 4, 4, 4], Some(&bt), tp, Activation::Relu).unwrap();
+    let conv = Conv2d::new(engine, &wc, [3, 4, 3, 3], Some(&bc), cp, Activation::None).unwrap();
+    let mut enc = engine.device().create_command_encoder(&Default::default());
+    let mid = up
+        .record(
+            engine,
+            &mut enc,
+            &GpuTensor::upload(engine, &x, [1, 8, 5, 5]).unwrap(),
+        )
+        .unwrap();
+    let out = conv.record(engine, &mut enc, &mid).unwrap();
+    engine.queue().submit([enc.finish()]);
+    let gpu = out.read(engine).unwrap();
+    let s1 = up.shape_for([1, 8, 5, 5]).unwrap();
+    let m = reference::conv(&s1, &x, &wt, Some(&bt), Activation::Relu)
+        .unwrap()
+        .to_f32();
+    let s2 = conv.shape_for(s1.output_shape()).unwrap();
+    let r = reference::conv(&s2, &m, &wc, Some(&bc), Activation::None).unwrap();
+    // The intermediate's rounding (<= gamma_33 * 33 ~ 6.5e-5 per element) passes through
+    // 36 weights of magnitude < 1 (<= 2.4e-3), plus the second layer's own rounding.
+    let cmp = compare(
+        &r,
+        Activation::None,
+        &gpu,
+        Tolerance::Fixed {
+            abs: 3e-3,
+            rel: 0.0,
+        },
+    )
+    .unwrap();
+    assert!(cmp.passed, "{cmp}");
+}
+
+#[test]
+fn bad_parameters_are_typed_errors() {
+    let engine = gpu_or_skip!();
+    let w = vec![0.0; 4 * 2 * 3 * 3];
+    let bad = ConvTranspose2dParams::default()
+        .stride(2, 2)
+        .output_padding(2, 0);
+    assert!(matches!(
+        ConvTranspose2d::new(engine, &w, [4, 2, 3, 3], None, bad, Activation::None),
+        Err(Error::OutputPaddingTooLarge { .. })
+    ));
+    let l = ConvTranspose2d::new(
+        engine,
+        &w,
+        [4, 2, 3, 3],
+        None,
+        ConvTranspose2dParams::default().padding(Padding::uniform(2)),
+        Activation::None,
+    )
+    .unwrap();
+    let tiny = GpuTensor::upload(engine, &[0.0; 4], [1, 4, 1, 1]).unwrap();
+    assert!(matches!(
+        l.forward(engine, &tiny),
+        Err(Error::NonPositiveOutput { .. })
+    ));
+    let wrong = GpuTensor::upload(engine, &[0.0; 3], [1, 3, 1, 1]).unwrap();
+    assert!(matches!(
+        l.forward(engine, &wrong),
+        Err(Error::InputChannels {
+            expected: 4,
+            actual: 3
+        })
+    ));
+}
