@@ -9,16 +9,17 @@
 use serde::Serialize;
 
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::geometry::{Activation, Conv2dParams, Conv2dShape, ConvTranspose2dParams, Padding};
 use crate::ops::conv2d::Conv2d;
+use crate::ops::conv_transpose2d::ConvTranspose2d;
 use crate::reference::{self, Comparison, Tolerance};
 use crate::suite::LayerOp;
 use crate::tensor::GpuTensor;
 
 /// Whether transposed convolution cases are generated and run (true once
 /// `ConvTranspose2d` is part of the library).
-pub const TRANSPOSED_AVAILABLE: bool = false;
+pub const TRANSPOSED_AVAILABLE: bool = true;
 
 /// The default seed of the suite.
 pub const DEFAULT_SEED: u64 = 0x5EED_C0DE;
@@ -555,10 +556,12 @@ fn run_inner(
             let xt = GpuTensor::upload(engine, &x, case.input)?;
             conv.forward(engine, &xt)?.read(engine)?
         }
-        LayerOp::ConvTranspose2d(_) => {
-            return Err(Error::Validation(
-                "conv_transpose2d is not available in this build".into(),
-            ))
+        LayerOp::ConvTranspose2d(p) => {
+            let conv =
+                ConvTranspose2d::new(engine, &w, case.weight, b.as_deref(), p, case.activation)?;
+            *kernel = Some(conv.plan_for(case.input)?.key.to_string());
+            let xt = GpuTensor::upload(engine, &x, case.input)?;
+            conv.forward(engine, &xt)?.read(engine)?
         }
     };
     if corrupt {

@@ -12,7 +12,9 @@ use serde::Serialize;
 use wgconv::conformance::Rng;
 use wgconv::reference::{self, Tolerance};
 use wgconv::suite::{self, LayerOp, SuiteLayer, SUITE};
-use wgconv::{Activation, Conv2d, Conv2dParams, Conv2dShape, Engine, GpuTensor, Padding};
+use wgconv::{
+    Activation, Conv2dParams, Conv2dShape, ConvLayer, Engine, GpuTensor, OpParams, Padding,
+};
 
 use crate::args::{self, AdapterArgs, Pair};
 use crate::info::{adapter_json, AdapterJson};
@@ -180,7 +182,12 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Per-run GPU times in ms from timestamps written around each launch.
-fn time_gpu(engine: &Engine, conv: &Conv2d, x: &GpuTensor, runs: u32) -> anyhow::Result<Vec<f64>> {
+fn time_gpu<P: OpParams>(
+    engine: &Engine,
+    conv: &ConvLayer<P>,
+    x: &GpuTensor,
+    runs: u32,
+) -> anyhow::Result<Vec<f64>> {
     let device = engine.device();
     let count = 2 * runs;
     let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -238,7 +245,12 @@ fn time_gpu(engine: &Engine, conv: &Conv2d, x: &GpuTensor, runs: u32) -> anyhow:
 }
 
 /// Per-sample wall-clock ms per launch.
-fn time_wall(engine: &Engine, conv: &Conv2d, x: &GpuTensor, runs: u64) -> anyhow::Result<Vec<f64>> {
+fn time_wall<P: OpParams>(
+    engine: &Engine,
+    conv: &ConvLayer<P>,
+    x: &GpuTensor,
+    runs: u64,
+) -> anyhow::Result<Vec<f64>> {
     let mut samples = Vec::with_capacity(runs as usize);
     for _ in 0..runs {
         let t = Instant::now();
@@ -250,6 +262,62 @@ fn time_wall(engine: &Engine, conv: &Conv2d, x: &GpuTensor, runs: u64) -> anyhow
         samples.push(t.elapsed().as_secs_f64() * 1e3 / LAUNCHES_PER_SAMPLE as f64);
     }
     Ok(samples)
+}
+
+struct Measured {
+    kernel: String,
+    y: Vec<f32>,
+    samples: Vec<f64>,
+    timing: &'static str,
+    first_pipeline_ms: f64,
+    first_conv_ms: f64,
+}
+
+/// Builds the layer, runs it once cold (compile + run + readback), warms up
+/// and times it.
+#[allow(clippy::too_many_arguments)]
+fn measure<P: OpParams>(
+    engine: &Engine,
+    args: &Args,
+    timestamps: bool,
+    l: &SuiteLayer,
+    params: P,
+    act: Activation,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+) -> anyhow::Result<Measured> {
+    let conv = ConvLayer::<P>::new(engine, w, l.weight, Some(b), params, act)?;
+    let kernel = conv.plan_for(l.input)?.key.to_string();
+    let xt = GpuTensor::upload(engine, x, l.input)?;
+    let compile_before = engine.compile_time();
+    let t = Instant::now();
+    let y = conv.forward(engine, &xt)?.read(engine)?;
+    let first_conv_ms = ms(t.elapsed());
+    let first_pipeline_ms = ms(engine.compile_time() - compile_before);
+    for _ in 0..args.warmup {
+        conv.forward(engine, &xt)?;
+    }
+    engine.wait()?;
+    let mut timing = if timestamps { "gpu-timestamp" } else { "wall" };
+    let mut samples = if timestamps {
+        time_gpu(engine, &conv, &xt, args.runs as u32)?
+    } else {
+        time_wall(engine, &conv, &xt, args.runs)?
+    };
+    if timestamps && samples.iter().all(|&s| s <= 0.0) {
+        // Timestamps that never advance are useless: fall back.
+        samples = time_wall(engine, &conv, &xt, args.runs)?;
+        timing = "wall";
+    }
+    Ok(Measured {
+        kernel,
+        y,
+        samples,
+        timing,
+        first_pipeline_ms,
+        first_conv_ms,
+    })
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -279,21 +347,9 @@ pub fn run(args: &Args) -> Outcome {
         args.runs
     );
     let mut results = Vec::new();
-    let mut skipped = Vec::new();
+    let skipped: Vec<Skipped> = Vec::new();
     let mut cold: Option<ColdStart> = None;
     for (li, l) in layers.iter().enumerate() {
-        let params = match l.op {
-            LayerOp::Conv2d(p) => p,
-            LayerOp::ConvTranspose2d(_) => {
-                let reason = "conv_transpose2d is not yet available in this build".to_string();
-                eprintln!("wgconv: skipping {}: {reason}", l.name);
-                skipped.push(Skipped {
-                    name: l.name.into(),
-                    reason,
-                });
-                continue;
-            }
-        };
         let act = if l.name == "adhoc" {
             args.activation
         } else {
@@ -305,41 +361,25 @@ pub fn run(args: &Args) -> Outcome {
         let w = random(shape.weight_len(), seed + 1);
         let b = random(shape.c_out as usize, seed + 2);
         let name = l.name;
-        let ctx = |e: wgconv::Error| anyhow!("layer {name}: {e}");
-        let conv = Conv2d::new(&engine, &w, l.weight, Some(&b), params, act).map_err(ctx)?;
-        let kernel = conv.plan_for(l.input).map_err(ctx)?.key.to_string();
-        let xt = GpuTensor::upload(&engine, &x, l.input).map_err(ctx)?;
-        // The first launch (cold for the first layer): compile + run + readback.
-        let compile_before = engine.compile_time();
-        let t = Instant::now();
-        let y = conv
-            .forward(&engine, &xt)
-            .map_err(ctx)?
-            .read(&engine)
-            .map_err(ctx)?;
+        let m = match l.op {
+            LayerOp::Conv2d(p) => measure(&engine, args, timestamps, l, p, act, &x, &w, &b),
+            LayerOp::ConvTranspose2d(p) => {
+                measure(&engine, args, timestamps, l, p, act, &x, &w, &b)
+            }
+        }
+        .map_err(|e| anyhow!("layer {name}: {e:#}"))?;
         if cold.is_none() {
             cold = Some(ColdStart {
                 engine_ms,
-                first_pipeline_ms: ms(engine.compile_time() - compile_before),
-                first_conv_ms: ms(t.elapsed()),
+                first_pipeline_ms: m.first_pipeline_ms,
+                first_conv_ms: m.first_conv_ms,
             });
         }
-        for _ in 0..args.warmup {
-            conv.forward(&engine, &xt).map_err(ctx)?;
-        }
-        engine.wait().map_err(ctx)?;
-        let mut samples = if timestamps {
-            time_gpu(&engine, &conv, &xt, args.runs as u32)?
-        } else {
-            time_wall(&engine, &conv, &xt, args.runs)?
-        };
-        let mut layer_timing = if timestamps { "gpu-timestamp" } else { "wall" };
-        if timestamps && samples.iter().all(|&s| s <= 0.0) {
-            // Timestamps that never advance are useless: fall back.
-            samples = time_wall(&engine, &conv, &xt, args.runs)?;
-            layer_timing = "wall";
+        if m.timing == "wall" {
             timing = "wall";
         }
+        let (kernel, y, mut samples, layer_timing) = (m.kernel, m.y, m.samples, m.timing);
+        let ctx = |e: wgconv::Error| anyhow!("layer {name}: {e}");
         let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
         let median_ms = median(&mut samples);
         let secs = median_ms / 1e3;

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use wgconv::reference::{self, Tolerance};
 use wgconv::{
-    npy, Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2dParams, GpuTensor, Padding,
+    npy, Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2d, ConvTranspose2dParams,
+    GpuTensor, Padding,
 };
 
 use crate::args::{self, AdapterArgs, Pair};
@@ -208,11 +209,11 @@ fn run(c: &Common, op: Op) -> Outcome {
             let xt = GpuTensor::upload(&engine, &x, x_shape)?;
             (conv.forward(&engine, &xt)?.read(&engine)?, kernel)
         }
-        Op::Transposed(_) => {
-            return Err(anyhow!(
-                "conv-transpose2d is not yet available in this build (ConvTranspose2d has not landed in the library)"
-            )
-            .into())
+        Op::Transposed(p) => {
+            let conv = ConvTranspose2d::new(&engine, &w, w_shape, b.as_deref(), p, c.activation)?;
+            let kernel = conv.plan_for(x_shape)?.key.to_string();
+            let xt = GpuTensor::upload(&engine, &x, x_shape)?;
+            (conv.forward(&engine, &xt)?.read(&engine)?, kernel)
         }
     };
     if std::env::var("WGCONV_TEST_CORRUPT_OUTPUT").as_deref() == Ok("1") {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use wgconv::plan::{self, AdapterProfile};
-use wgconv::suite::{LayerOp, SUITE};
+use wgconv::suite::SUITE;
 use wgconv::{conformance, Activation, Conv2dShape, KernelKey};
 
 use crate::args::AdapterArgs;
@@ -30,12 +30,12 @@ pub struct Args {
 pub fn keys(profile: &AdapterProfile, seed: u64) -> BTreeMap<String, KernelKey> {
     let mut shapes: Vec<(Conv2dShape, Activation)> = Vec::new();
     for l in &SUITE {
-        if let (Ok(s), LayerOp::Conv2d(_)) = (l.shape(), l.op) {
+        if let Ok(s) = l.shape() {
             shapes.push((s, Activation::None));
         }
     }
     for c in conformance::cases(seed) {
-        if let (Ok(s), LayerOp::Conv2d(_)) = (c.shape(), c.op) {
+        if let Ok(s) = c.shape() {
             shapes.push((s, c.activation));
         }
     }
