@@ -1,0 +1,497 @@
+//! Integration tests of the `wgconv` binary: every subcommand, and every bad
+//! input of the `.npy` contract (exit 2, one line on stderr naming the
+//! file or flag, no output file). GPU-needing tests skip when `wgconv info`
+//! finds no adapter, unless `WGCONV_REQUIRE_GPU=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn runtime_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+fn wgconv(args: &[&str]) -> Output {
+    wgconv_env(args, &[])
+}
+
+fn wgconv_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wgconv"));
+    cmd.args(args).env("XDG_RUNTIME_DIR", runtime_dir());
+    cmd.env_remove("WGCONV_TEST_CORRUPT_OUTPUT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run wgconv")
+}
+
+fn stderr_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        // Mesa's own complaint when a Vulkan instance starts; not ours.
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn has_gpu() -> bool {
+    static GPU: OnceLock<bool> = OnceLock::new();
+    *GPU.get_or_init(|| {
+        let ok = wgconv(&["info", "--json"]).status.success();
+        if !ok && std::env::var("WGCONV_REQUIRE_GPU").as_deref() == Ok("1") {
+            panic!("WGCONV_REQUIRE_GPU=1 but `wgconv info` finds no adapter");
+        }
+        ok
+    })
+}
+
+macro_rules! gpu_or_skip {
+    () => {
+        if !has_gpu() {
+            eprintln!("SKIPPED: no GPU adapter (set WGCONV_REQUIRE_GPU=1 to make this a failure)");
+            return;
+        }
+    };
+}
+
+/// Writes a `.npy` file by hand: any descr, order and shape; `data_bytes`
+/// of payload (default: what the shape needs for 4-byte elements, filled
+/// with small values).
+fn npy_raw(path: &Path, descr: &str, fortran: bool, shape: &[u64], data: Option<Vec<u8>>) {
+    let dims = match shape.len() {
+        1 => format!("{},", shape[0]),
+        _ => shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({dims}), }}",
+        if fortran { "True" } else { "False" }
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    let data = data.unwrap_or_else(|| {
+        let n: u64 = shape.iter().product();
+        let size = if descr.ends_with('8') { 8 } else { 4 };
+        (0..n * size)
+            .map(|i| (i % 7) as u8 + 0x3c * u8::from(i % 4 == 3))
+            .collect()
+    });
+    bytes.extend_from_slice(&data);
+    std::fs::write(path, bytes).expect("write npy");
+}
+
+fn f32s(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn ramp(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 11.0)
+        .collect()
+}
+
+fn npy_f32(path: &Path, shape: &[u64]) {
+    let n: u64 = shape.iter().product();
+    npy_raw(path, "<f4", false, shape, Some(f32s(&ramp(n as usize))));
+}
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        npy_f32(&dir.path().join("x.npy"), &[1, 3, 6, 5]);
+        npy_f32(&dir.path().join("w.npy"), &[4, 3, 3, 3]);
+        npy_f32(&dir.path().join("b.npy"), &[4]);
+        Self { dir }
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn s(&self, name: &str) -> String {
+        self.p(name).display().to_string()
+    }
+}
+
+/// Asserts exit 2, exactly one stderr line naming `needle`, and no output.
+fn assert_bad(o: &Output, needle: &str, out: &Path) {
+    let lines = stderr_lines(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {lines:?}");
+    assert_eq!(lines.len(), 1, "want one stderr line, got {lines:?}");
+    assert!(lines[0].starts_with("wgconv: error: "), "{lines:?}");
+    assert!(
+        lines[0].contains(needle),
+        "{:?} should name {needle:?}",
+        lines[0]
+    );
+    assert!(!out.exists(), "output file must not exist");
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+}
+
+fn conv_with_input(f: &Files, input: &str) -> Output {
+    wgconv(&[
+        "conv2d",
+        "--input",
+        &f.s(input),
+        "--weight",
+        &f.s("w.npy"),
+        "--output",
+        &f.s("y.npy"),
+    ])
+}
+
+#[test]
+fn bad_npy_inputs_are_one_line_errors_with_exit_2() {
+    let f = Files::new();
+    let shape = [1u64, 3, 6, 5];
+    npy_raw(&f.p("f64.npy"), "<f8", false, &shape, None);
+    npy_raw(&f.p("be.npy"), ">f4", false, &shape, None);
+    npy_raw(&f.p("fortran.npy"), "<f4", true, &shape, None);
+    npy_f32(&f.p("rank3.npy"), &[3, 6, 5]);
+    let full = std::fs::read(f.p("x.npy")).expect("read");
+    std::fs::write(f.p("truncated.npy"), &full[..full.len() - 9]).expect("write");
+    std::fs::write(f.p("garbage.npy"), b"this is not a numpy file at all\n").expect("write");
+    npy_raw(
+        &f.p("huge.npy"),
+        "<f4",
+        false,
+        &[100_000, 100_000, 1000, 1000],
+        Some(vec![0; 64]),
+    );
+    for (file, what) in [
+        ("f64.npy", "<f8"),
+        ("be.npy", ">f4"),
+        ("fortran.npy", "Fortran"),
+        ("rank3.npy", "4 dimensions"),
+        ("truncated.npy", "truncated"),
+        ("garbage.npy", "not a valid .npy"),
+        ("missing.npy", "cannot read"),
+        ("huge.npy", "truncated"),
+    ] {
+        let o = conv_with_input(&f, file);
+        assert_bad(&o, file, &f.p("y.npy"));
+        assert_bad(&o, what, &f.p("y.npy"));
+        assert_bad(&o, "--input", &f.p("y.npy"));
+    }
+}
+
+#[test]
+fn bad_weight_bias_and_shapes() {
+    let f = Files::new();
+    npy_f32(&f.p("w5.npy"), &[4, 5, 3, 3]);
+    npy_f32(&f.p("b3.npy"), &[3]);
+    npy_f32(&f.p("b2d.npy"), &[2, 2]);
+    npy_raw(&f.p("wbe.npy"), ">f4", false, &[4, 3, 3, 3], None);
+    let y = f.p("y.npy");
+    let run = |extra: &[&str]| {
+        let mut a = vec!["conv2d", "--input"];
+        let x = f.s("x.npy");
+        let out = f.s("y.npy");
+        a.push(&x);
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["--output", &out]);
+        wgconv(&a)
+    };
+    let w5 = f.s("w5.npy");
+    let w = f.s("w.npy");
+    assert_bad(&run(&["--weight", &w5]), "do not fit together", &y);
+    assert_bad(&run(&["--weight", &w5]), "w5.npy", &y);
+    assert_bad(&run(&["--weight", &f.s("wbe.npy")]), "--weight", &y);
+    assert_bad(
+        &run(&["--weight", &w, "--bias", &f.s("b3.npy")]),
+        "--bias",
+        &y,
+    );
+    assert_bad(
+        &run(&["--weight", &w, "--bias", &f.s("b2d.npy")]),
+        "b2d.npy",
+        &y,
+    );
+    assert_bad(&run(&["--weight", &w, "--groups", "2"]), "groups", &y);
+    assert_bad(&run(&["--weight", &w, "--stride", "0"]), "--stride", &y);
+    assert_bad(
+        &run(&["--weight", &w, "--padding", "1,2,3"]),
+        "--padding",
+        &y,
+    );
+    assert_bad(&run(&["--weight", &w, "--dilation", "x"]), "--dilation", &y);
+    assert_bad(
+        &run(&["--weight", &w, "--activation", "gelu"]),
+        "--activation",
+        &y,
+    );
+    // Kernel larger than the padded input.
+    assert_bad(&run(&["--weight", &w, "--dilation", "4"]), "exceeds", &y);
+    // Output directory missing.
+    let o = wgconv(&[
+        "conv2d",
+        "--input",
+        &f.s("x.npy"),
+        "--weight",
+        &w,
+        "--output",
+        &f.s("nodir/y.npy"),
+    ]);
+    assert_bad(&o, "--output", &f.p("nodir/y.npy"));
+    // Transposed: weight is [C, K/G, kh, kw]; the conv weight does not fit.
+    let o = wgconv(&[
+        "conv-transpose2d",
+        "--input",
+        &f.s("x.npy"),
+        "--weight",
+        &w5,
+        "--output",
+        &f.s("y.npy"),
+    ]);
+    assert_bad(&o, "do not fit together", &y);
+    let o = wgconv(&[
+        "conv-transpose2d",
+        "--input",
+        &f.s("x.npy"),
+        "--weight",
+        &w,
+        "--output-padding",
+        "a",
+        "--output",
+        &f.s("y.npy"),
+    ]);
+    assert_bad(&o, "--output-padding", &y);
+}
+
+#[test]
+fn header_beyond_the_device_limit_is_rejected_before_reading() {
+    gpu_or_skip!();
+    let f = Files::new();
+    // A sparse file that really holds the 3·32768² floats it claims (12 GiB, sparse): more than the
+    // storage binding lavapipe (or most GPUs) allow, so the limit, not the
+    // truncation check, rejects it — before the data is read.
+    let path = f.p("big.npy");
+    npy_raw(&path, "<f4", false, &[1, 3, 32768, 32768], Some(Vec::new()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    let len = file.metadata().expect("meta").len();
+    file.set_len(len + 3 * 32768 * 32768 * 4)
+        .expect("sparse extend");
+    drop(file);
+    let o = conv_with_input(&f, "big.npy");
+    let lines = stderr_lines(&o);
+    if lines.iter().any(|l| l.contains("not fit")) {
+        panic!("{lines:?}");
+    }
+    assert_bad(&o, "big.npy", &f.p("y.npy"));
+    assert_bad(&o, "limit", &f.p("y.npy"));
+}
+
+#[test]
+fn conv2d_writes_output_and_check_passes() {
+    gpu_or_skip!();
+    let f = Files::new();
+    let o = wgconv(&[
+        "conv2d",
+        "--input",
+        &f.s("x.npy"),
+        "--weight",
+        &f.s("w.npy"),
+        "--bias",
+        &f.s("b.npy"),
+        "--padding",
+        "1,0,2,1",
+        "--stride",
+        "2,1",
+        "--activation",
+        "leaky_relu:0.1",
+        "--output",
+        &f.s("y.npy"),
+        "--check",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("max abs err") && stdout.contains("PASS"),
+        "{stdout}"
+    );
+    let y = wgconv::npy::read_f32(&f.p("y.npy"), 1 << 20).expect("read output");
+    // H: (6 + 1 + 2 - 3) / 2 + 1 = 4; W: (5 + 0 + 1 - 3) + 1 = 4.
+    assert_eq!(y.shape, vec![1, 4, 4, 4]);
+}
+
+#[test]
+fn check_catches_a_wrong_result() {
+    gpu_or_skip!();
+    let f = Files::new();
+    let o = wgconv_env(
+        &[
+            "conv2d",
+            "--input",
+            &f.s("x.npy"),
+            "--weight",
+            &f.s("w.npy"),
+            "--output",
+            &f.s("y.npy"),
+            "--check",
+        ],
+        &[("WGCONV_TEST_CORRUPT_OUTPUT", "1")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{:?}", stderr_lines(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAIL"));
+}
+
+#[test]
+fn conv_transpose2d_runs_and_checks() {
+    gpu_or_skip!();
+    let f = Files::new();
+    npy_f32(&f.p("wt.npy"), &[3, 2, 4, 4]);
+    npy_f32(&f.p("bt.npy"), &[2]);
+    let o = wgconv(&[
+        "conv-transpose2d",
+        "--input",
+        &f.s("x.npy"),
+        "--weight",
+        &f.s("wt.npy"),
+        "--bias",
+        &f.s("bt.npy"),
+        "--stride",
+        "2",
+        "--padding",
+        "1",
+        "--output-padding",
+        "1",
+        "--output",
+        &f.s("y.npy"),
+        "--check",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    let y = wgconv::npy::read_f32(&f.p("y.npy"), 1 << 20).expect("read output");
+    // (6-1)*2 - 2 + 3 + 1 + 1 = 13; (5-1)*2 - 2 + 3 + 1 + 1 = 11.
+    assert_eq!(y.shape, vec![1, 2, 13, 11]);
+}
+
+#[test]
+fn info_lists_adapters() {
+    gpu_or_skip!();
+    let o = wgconv(&["info", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let adapters = v["adapters"].as_array().expect("adapters");
+    assert!(!adapters.is_empty());
+    assert!(adapters.iter().any(|a| a["selected"] == true));
+    assert!(adapters[0]["limits"]["max_storage_buffer_binding_size"].is_u64());
+    assert!(adapters[0]["features"]["timestamp_query"].is_boolean());
+    let text = wgconv(&["info"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("selected"));
+}
+
+#[test]
+fn test_subcommand_passes_and_reports_failures() {
+    gpu_or_skip!();
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("r.json");
+    let o = wgconv(&[
+        "test",
+        "--quick",
+        "--limit",
+        "12",
+        "--json",
+        &json.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("12 passed, 0 failed"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json");
+    assert_eq!(v["passed"], 12);
+    let o = wgconv(&["test", "--class", "transposed", "--limit", "3"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = wgconv_env(
+        &["test", "--class", "grouped", "--limit", "2"],
+        &[("WGCONV_TEST_CORRUPT_OUTPUT", "1")],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("FAIL")).count(), 2);
+    assert!(stdout.contains("groups="), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("0 passed, 2 failed"));
+}
+
+#[test]
+fn bench_json_and_csv() {
+    gpu_or_skip!();
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("b.json");
+    let csv = dir.path().join("b.csv");
+    let o = wgconv(&[
+        "bench",
+        "--shape",
+        "1,4,8,8",
+        "--kernel",
+        "8,4,3,3",
+        "--padding",
+        "1",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+        &json.display().to_string(),
+        "--csv",
+        &csv.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    assert!(v["adapter"]["name"].is_string());
+    assert!(v["timing"] == "gpu-timestamp" || v["timing"] == "wall");
+    let l = &v["layers"][0];
+    for field in ["median_ms", "min_ms", "gflops", "max_abs_err"] {
+        assert!(l[field].is_f64(), "{field}: {l}");
+    }
+    assert_eq!(l["name"], "adhoc");
+    assert!(l["kernel"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("conv2d")));
+    assert!(v["cold_start"]["engine_ms"].is_f64());
+    let csv = std::fs::read_to_string(&csv).expect("csv");
+    assert!(csv.starts_with("name,median_ms,min_ms,gflops"));
+    assert_eq!(csv.lines().count(), 2);
+    let o = wgconv(&["bench", "--layer", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr_lines(&o)[0].contains("--layer nosuch"));
+}
+
+#[test]
+fn shaders_dump_writes_valid_modules() {
+    let dir = tempfile::tempdir().expect("dir");
+    let o = wgconv(&["shaders", "--dump", &dir.path().display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(files.len() > 20, "{}", files.len());
+    assert!(files
+        .iter()
+        .any(|p| p.display().to_string().contains("conv_transpose2d")));
+    for p in files.iter().take(5) {
+        let src = std::fs::read_to_string(p).expect("read");
+        let module = naga::front::wgsl::parse_str(&src).expect("parses");
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .expect("validates");
+    }
+}
