@@ -278,7 +278,7 @@ fn pointwise(r: &mut Rng, _: usize) -> Draft {
 fn rectangular(r: &mut Rng, i: usize) -> Draft {
     let k = r.pick(&[3, 5]);
     let mut d = Draft::new(r.pick(&SMALL_CHANNELS), r.pick(&SMALL_CHANNELS), 1);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         d.k = (1, k);
         d.pad = Padding::symmetric(0, (k / 2) as u32);
     } else {
@@ -419,7 +419,9 @@ pub fn cases(seed: u64) -> Vec<Case> {
                     Activation::None
                 };
                 let groups = d.groups.max(1);
-                if d.c_in % groups as usize != 0 || d.c_out % groups as usize != 0 {
+                if !d.c_in.is_multiple_of(groups as usize)
+                    || !d.c_out.is_multiple_of(groups as usize)
+                {
                     d.groups = 1;
                 }
                 let params = Conv2dParams {
@@ -481,7 +483,7 @@ pub fn quick(all: Vec<Case>) -> Vec<Case> {
             let n = seen.entry(c.class).or_insert(0);
             *n += 1;
             // The first 6 of each class (activation: all 5 kinds), then every 8th.
-            *n <= 6 || *n % 8 == 0
+            *n <= 6 || n.is_multiple_of(8)
         })
         .collect()
 }

@@ -79,13 +79,14 @@ impl NpyArray {
     }
 }
 
+/// An opened, checked file: reader, shape, data bytes needed, data offset,
+/// file length.
+type Opened = (npyz::NpyFile<BufReader<File>>, Vec<u64>, u64, u64, u64);
+
 /// Opens a `.npy` file and checks everything its header fixes: dtype,
 /// order, that the element count is at most `max_elements`, and that the
 /// file holds the data the shape claims. Nothing is allocated for the data.
-fn open_checked(
-    path: &Path,
-    max_elements: u64,
-) -> Result<(npyz::NpyFile<BufReader<File>>, Vec<u64>, u64, u64, u64), NpyError> {
+fn open_checked(path: &Path, max_elements: u64) -> Result<Opened, NpyError> {
     let mut file = File::open(path).map_err(|e| NpyError::Io(e.to_string()))?;
     let file_len = file
         .metadata()
