@@ -251,49 +251,6 @@ impl PipelineCache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn validate(src: &str) -> std::result::Result<(), String> {
-        let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .map_err(|e| format!("{e:?}"))?;
-        Ok(())
-    }
-
-    #[test]
-    fn every_shipped_shader_validates_as_is() {
-        for k in Kernel::ALL {
-            let src = KernelKey::plain(k).wgsl().unwrap();
-            assert_eq!(src.trim_end(), k.source().trim_end());
-            validate(&src).unwrap_or_else(|e| panic!("{}: {e}", k.name()));
-        }
-    }
-
-    #[test]
-    fn specialisation_rewrites_only_named_constants() {
-        let key = KernelKey {
-            kernel: Kernel::Conv2dTiled,
-            consts: vec![("PIX", 2), ("K_W", 1)],
-        };
-        let src = key.wgsl().unwrap();
-        assert!(src.contains("const PIX: u32 = 2u;"));
-        assert!(src.contains("const K_W: u32 = 1u;"));
-        validate(&src).unwrap();
-        let bad = KernelKey {
-            kernel: Kernel::Conv2dTiled,
-            consts: vec![("NOPE", 1)],
-        };
-        assert!(matches!(bad.wgsl(), Err(Error::Shader { .. })));
-        assert_eq!(key.to_string(), "conv2d_tiled-pix2-kw1");
-    }
-}
-
 /// Parses and validates a WGSL module with naga, then translates it with
 /// naga's back ends to every shading language wgpu uses for the backends we
 /// claim: SPIR-V (Vulkan), MSL 2.0 (Metal), HLSL SM 6.0 (DX12), and GLSL ES
@@ -359,4 +316,47 @@ pub fn check_portability(name: &str, src: &str) -> Result<()> {
         .map_err(|e| fail(&format!("glsl {version}"), e.to_string()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(src: &str) -> std::result::Result<(), String> {
+        let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    }
+
+    #[test]
+    fn every_shipped_shader_validates_as_is() {
+        for k in Kernel::ALL {
+            let src = KernelKey::plain(k).wgsl().unwrap();
+            assert_eq!(src.trim_end(), k.source().trim_end());
+            validate(&src).unwrap_or_else(|e| panic!("{}: {e}", k.name()));
+        }
+    }
+
+    #[test]
+    fn specialisation_rewrites_only_named_constants() {
+        let key = KernelKey {
+            kernel: Kernel::Conv2dTiled,
+            consts: vec![("PIX", 2), ("K_W", 1)],
+        };
+        let src = key.wgsl().unwrap();
+        assert!(src.contains("const PIX: u32 = 2u;"));
+        assert!(src.contains("const K_W: u32 = 1u;"));
+        validate(&src).unwrap();
+        let bad = KernelKey {
+            kernel: Kernel::Conv2dTiled,
+            consts: vec![("NOPE", 1)],
+        };
+        assert!(matches!(bad.wgsl(), Err(Error::Shader { .. })));
+        assert_eq!(key.to_string(), "conv2d_tiled-pix2-kw1");
+    }
 }
