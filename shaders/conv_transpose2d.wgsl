@@ -44,6 +44,8 @@ struct Params {
 }
 
 const WG: u32 = 64u;
+// Whole strides that cover the largest tap offset (K_W − 1)·D_W.
+const W_BIAS: u32 = ((K_W - 1u) * D_W + S_W - 1u) / S_W;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
@@ -81,11 +83,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let plane = p.h_in * p.w_in;
     let win = i32(p.w_in);
 
-    // First tap kh whose row offset oh + pad_top − kh·dil_h is a multiple of stride_h.
+    // First tap kh whose row offset oh + pad_top − kh·dil_h is a non-negative multiple of
+    // stride_h. (Only non-negative operands reach % and /: GLSL leaves them undefined
+    // for negative ones.)
     let th = i32(oh + p.pad_top);
     var kh0 = p.k_h;
     for (var k = 0u; k < min(p.tap_step_h, p.k_h); k++) {
-        if (th - i32(k * p.dil_h)) % i32(p.stride_h) == 0 {
+        let t = th - i32(k * p.dil_h);
+        if t < 0 {
+            break;
+        }
+        if u32(t) % p.stride_h == 0u {
             kh0 = k;
             break;
         }
@@ -107,11 +115,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
             }
             let row = x_plane + ih * p.w_in;
             for (var kw = 0u; kw < K_W; kw++) {
-                let r = i32(ph + p.pad_left) - i32(kw * D_W);
-                if r % i32(S_W) != 0 {
+                // r = ph + pad_left − kw·D_W, shifted by W_BIAS strides to stay non-negative.
+                let r = ph + p.pad_left + W_BIAS * S_W - kw * D_W;
+                if r % S_W != 0u {
                     continue;
                 }
-                let off = r / i32(S_W);
+                let off = i32(r / S_W) - i32(W_BIAS);
                 var xs: array<f32, PIX>;
                 for (var px = 0u; px < PIX; px++) {
                     let iw = i32(q0 + px) + off;

@@ -251,6 +251,73 @@ impl PipelineCache {
     }
 }
 
+/// Parses and validates a WGSL module with naga, then translates it with
+/// naga's back ends to every shading language wgpu uses for the backends we
+/// claim: SPIR-V (Vulkan), MSL 2.0 (Metal), HLSL SM 6.0 (DX12), and GLSL ES
+/// 3.10 and desktop 4.30 (GL). No GPU needed.
+///
+/// # Errors
+/// [`Error::Shader`] naming the stage that failed.
+pub fn check_portability(name: &str, src: &str) -> Result<()> {
+    use naga::back::{glsl, hlsl, msl, spv};
+    let fail = |stage: &str, e: String| Error::Shader {
+        kernel: name.into(),
+        message: format!("{stage}: {e}"),
+    };
+    let module =
+        naga::front::wgsl::parse_str(src).map_err(|e| fail("wgsl", e.emit_to_string(src)))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .map_err(|e| fail("validation", format!("{:?}", e.into_inner())))?;
+    spv::write_vec(&module, &info, &spv::Options::default(), None)
+        .map_err(|e| fail("spir-v", e.to_string()))?;
+    let msl_options = msl::Options {
+        lang_version: (2, 0),
+        ..Default::default()
+    };
+    msl::write_string(
+        &module,
+        &info,
+        &msl_options,
+        &msl::PipelineOptions::default(),
+    )
+    .map_err(|e| fail("msl", e.to_string()))?;
+    let hlsl_options = hlsl::Options {
+        shader_model: hlsl::ShaderModel::V6_0,
+        ..Default::default()
+    };
+    let mut out = String::new();
+    hlsl::Writer::new(&mut out, &hlsl_options, &hlsl::PipelineOptions::default())
+        .write(&module, &info, None)
+        .map_err(|e| fail("hlsl", e.to_string()))?;
+    for version in [glsl::Version::new_gles(310), glsl::Version::Desktop(430)] {
+        let options = glsl::Options {
+            version,
+            ..Default::default()
+        };
+        let pipeline = glsl::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: "main".into(),
+            multiview: None,
+        };
+        let mut out = String::new();
+        glsl::Writer::new(
+            &mut out,
+            &module,
+            &info,
+            &options,
+            &pipeline,
+            naga::proc::BoundsCheckPolicies::default(),
+        )
+        .and_then(|mut w| w.write())
+        .map_err(|e| fail(&format!("glsl {version}"), e.to_string()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -393,7 +393,10 @@ fn depthwise_separable_block_in_one_submission() {
 
 #[test]
 fn second_identical_layer_compiles_nothing() {
-    let engine = gpu_or_skip!();
+    // Its own engine: other tests in this binary compile pipelines concurrently.
+    let _skip_without_gpu = gpu_or_skip!();
+    let own = Engine::new().unwrap();
+    let engine = &own;
     let mut rng = Rng::new(5);
     let w = rng.vec(8 * 4 * 3 * 3);
     let params = Conv2dParams::default()

@@ -1,0 +1,117 @@
+//! Every shader specialisation the planner emits for the bench suite (every
+//! activation, every forward kernel family) and for every value each
+//! specialisation constant takes in the test sweeps, validated by naga and
+//! translated to SPIR-V, MSL, HLSL and GLSL. No GPU needed.
+
+use std::collections::BTreeSet;
+
+use wgconv::pipelines::{check_portability, Kernel, KernelKey};
+use wgconv::plan::{plan, AdapterProfile};
+use wgconv::suite::SUITE;
+use wgconv::Activation;
+
+const ACTIVATIONS: [Activation; 5] = [
+    Activation::None,
+    Activation::Relu,
+    Activation::Relu6,
+    Activation::LeakyRelu(0.1),
+    Activation::Silu,
+];
+
+fn profiles() -> Vec<AdapterProfile> {
+    [
+        wgpu::DeviceType::Cpu,
+        wgpu::DeviceType::DiscreteGpu,
+        wgpu::DeviceType::IntegratedGpu,
+    ]
+    .into_iter()
+    .map(|device_type| AdapterProfile {
+        device_type,
+        backend: wgpu::Backend::Vulkan,
+    })
+    .collect()
+}
+
+fn suite_keys() -> BTreeSet<KernelKey> {
+    let mut keys = BTreeSet::new();
+    for layer in &SUITE {
+        let shape = layer.shape().unwrap();
+        for profile in profiles() {
+            for act in ACTIVATIONS {
+                for force in [
+                    None,
+                    Some(Kernel::Conv2dDirect),
+                    Some(Kernel::Conv2dTiled),
+                    Some(Kernel::Conv2dDepthwise),
+                ] {
+                    keys.insert(plan(&shape, act, &profile, force).key);
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// Each constant through every value the sweeps use, the others at the
+/// shipped defaults.
+fn sweep_keys() -> BTreeSet<KernelKey> {
+    let ranges: &[(&str, &[u32])] = &[
+        ("PIX", &[1, 2, 4, 8]),
+        ("COB4", &[1, 2, 3, 4]),
+        ("K_W", &[1, 2, 3, 4, 5, 6, 7]),
+        ("S_W", &[1, 2, 3, 4]),
+        ("D_W", &[1, 2, 3, 4]),
+        ("ACT", &[0, 1, 2, 3, 4]),
+    ];
+    let mut keys = BTreeSet::new();
+    for kernel in Kernel::ALL {
+        let src = kernel.source();
+        for (name, values) in ranges {
+            if !src.contains(&format!("const {name}: u32")) {
+                continue;
+            }
+            for &v in *values {
+                keys.insert(KernelKey {
+                    kernel,
+                    consts: vec![(name, v)],
+                });
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_specialisation_translates_to_every_backend() {
+    let keys: BTreeSet<KernelKey> = suite_keys().into_iter().chain(sweep_keys()).collect();
+    assert!(keys.len() > 50, "only {} keys", keys.len());
+    for kernel in Kernel::ALL {
+        assert!(
+            keys.iter().any(|k| k.kernel == kernel),
+            "{} not covered",
+            kernel.name()
+        );
+    }
+    let failures: Vec<String> = keys
+        .iter()
+        .filter_map(|key| {
+            let src = key.wgsl().unwrap();
+            check_portability(&key.to_string(), &src)
+                .err()
+                .map(|e| e.to_string())
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        keys.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn a_broken_shader_is_reported() {
+    let bad = "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }";
+    assert!(check_portability("broken", bad).is_err());
+}
