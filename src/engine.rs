@@ -131,6 +131,7 @@ pub struct Engine {
     limits: wgpu::Limits,
     selection_reason: String,
     lost: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<wgpu::Error>>>,
     pub(crate) pipelines: PipelineCache,
 }
 
@@ -215,6 +216,15 @@ impl Engine {
                 *l = Some(format!("{reason:?}: {message}"));
             }
         });
+        // Errors outside an error scope would otherwise panic in wgpu's default
+        // handler: keep the first one and return it from the next engine call.
+        let uncaptured = Arc::new(Mutex::new(None));
+        let uncaptured_cb = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut u) = uncaptured_cb.lock() {
+                u.get_or_insert(e);
+            }
+        }));
         let mut limits = adapter_limits;
         if let Some(max) = options.max_storage_binding_size {
             limits.max_storage_buffer_binding_size =
@@ -229,6 +239,7 @@ impl Engine {
             limits,
             selection_reason: reason,
             lost,
+            uncaptured,
             pipelines,
         })
     }
@@ -275,14 +286,23 @@ impl Engine {
         self.pipelines.compile_time()
     }
 
-    /// Returns [`Error::DeviceLost`] if the device has been lost.
+    /// Returns [`Error::DeviceLost`] if the device has been lost, or the
+    /// first device error raised outside an error scope since the last check
+    /// ([`Error::Validation`] or [`Error::OutOfMemory`]).
     pub fn check_lost(&self) -> Result<()> {
         match self.lost.lock() {
-            Ok(l) => match l.as_ref() {
-                Some(msg) => Err(Error::DeviceLost(msg.clone())),
-                None => Ok(()),
-            },
-            Err(_) => Err(Error::DeviceLost("device-lost state poisoned".into())),
+            Ok(l) => {
+                if let Some(msg) = l.as_ref() {
+                    return Err(Error::DeviceLost(msg.clone()));
+                }
+            }
+            Err(_) => return Err(Error::DeviceLost("device-lost state poisoned".into())),
+        }
+        match self.uncaptured.lock().map(|mut u| u.take()) {
+            Ok(None) => Ok(()),
+            Ok(Some(e @ wgpu::Error::OutOfMemory { .. })) => Err(Error::OutOfMemory(e.to_string())),
+            Ok(Some(e)) => Err(Error::Validation(e.to_string())),
+            Err(_) => Err(Error::DeviceLost("error state poisoned".into())),
         }
     }
 
@@ -318,6 +338,36 @@ impl Engine {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::DeviceLost(e.to_string()))?;
         self.check_lost()
+    }
+
+    /// A buffer holding `contents`, created unmapped and filled through the
+    /// queue. (`create_buffer_init` maps at creation and panics when the
+    /// device has been lost; this path turns that into an error value.)
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`] or a captured device error.
+    pub(crate) fn buffer_with(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        self.check_lost()?;
+        // wgpu requires a non-zero size that is a multiple of COPY_BUFFER_ALIGNMENT (4) for writes.
+        let size = (contents.len() as u64)
+            .max(4)
+            .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !contents.is_empty() {
+            self.queue.write_buffer(&buffer, 0, contents);
+        }
+        self.check_lost()?;
+        Ok(buffer)
     }
 
     /// Checks a dispatch size against `max_compute_workgroups_per_dimension`.

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use wgpu::util::DeviceExt;
-
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
@@ -56,13 +54,8 @@ impl GpuTensor {
             });
         }
         engine.check_binding("tensor", len as u64 * 4)?;
-        let buffer = engine
-            .device()
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgconv tensor"),
-                contents: bytemuck::cast_slice(data),
-                usage: STORAGE_USAGE,
-            });
+        let buffer =
+            engine.buffer_with("wgconv tensor", bytemuck::cast_slice(data), STORAGE_USAGE)?;
         Ok(Self {
             buffer: Arc::new(buffer),
             shape,
@@ -75,6 +68,7 @@ impl GpuTensor {
     /// # Errors
     /// As [`GpuTensor::upload`].
     pub fn empty(engine: &Engine, shape: [usize; 4]) -> Result<Self> {
+        engine.check_lost()?;
         let len = checked_len("tensor", shape)?;
         engine.check_binding("tensor", len as u64 * 4)?;
         let buffer = engine.device().create_buffer(&wgpu::BufferDescriptor {

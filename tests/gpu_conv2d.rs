@@ -521,3 +521,32 @@ fn bad_inputs_are_typed_errors() {
         Err(Error::DataLength { .. })
     ));
 }
+
+/// Device loss is a value: destroying the device mid-use makes the next
+/// calls return errors — no panic, no hang.
+#[test]
+fn destroyed_device_returns_errors() {
+    let _skip_without_gpu = gpu_or_skip!();
+    let own = Engine::new().unwrap();
+    let engine = &own;
+    let w = vec![0.5; 4 * 2 * 3 * 3];
+    let layer = Conv2d::new(
+        engine,
+        &w,
+        [4, 2, 3, 3],
+        None,
+        Conv2dParams::default(),
+        Activation::None,
+    )
+    .unwrap();
+    let x = GpuTensor::upload(engine, &[1.0; 2 * 6 * 6], [1, 2, 6, 6]).unwrap();
+    layer.forward(engine, &x).unwrap().read(engine).unwrap();
+    engine.device().destroy();
+    let after = layer.forward(engine, &x).and_then(|y| y.read(engine));
+    assert!(
+        after.is_err(),
+        "a destroyed device still produced {after:?}"
+    );
+    let again = GpuTensor::upload(engine, &[1.0; 4], [1, 1, 2, 2]).and_then(|t| t.read(engine));
+    assert!(again.is_err());
+}

@@ -9,8 +9,6 @@ pub mod conv_transpose2d;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use wgpu::util::DeviceExt;
-
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{Activation, Conv2dShape, ConvKind};
@@ -122,18 +120,13 @@ impl LayerCore {
             }
         };
         engine.scoped(|| {
-            let device = engine.device();
             let init = |label, data: &[f32]| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(data),
-                    usage: STORAGE_USAGE,
-                })
+                engine.buffer_with(label, bytemuck::cast_slice(data), STORAGE_USAGE)
             };
             Ok(Self {
                 activation,
-                weight: init("wgconv weight", packed),
-                bias: init("wgconv bias", bias),
+                weight: init("wgconv weight", packed)?,
+                bias: init("wgconv bias", bias)?,
                 uniforms: Mutex::new(HashMap::new()),
             })
         })
@@ -153,15 +146,11 @@ impl LayerCore {
         if let Some(u) = map.get(&key) {
             return Ok(Arc::clone(u));
         }
-        let u = Arc::new(
-            engine
-                .device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("wgconv params"),
-                    contents: bytemuck::bytes_of(&ConvUniforms::new(shape, self.activation, plan)),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                }),
-        );
+        let u = Arc::new(engine.buffer_with(
+            "wgconv params",
+            bytemuck::bytes_of(&ConvUniforms::new(shape, self.activation, plan)),
+            wgpu::BufferUsages::UNIFORM,
+        )?);
         map.insert(key, Arc::clone(&u));
         Ok(u)
     }
@@ -468,6 +457,7 @@ impl<P: OpParams> ConvLayer<P> {
             });
         let out = self.record(engine, &mut encoder, input)?;
         engine.queue().submit([encoder.finish()]);
+        engine.check_lost()?;
         Ok(out)
     }
 
