@@ -152,6 +152,10 @@ impl Rng {
     pub fn unit(&mut self) -> f32 {
         ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
+    /// `len` values uniform in `[-1, 1)`.
+    pub fn vec(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.unit()).collect()
+    }
 }
 
 /// Channel counts the suite draws from.
