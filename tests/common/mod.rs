@@ -41,4 +41,5 @@ macro_rules! gpu_or_skip {
 }
 
 /// The library's seeded SplitMix64 generator (the conformance suite's).
+#[allow(unused_imports)] // not every test binary draws random data
 pub use wgconv::conformance::Rng;
