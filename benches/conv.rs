@@ -3,7 +3,8 @@
 //! submits once and waits once, so per-launch host overhead is amortised
 //! the way a real network run amortises it.
 //!
-//! Run: `cargo bench --bench conv` (or `-- r3x3` for one layer).
+//! Run: `cargo bench --bench conv` (or `-- r3x3` for one layer, `-- scaling`
+//! for the r3x3 scaling sweep).
 
 use std::time::{Duration, Instant};
 
@@ -95,5 +96,58 @@ fn suite(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, suite);
+/// The r3x3 layer (3×3, stride 1, padding 1) across sizes: H×W from 14² to
+/// 224² at C = K = 64, and C = K from 16 to 512 at 28². Throughput is in
+/// FLOPs, so a cliff shows as a drop in FLOP/s between neighbours.
+fn scaling(c: &mut Criterion) {
+    let engine = match Engine::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            return;
+        }
+    };
+    let mut group = c.benchmark_group("scaling_r3x3");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(300));
+    let points = [14, 28, 56, 112, 224]
+        .map(|hw| (hw, 64))
+        .into_iter()
+        .chain([16, 32, 128, 256, 512].map(|ch| (28, ch)));
+    for (hw, ch) in points {
+        let params = wgconv::Conv2dParams::default().padding(wgconv::Padding::uniform(1));
+        let input = [1, ch, hw, hw];
+        let weight = [ch, ch, 3, 3];
+        let shape = wgconv::Conv2dShape::conv2d(input, weight, None, &params).expect("valid");
+        let x = GpuTensor::upload(&engine, &data(shape.input_len(), 1), input).expect("upload");
+        let y = GpuTensor::empty(&engine, shape.output_shape()).expect("output");
+        let l = Conv2d::new(
+            &engine,
+            &data(shape.weight_len(), 2),
+            weight,
+            None,
+            params,
+            Activation::None,
+        )
+        .expect("layer");
+        group.throughput(Throughput::Elements(shape.flops()));
+        group.bench_function(format!("{hw}x{hw}_c{ch}"), |bench| {
+            bench.iter_custom(|iters| {
+                let mut enc = engine.device().create_command_encoder(&Default::default());
+                for _ in 0..iters {
+                    l.record_into(&engine, &mut enc, &x, &y).expect("record");
+                }
+                let start = Instant::now();
+                engine.queue().submit([enc.finish()]);
+                engine.wait().expect("wait");
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, suite, scaling);
 criterion_main!(benches);

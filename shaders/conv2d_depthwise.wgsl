@@ -1,26 +1,34 @@
 // conv2d_depthwise — depthwise convolution (one input channel per group),
-// with channel multiplier m = c_out / c_in. Each invocation computes PIX
-// consecutive output pixels of one row of one output channel.
+// with channel multiplier m = c_out / c_in. Each invocation computes a tile of
+// PH output rows × PIX consecutive output columns of one output channel.
 //
 // Bindings (group 0):
 //   0 uniform Params                  runtime sizes (struct below)
 //   1 input  : array<f32>  [n, c_in, h_in, w_in]
-//   2 weight : array<f32>  [c_out, 1, k_h, K_W]              (PyTorch layout)
+//   2 weight : array<f32>  [c_out, 1, K_H, K_W]              (PyTorch layout)
 //   3 bias   : array<f32>  [c_out]                            (zeros if none)
 //   4 output : array<f32>  [n, c_out, h_out, w_out]
 //
-// Grid: x = pixel block within an output plane (oh · blocks_w + ow / PIX), y = output
+// Grid: x = tile within an output plane ((oh / PH) · blocks_w + ow / PIX), y = output
 // channel co, z = batch n; weight loads are uniform across a workgroup.
 // Index math (input channel ci = co / m; taps outside the input read zero):
 //   out[n, co, oh, ow] = act(bias[co] + Σ_{kh, kw} w[co, 0, kh, kw]
-//       · x[n, ci, oh·stride_h − pad_top + kh·dil_h, ow·S_W − pad_left + kw·D_W])
-// For each kh the SEG input values the PIX pixels need are loaded once and reused
-// across all K_W taps.
+//       · x[n, ci, oh·S_H − pad_top + kh·D_H, ow·S_W − pad_left + kw·D_W])
+// Kernel size, stride and dilation are specialisation constants. Each input row the
+// tile needs is loaded once (SEG values) and reused across the K_W taps, the PIX
+// columns and every (output row, kh) pair that reads it.
+//
+// `main` below is the readable loop form; the pipeline cache compiles the same
+// computation fully unrolled by src/codegen.rs (between the `generated` markers).
 
 // specialise:begin
 const PIX: u32 = 4u;
+const PH: u32 = 2u;
+const K_H: u32 = 3u;
 const K_W: u32 = 3u;
+const S_H: u32 = 1u;
 const S_W: u32 = 1u;
+const D_H: u32 = 1u;
 const D_W: u32 = 1u;
 const ACT: u32 = 0u;
 // specialise:end
@@ -54,49 +62,57 @@ fn activate(v: f32) -> f32 {
     }
 }
 
+// generated:begin
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let blocks_h = (p.h_out + PH - 1u) / PH;
     let item = gid.x;
-    if item >= p.h_out * p.blocks_w {
+    if item >= blocks_h * p.blocks_w {
         return;
     }
-    let oh = item / p.blocks_w;
+    let oh0 = (item / p.blocks_w) * PH;
     let ow0 = (item % p.blocks_w) * PIX;
     let co = wid.y;
     let n = wid.z;
     let ci = co / p.c_out_per_group;
     let x_plane = (n * p.c_in + ci) * p.h_in;
-    let ih0 = i32(oh * p.stride_h) - i32(p.pad_top);
-    let iw0 = i32(ow0 * S_W) - i32(p.pad_left);
     let hin = i32(p.h_in);
     let win = i32(p.w_in);
+    let iw0 = i32(ow0 * S_W) - i32(p.pad_left);
+    let b = bias[co];
 
-    var acc: array<f32, PIX>;
-    for (var kh = 0u; kh < p.k_h; kh++) {
-        let ih = ih0 + i32(kh * p.dil_h);
-        if ih >= 0 && ih < hin {
-            let row = (x_plane + u32(ih)) * p.w_in;
-            var seg: array<f32, SEG>;
-            for (var s = 0u; s < SEG; s++) {
-                let iw = iw0 + i32(s);
-                let v = input[row + u32(clamp(iw, 0, win - 1))];
-                seg[s] = select(0.0, v, iw >= 0 && iw < win);
-            }
-            for (var kw = 0u; kw < K_W; kw++) {
-                let w = weight[(co * p.k_h + kh) * K_W + kw];
-                for (var px = 0u; px < PIX; px++) {
-                    acc[px] += seg[px * S_W + kw * D_W] * w;
+    for (var y = 0u; y < PH; y++) {
+        let oh = oh0 + y;
+        if oh >= p.h_out {
+            break;
+        }
+        let ih0 = i32(oh * S_H) - i32(p.pad_top);
+        var acc: array<f32, PIX>;
+        for (var kh = 0u; kh < K_H; kh++) {
+            let ih = ih0 + i32(kh * D_H);
+            if ih >= 0 && ih < hin {
+                let row = (x_plane + u32(ih)) * p.w_in;
+                var seg: array<f32, SEG>;
+                for (var s = 0u; s < SEG; s++) {
+                    let iw = iw0 + i32(s);
+                    let v = input[row + u32(clamp(iw, 0, win - 1))];
+                    seg[s] = select(0.0, v, iw >= 0 && iw < win);
+                }
+                for (var kw = 0u; kw < K_W; kw++) {
+                    let w = weight[(co * K_H + kh) * K_W + kw];
+                    for (var px = 0u; px < PIX; px++) {
+                        acc[px] += seg[px * S_W + kw * D_W] * w;
+                    }
                 }
             }
         }
-    }
-
-    let b = bias[co];
-    for (var px = 0u; px < PIX; px++) {
-        let ow = ow0 + px;
-        if ow >= p.w_out {
-            break;
+        for (var px = 0u; px < PIX; px++) {
+            let ow = ow0 + px;
+            if ow >= p.w_out {
+                break;
+            }
+            output[((n * p.c_out + co) * p.h_out + oh) * p.w_out + ow] = activate(acc[px] + b);
         }
-        output[((n * p.c_out + co) * p.h_out + oh) * p.w_out + ow] = activate(acc[px] + b);
     }
 }
+// generated:end

@@ -18,12 +18,17 @@
 // when that division is exact and 0 ≤ ih < h_in. Phase arithmetic: the exact taps form an
 // arithmetic progression in kh with step tap_step_h = stride_h / gcd(stride_h, dil_h) (host),
 // so the kernel finds the first valid tap and then steps. Along W the same holds per kw;
-// an invocation takes PIX output columns of one phase, ow = ph + S_W·(q0 + px), which share
-// their valid kw taps and read consecutive input columns iw = q0 + px + (ph + pad_left − kw·D_W) / S_W.
+// an invocation takes PIX output columns of every phase, ow = ph + S_W·(q0 + px) for
+// ph < S_W; the columns of one phase share their valid kw taps and read consecutive input
+// columns iw = q0 + px + (ph + pad_left − kw·D_W) / S_W. Each kw feeds exactly one phase.
 // Outputs no tap reaches get exactly bias, then the activation.
 //
-// Grid: x = (oh, phase ph < S_W, column block) with blocks_w blocks of PIX per phase,
+// Grid: x = (oh, column block) with blocks_w blocks of PIX·S_W columns per row,
 // y = channel block cb (g = cb / blocks_per_group), z = batch n.
+//
+// `main` below is the readable loop form; the pipeline cache compiles the same
+// computation unrolled by src/codegen.rs (between the `generated` markers), where
+// PLR = pad_left mod S_W fixes at compile time which taps feed which phase.
 
 // specialise:begin
 const PIX: u32 = 4u;
@@ -31,6 +36,8 @@ const COB4: u32 = 1u;
 const K_W: u32 = 3u;
 const S_W: u32 = 2u;
 const D_W: u32 = 1u;
+// pad_left mod S_W (the generated form needs it as a constant).
+const PLR: u32 = 0u;
 const ACT: u32 = 0u;
 // specialise:end
 
@@ -64,17 +71,15 @@ fn activate(v: f32) -> f32 {
     }
 }
 
+// generated:begin
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row_items = S_W * p.blocks_w;
     let item = gid.x;
-    if item >= p.h_out * row_items {
+    if item >= p.h_out * p.blocks_w {
         return;
     }
-    let oh = item / row_items;
-    let rem = item % row_items;
-    let ph = rem / p.blocks_w;
-    let q0 = (rem % p.blocks_w) * PIX;
+    let oh = item / p.blocks_w;
+    let q0 = (item % p.blocks_w) * PIX;
     let cb = wid.y;
     let n = wid.z;
     let g = cb / p.blocks_per_group;
@@ -99,7 +104,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         }
     }
 
-    var acc: array<vec4<f32>, PIX * COB4>;
+    var acc: array<vec4<f32>, S_W * PIX * COB4>;
     var x_plane = (n * p.c_in + g * cpg) * plane;
     let w_ci_stride = p.k_h * K_W * COB4;
     var w_at = cb * cpg * w_ci_stride;
@@ -114,23 +119,25 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
                 continue;
             }
             let row = x_plane + ih * p.w_in;
-            for (var kw = 0u; kw < K_W; kw++) {
-                // r = ph + pad_left − kw·D_W, shifted by W_BIAS strides to stay non-negative.
-                let r = ph + p.pad_left + W_BIAS * S_W - kw * D_W;
-                if r % S_W != 0u {
-                    continue;
-                }
-                let off = i32(r / S_W) - i32(W_BIAS);
-                var xs: array<f32, PIX>;
-                for (var px = 0u; px < PIX; px++) {
-                    let iw = i32(q0 + px) + off;
-                    let v = input[row + u32(clamp(iw, 0, win - 1))];
-                    xs[px] = select(0.0, v, iw >= 0 && iw < win);
-                }
-                for (var c = 0u; c < COB4; c++) {
-                    let w = weight[w_at + (kh * K_W + kw) * COB4 + c];
+            for (var ph = 0u; ph < S_W; ph++) {
+                for (var kw = 0u; kw < K_W; kw++) {
+                    // r = ph + pad_left − kw·D_W, shifted by W_BIAS strides to stay non-negative.
+                    let r = ph + p.pad_left + W_BIAS * S_W - kw * D_W;
+                    if r % S_W != 0u {
+                        continue;
+                    }
+                    let off = i32(r / S_W) - i32(W_BIAS);
+                    var xs: array<f32, PIX>;
                     for (var px = 0u; px < PIX; px++) {
-                        acc[px * COB4 + c] += xs[px] * w;
+                        let iw = i32(q0 + px) + off;
+                        let v = input[row + u32(clamp(iw, 0, win - 1))];
+                        xs[px] = select(0.0, v, iw >= 0 && iw < win);
+                    }
+                    for (var c = 0u; c < COB4; c++) {
+                        let w = weight[w_at + (kh * K_W + kw) * COB4 + c];
+                        for (var px = 0u; px < PIX; px++) {
+                            acc[(ph * PIX + px) * COB4 + c] += xs[px] * w;
+                        }
                     }
                 }
             }
@@ -139,20 +146,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
         w_at += w_ci_stride;
     }
 
-    for (var px = 0u; px < PIX; px++) {
-        let ow = ph + S_W * (q0 + px);
-        if ow >= p.w_out {
-            break;
-        }
-        for (var c = 0u; c < COB4; c++) {
-            for (var j = 0u; j < 4u; j++) {
-                let co_local = co_in_group0 + c * 4u + j;
-                if co_local < p.c_out_per_group {
-                    let co = g * p.c_out_per_group + co_local;
-                    let v = acc[px * COB4 + c][j] + bias[co];
-                    output[((n * p.c_out + co) * p.h_out + oh) * p.w_out + ow] = activate(v);
+    for (var ph = 0u; ph < S_W; ph++) {
+        for (var px = 0u; px < PIX; px++) {
+            let ow = ph + S_W * (q0 + px);
+            if ow >= p.w_out {
+                break;
+            }
+            for (var c = 0u; c < COB4; c++) {
+                for (var j = 0u; j < 4u; j++) {
+                    let co_local = co_in_group0 + c * 4u + j;
+                    if co_local < p.c_out_per_group {
+                        let co = g * p.c_out_per_group + co_local;
+                        let v = acc[(ph * PIX + px) * COB4 + c][j] + bias[co];
+                        output[((n * p.c_out + co) * p.h_out + oh) * p.w_out + ow] = activate(v);
+                    }
                 }
             }
         }
     }
 }
+// generated:end

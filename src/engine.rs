@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::autotune::Autotuner;
 use crate::error::{Error, Result};
 use crate::pipelines::PipelineCache;
 
@@ -20,6 +21,13 @@ pub struct EngineOptions {
     /// (for testing the chunked paths on small limits). Never raises the
     /// real limit.
     pub max_storage_binding_size: Option<u64>,
+    /// Time the candidate tile shapes of each layer on first use of an input
+    /// shape and keep the fastest (see [`crate::autotune`]). Also turned on by
+    /// `WGCONV_AUTOTUNE=1`.
+    pub autotune: bool,
+    /// Where tuned choices persist; `None` means
+    /// [`crate::autotune::Autotuner::default_path`].
+    pub autotune_cache: Option<std::path::PathBuf>,
 }
 
 /// One adapter as wgpu reports it.
@@ -133,6 +141,7 @@ pub struct Engine {
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<wgpu::Error>>>,
     pub(crate) pipelines: PipelineCache,
+    autotuner: Option<Autotuner>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -231,6 +240,14 @@ impl Engine {
                 limits.max_storage_buffer_binding_size.min(max);
         }
         let pipelines = PipelineCache::new(&device);
+        let autotune = options.autotune || std::env::var("WGCONV_AUTOTUNE").is_ok_and(|v| v == "1");
+        let autotuner = autotune.then(|| {
+            let path = options
+                .autotune_cache
+                .clone()
+                .or_else(Autotuner::default_path);
+            Autotuner::new(path, &info)
+        });
         Ok(Self {
             adapter,
             device,
@@ -241,7 +258,13 @@ impl Engine {
             lost,
             uncaptured,
             pipelines,
+            autotuner,
         })
+    }
+
+    /// The autotuner, when autotuning is on.
+    pub fn autotuner(&self) -> Option<&Autotuner> {
+        self.autotuner.as_ref()
     }
 
     /// The wgpu device.

@@ -25,6 +25,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod autotune;
+pub mod codegen;
 pub mod conformance;
 pub mod engine;
 pub mod error;

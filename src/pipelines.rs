@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::codegen;
 use crate::error::{Error, Result};
 
 /// One WGSL kernel family; the variant name matches the file name.
@@ -132,8 +133,78 @@ impl KernelKey {
                 self.consts[i].0
             )));
         }
-        Ok(out)
+        if self.consts.is_empty() {
+            return Ok(out);
+        }
+        match self.kernel {
+            Kernel::Conv2dTiled => {
+                let c = codegen::read_consts(&out);
+                let get = |name: &str| {
+                    c.get(name)
+                        .copied()
+                        .ok_or_else(|| err(format!("no constant {name}")))
+                };
+                let spec = codegen::TiledSpec {
+                    pix: get("PIX")?,
+                    cob4: get("COB4")?,
+                    k_w: get("K_W")?,
+                    s_w: get("S_W")?,
+                    d_w: get("D_W")?,
+                    q: get("Q")?,
+                    kh1: get("KH1")? == 1,
+                };
+                replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))
+            }
+            Kernel::Conv2dDepthwise => {
+                let c = codegen::read_consts(&out);
+                let get = |name: &str| {
+                    c.get(name)
+                        .copied()
+                        .ok_or_else(|| err(format!("no constant {name}")))
+                };
+                let spec = codegen::DepthwiseSpec {
+                    pix: get("PIX")?,
+                    ph: get("PH")?,
+                    k_h: get("K_H")?,
+                    k_w: get("K_W")?,
+                    stride: (get("S_H")?, get("S_W")?),
+                    dilation: (get("D_H")?, get("D_W")?),
+                };
+                replace_generated(&out, &codegen::conv2d_depthwise_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))
+            }
+            Kernel::ConvTranspose2d => {
+                let c = codegen::read_consts(&out);
+                let get = |name: &str| {
+                    c.get(name)
+                        .copied()
+                        .ok_or_else(|| err(format!("no constant {name}")))
+                };
+                let spec = codegen::TransposedSpec {
+                    pix: get("PIX")?,
+                    cob4: get("COB4")?,
+                    k_w: get("K_W")?,
+                    s_w: get("S_W")?,
+                    d_w: get("D_W")?,
+                    plr: get("PLR")?,
+                };
+                replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))
+            }
+            Kernel::Conv2dDirect => Ok(out),
+        }
     }
+}
+
+const GEN_BEGIN: &str = "// generated:begin";
+const GEN_END: &str = "// generated:end";
+
+/// `src` with the text between the `generated` markers replaced by `body`.
+fn replace_generated(src: &str, body: &str) -> Option<String> {
+    let start = src.find(GEN_BEGIN)? + GEN_BEGIN.len();
+    let end = src.find(GEN_END)?;
+    (start <= end).then(|| format!("{}\n{body}{}", &src[..start], &src[end..]))
 }
 
 /// Binding layout shared by every convolution kernel:

@@ -83,6 +83,12 @@ impl LayerSig {
 const MAX_SEG: u32 = 64;
 /// Pixels per invocation of the register-blocked kernels when the row is wide enough.
 const MAX_PIX: u32 = 8;
+/// The widest tile the autotuner may try.
+const MAX_TUNED_PIX: u32 = 16;
+/// Output rows per invocation of the depthwise kernel.
+const MAX_PH: u32 = 4;
+/// Unrolled multiply-adds per depthwise invocation (bounds code size and compile time).
+const MAX_DEPTHWISE_FMAS: u32 = 512;
 
 fn seg(pix: u32, s: &LayerSig) -> u32 {
     (pix - 1) * s.stride.1 + (s.k_w - 1) * s.dilation.1 + 1
@@ -101,10 +107,11 @@ pub fn weight_layout(
         // Forward kernels only; a transposed kernel cannot run a forward op.
         Some(Kernel::ConvTranspose2d) => Kernel::Conv2dTiled,
         Some(k) => k,
-        // A row segment for even one pixel does not fit in registers: fall back.
-        None if seg(1, sig) > MAX_SEG => Kernel::Conv2dDirect,
-        None if depthwise => Kernel::Conv2dDepthwise,
-        None => Kernel::Conv2dTiled,
+        // A register-blocked kernel whose loads for even one pixel do not fit in
+        // registers falls back to the direct kernel.
+        None if depthwise && seg(1, sig) <= MAX_SEG => Kernel::Conv2dDepthwise,
+        None if tiled_loads(1, pixel_spacing(sig), sig) <= MAX_SEG => Kernel::Conv2dTiled,
+        None => Kernel::Conv2dDirect,
     };
     let layout = match kernel {
         Kernel::Conv2dTiled | Kernel::ConvTranspose2d => {
@@ -132,8 +139,65 @@ pub struct Plan {
     pub blocks_per_group: u32,
 }
 
+impl Plan {
+    /// The tile shape of this plan (`None` for the direct kernel).
+    pub fn tile(&self) -> Option<Tile> {
+        let get = |name| {
+            self.key
+                .consts
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|c| c.1)
+        };
+        Some(Tile {
+            pix: get("PIX")?,
+            ph: get("PH").unwrap_or(1),
+        })
+    }
+}
+
 /// Invocations per workgroup of every convolution kernel.
 pub const WORKGROUP: u32 = 64;
+
+/// A tile shape: output columns (`pix`) and rows (`ph`, depthwise only) per
+/// invocation. The autotuner picks one of [`tile_candidates`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Tile {
+    /// Output columns (column steps, for the transposed kernel) per invocation.
+    pub pix: u32,
+    /// Output rows per invocation (1 for every kernel but depthwise).
+    pub ph: u32,
+}
+
+/// The tiles the autotuner times for a layer: the planner's default first,
+/// then the alternatives that are valid for the shape. Empty for the direct
+/// kernel (nothing to tune).
+pub fn tile_candidates(
+    shape: &Conv2dShape,
+    activation: Activation,
+    adapter: &AdapterProfile,
+    force: Option<Kernel>,
+) -> Vec<Tile> {
+    let default = plan(shape, activation, adapter, force);
+    let Some(first) = default.tile() else {
+        return Vec::new();
+    };
+    let options: &[(u32, u32)] = match default.key.kernel {
+        Kernel::Conv2dDirect => &[],
+        Kernel::Conv2dDepthwise => &[(8, 1), (8, 2), (8, 4), (4, 4), (4, 2), (16, 2)],
+        Kernel::Conv2dTiled | Kernel::ConvTranspose2d => &[(2, 1), (4, 1), (8, 1)],
+    };
+    let mut out = vec![first];
+    for &(pix, ph) in options {
+        let tile = Tile { pix, ph };
+        // Keep a candidate only if the planner accepts it unchanged (it fits the shape).
+        let planned = plan_with(shape, activation, adapter, force, Some(tile)).tile();
+        if planned == Some(tile) && !out.contains(&tile) {
+            out.push(tile);
+        }
+    }
+    out
+}
 
 /// Plans one convolution.
 pub fn plan(
@@ -142,25 +206,25 @@ pub fn plan(
     adapter: &AdapterProfile,
     force: Option<Kernel>,
 ) -> Plan {
+    plan_with(shape, activation, adapter, force, None)
+}
+
+/// [`plan`] with a tile shape (from the autotuner) in place of the default.
+/// A tile that does not fit the shape is reduced until it does.
+pub fn plan_with(
+    shape: &Conv2dShape,
+    activation: Activation,
+    adapter: &AdapterProfile,
+    force: Option<Kernel>,
+    tile: Option<Tile>,
+) -> Plan {
     let sig = LayerSig::of(shape);
     let (kernel, layout) = weight_layout(&sig, adapter, force);
     let act = activation.code();
-    let spatial = |pix: u32| {
-        let mut c = vec![
-            ("PIX", pix),
-            ("K_W", shape.k_w),
-            ("S_W", shape.stride_w),
-            ("D_W", shape.dil_w),
-            ("ACT", act),
-        ];
-        if let WeightLayout::Blocked { cob4 } = layout {
-            c.insert(1, ("COB4", cob4));
-        }
-        c
-    };
+    let max_pix = tile.map_or(MAX_PIX, |t| t.pix.clamp(1, MAX_TUNED_PIX));
     let pix = || {
         // Narrow rows get fewer pixels per invocation, and every segment must fit.
-        let mut pix = MAX_PIX.min(shape.w_out.next_power_of_two());
+        let mut pix = max_pix.min(shape.w_out.next_power_of_two());
         while pix > 1 && seg(pix, &sig) > MAX_SEG {
             pix /= 2;
         }
@@ -179,16 +243,35 @@ pub fn plan(
             blocks_per_group: shape.c_out_per_group(),
         },
         Kernel::Conv2dDepthwise => {
-            let pix = pix();
+            // A PH × PIX tile, fully unrolled: keep the unrolled FMAs (and compile time) bounded.
+            let mut pix = pix();
+            let mut ph = tile
+                .map_or(MAX_PH, |t| t.ph.clamp(1, MAX_PH))
+                .min(shape.h_out.next_power_of_two());
+            while ph * pix * shape.k_h * shape.k_w > MAX_DEPTHWISE_FMAS && (ph > 1 || pix > 1) {
+                if ph > 1 {
+                    ph /= 2;
+                } else {
+                    pix /= 2;
+                }
+            }
             let blocks_w = shape.w_out.div_ceil(pix);
+            let consts = vec![
+                ("PIX", pix),
+                ("PH", ph),
+                ("K_H", shape.k_h),
+                ("K_W", shape.k_w),
+                ("S_H", shape.stride_h),
+                ("S_W", shape.stride_w),
+                ("D_H", shape.dil_h),
+                ("D_W", shape.dil_w),
+                ("ACT", act),
+            ];
             Plan {
-                key: KernelKey {
-                    kernel,
-                    consts: spatial(pix),
-                },
+                key: KernelKey { kernel, consts },
                 layout,
                 groups: [
-                    (shape.h_out * blocks_w).div_ceil(WORKGROUP),
+                    (shape.h_out.div_ceil(ph) * blocks_w).div_ceil(WORKGROUP),
                     shape.c_out,
                     shape.n,
                 ],
@@ -197,9 +280,12 @@ pub fn plan(
             }
         }
         Kernel::ConvTranspose2d => {
-            // PIX same-phase output columns per invocation (stride S_W apart).
+            // PIX input-column steps per invocation, each giving all S_W phases.
             let cols = shape.w_out.div_ceil(shape.stride_w);
-            let pix = MAX_PIX.min(cols.next_power_of_two());
+            let per_phase = tile.map_or((MAX_PIX / shape.stride_w).max(1), |t| {
+                t.pix.clamp(1, MAX_TUNED_PIX)
+            });
+            let pix = per_phase.min(cols.next_power_of_two());
             let cob4 = match layout {
                 WeightLayout::Blocked { cob4 } => cob4,
                 WeightLayout::Natural => 1,
@@ -212,13 +298,14 @@ pub fn plan(
                 ("K_W", shape.k_w),
                 ("S_W", shape.stride_w),
                 ("D_W", shape.dil_w),
+                ("PLR", shape.padding.left % shape.stride_w),
                 ("ACT", act),
             ];
             Plan {
                 key: KernelKey { kernel, consts },
                 layout,
                 groups: [
-                    (shape.h_out * shape.stride_w * blocks_w).div_ceil(WORKGROUP),
+                    (shape.h_out * blocks_w).div_ceil(WORKGROUP),
                     blocks_per_group * shape.groups,
                     shape.n,
                 ],
@@ -227,18 +314,36 @@ pub fn plan(
             }
         }
         Kernel::Conv2dTiled => {
-            let pix = pix();
+            let q = pixel_spacing(&sig);
+            let cols = shape.w_out.div_ceil(q);
+            // Dense rows: a power of two (fewer specialisations); phase-spaced rows are short,
+            // so take them whole.
+            let mut pix = if q == 1 {
+                max_pix.min(cols.next_power_of_two())
+            } else {
+                max_pix.min(cols)
+            };
+            while pix > 1 && tiled_loads(pix, q, &sig) > MAX_SEG {
+                pix -= 1;
+            }
             let cob4 = match layout {
                 WeightLayout::Blocked { cob4 } => cob4,
                 WeightLayout::Natural => 1,
             };
-            let blocks_w = shape.w_out.div_ceil(pix);
+            let blocks_w = q * cols.div_ceil(pix);
             let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
+            let consts = vec![
+                ("PIX", pix),
+                ("COB4", cob4),
+                ("K_W", shape.k_w),
+                ("S_W", shape.stride_w),
+                ("D_W", shape.dil_w),
+                ("Q", q),
+                ("KH1", u32::from(shape.k_h == 1)),
+                ("ACT", act),
+            ];
             Plan {
-                key: KernelKey {
-                    kernel,
-                    consts: spatial(pix),
-                },
+                key: KernelKey { kernel, consts },
                 layout,
                 groups: [
                     (shape.h_out * blocks_w).div_ceil(WORKGROUP),
@@ -250,6 +355,32 @@ pub fn plan(
             }
         }
     }
+}
+
+/// Column spacing of the pixels of one `conv2d_tiled` invocation: with
+/// dilation, `D_W / gcd(S_W, D_W)` puts pixels that share taps together.
+fn pixel_spacing(s: &LayerSig) -> u32 {
+    let (sw, dw) = (s.stride.1, s.dilation.1);
+    if dw > 1 {
+        dw / crate::ops::gcd(sw, dw)
+    } else {
+        1
+    }
+}
+
+/// Distinct input columns one `conv2d_tiled` invocation loads per (ci, kh).
+fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
+    crate::codegen::TiledSpec {
+        pix,
+        cob4: 1,
+        k_w: s.k_w,
+        s_w: s.stride.1,
+        d_w: s.dilation.1,
+        q,
+        kh1: s.k_h == 1,
+    }
+    .offsets()
+    .len() as u32
 }
 
 /// Repacks a PyTorch-layout weight (forward `[c_out, c_in/G, k_h, k_w]`,
@@ -311,8 +442,8 @@ mod tests {
         .unwrap();
         let p = plan(&s, Activation::Relu6, &cpu(), None);
         assert_eq!(p.key.kernel, Kernel::Conv2dDepthwise);
-        // 8 pixels per invocation: 7 blocks per 56-wide row.
-        assert_eq!(p.groups, [(56 * 7u32).div_ceil(WORKGROUP), 144, 1]);
+        // 4 rows x 8 pixels per invocation: 14 x 7 tiles per 56x56 plane.
+        assert_eq!(p.groups, [(14 * 7u32).div_ceil(WORKGROUP), 144, 1]);
     }
 
     #[test]
@@ -332,12 +463,43 @@ mod tests {
     }
 
     #[test]
-    fn huge_dilated_rows_fall_back_to_direct() {
+    fn dilated_rows_take_phase_spaced_pixels() {
+        // aspp12: 33 columns, dilation 12 -> 12 phases of 3 columns, one block each.
+        let s = Conv2dShape::conv2d(
+            [1, 256, 33, 33],
+            [256, 256, 3, 3],
+            None,
+            &Conv2dParams::default()
+                .padding(Padding::uniform(12))
+                .dilation(12, 12),
+        )
+        .unwrap();
+        let p = plan(&s, Activation::None, &cpu(), None);
+        assert_eq!(p.key.kernel, Kernel::Conv2dTiled);
+        assert!(p.key.consts.contains(&("Q", 12)));
+        assert!(p.key.consts.contains(&("PIX", 3)));
+        assert_eq!(p.blocks_w, 12);
+        // A large dilation with a huge row no longer forces the direct fallback.
         let s = Conv2dShape::conv2d(
             [1, 2, 200, 200],
             [2, 2, 3, 3],
             None,
             &Conv2dParams::default().dilation(1, 40),
+        )
+        .unwrap();
+        assert_eq!(
+            plan(&s, Activation::None, &cpu(), None).key.kernel,
+            Kernel::Conv2dTiled
+        );
+    }
+
+    #[test]
+    fn huge_rows_fall_back_to_direct() {
+        let s = Conv2dShape::conv2d(
+            [1, 2, 200, 200],
+            [2, 2, 1, 70],
+            None,
+            &Conv2dParams::default(),
         )
         .unwrap();
         assert_eq!(

@@ -134,6 +134,7 @@ fn run(engine: &Engine, rng: &mut Rng, case: &Case, kernel: Option<Kernel>) -> O
         case.activation,
         LayerOptions {
             force_kernel: kernel,
+            ..LayerOptions::default()
         },
     )
     .unwrap();

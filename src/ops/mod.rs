@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{Activation, Conv2dShape, ConvKind};
-use crate::pipelines::Kernel;
+use crate::pipelines::{Kernel, KernelKey};
 use crate::plan::{self, AdapterProfile, Plan, WeightLayout};
 use crate::reference::{self, Comparison, Tolerance};
 use crate::tensor::{checked_len, GpuTensor, STORAGE_USAGE};
@@ -47,7 +47,8 @@ pub(crate) struct ConvUniforms {
     pub pad1: u32,
 }
 
-fn gcd(a: u32, b: u32) -> u32 {
+/// Greatest common divisor.
+pub(crate) fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
         a
     } else {
@@ -91,6 +92,9 @@ impl ConvUniforms {
     }
 }
 
+/// What a layer's uniforms depend on: the input shape and the kernel key.
+type UniformKey = ([usize; 4], KernelKey);
+
 /// A layer's GPU state: its packed weights, its bias (zeros when it has
 /// none) and one uniform buffer per input shape it has seen.
 #[derive(Debug)]
@@ -98,7 +102,8 @@ pub(crate) struct LayerCore {
     activation: Activation,
     weight: wgpu::Buffer,
     bias: wgpu::Buffer,
-    uniforms: Mutex<HashMap<[usize; 4], Arc<wgpu::Buffer>>>,
+    /// Keyed by input shape and kernel key: a tuned tile changes the grid.
+    uniforms: Mutex<HashMap<UniformKey, Arc<wgpu::Buffer>>>,
 }
 
 impl LayerCore {
@@ -138,7 +143,7 @@ impl LayerCore {
         shape: &Conv2dShape,
         plan: &Plan,
     ) -> Result<Arc<wgpu::Buffer>> {
-        let key = shape.input_shape();
+        let key = (shape.input_shape(), plan.key.clone());
         let mut map = self
             .uniforms
             .lock()
@@ -240,6 +245,10 @@ pub struct LayerOptions {
     /// family runs every forward convolution; tests use this to keep them
     /// all correct). Ignored when the kernel cannot run the op.
     pub force_kernel: Option<Kernel>,
+    /// Run this tile shape instead of the planner's (or the autotuner's)
+    /// choice; reduced to fit when too large for the shape. Tests use it to
+    /// keep every tile the autotuner may pick correct.
+    pub force_tile: Option<plan::Tile>,
 }
 
 /// A convolution layer ([`conv2d::Conv2d`] or
@@ -374,18 +383,114 @@ impl<P: OpParams> ConvLayer<P> {
         )
     }
 
-    /// The plan (kernel, specialisation, dispatch) for an input shape.
+    /// The planner's default plan (kernel, specialisation, dispatch) for an
+    /// input shape.
     ///
     /// # Errors
     /// As [`ConvLayer::shape_for`].
     pub fn plan_for(&self, input: [usize; 4]) -> Result<Plan> {
         let shape = self.shape_for(input)?;
-        Ok(plan::plan(
-            &shape,
+        Ok(self.plan_tile(&shape, None))
+    }
+
+    /// The plan recording uses on `engine`: the planner's default, or the
+    /// autotuner's remembered tile for this shape (this does not start
+    /// tuning; recording does).
+    ///
+    /// # Errors
+    /// As [`ConvLayer::shape_for`].
+    pub fn plan_on(&self, engine: &Engine, input: [usize; 4]) -> Result<Plan> {
+        let shape = self.shape_for(input)?;
+        let tile = engine
+            .autotuner()
+            .and_then(|t| t.get(&self.tune_class(&shape)))
+            .filter(|t| self.candidates(&shape).contains(t));
+        Ok(self.plan_tile(&shape, tile))
+    }
+
+    fn plan_tile(&self, shape: &Conv2dShape, tile: Option<plan::Tile>) -> Plan {
+        plan::plan_with(
+            shape,
             self.activation,
             &self.profile,
             self.options.force_kernel,
-        ))
+            self.options.force_tile.or(tile),
+        )
+    }
+
+    fn candidates(&self, shape: &Conv2dShape) -> Vec<plan::Tile> {
+        plan::tile_candidates(
+            shape,
+            self.activation,
+            &self.profile,
+            self.options.force_kernel,
+        )
+    }
+
+    /// The autotuner's key for a shape: everything the timing depends on.
+    fn tune_class(&self, shape: &Conv2dShape) -> String {
+        format!(
+            "wgconv {} | {shape:?} | {:?} | {:?}",
+            env!("CARGO_PKG_VERSION"),
+            self.activation,
+            self.options.force_kernel
+        )
+    }
+
+    /// The plan to record for `shape`: with autotuning on, the remembered
+    /// tile, or — on first use of the shape — the fastest candidate, timed
+    /// here on `input` (read only) and a scratch output, then remembered.
+    fn plan_recorded(
+        &self,
+        engine: &Engine,
+        shape: &Conv2dShape,
+        input: &GpuTensor,
+    ) -> Result<Plan> {
+        let Some(tuner) = engine
+            .autotuner()
+            .filter(|_| self.options.force_tile.is_none())
+        else {
+            return Ok(self.plan_tile(shape, None));
+        };
+        let class = self.tune_class(shape);
+        let candidates = self.candidates(shape);
+        if let Some(t) = tuner.get(&class).filter(|t| candidates.contains(t)) {
+            return Ok(self.plan_tile(shape, Some(t)));
+        }
+        if candidates.len() < 2 {
+            return Ok(self.plan_tile(shape, None));
+        }
+        let scratch = GpuTensor::empty(engine, shape.output_shape())?;
+        let mut best: Option<(std::time::Duration, plan::Tile)> = None;
+        for tile in candidates {
+            let plan = self.plan_tile(shape, Some(tile));
+            let mut fastest = std::time::Duration::MAX;
+            // One untimed run compiles the pipeline; then the best of three.
+            for run in 0..4 {
+                let start = std::time::Instant::now();
+                let mut encoder =
+                    engine
+                        .device()
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("wgconv autotune"),
+                        });
+                self.core
+                    .record(engine, &mut encoder, shape, &plan, input, &scratch)?;
+                engine.queue().submit([encoder.finish()]);
+                engine.wait()?;
+                if run > 0 {
+                    fastest = fastest.min(start.elapsed());
+                }
+            }
+            if best.is_none_or(|(t, _)| fastest < t) {
+                best = Some((fastest, tile));
+            }
+        }
+        let tile = best.map(|(_, t)| t);
+        if let Some(t) = tile {
+            tuner.put(&class, t);
+        }
+        Ok(self.plan_tile(shape, tile))
     }
 
     /// Records this layer applied to `input` into `encoder` and returns the
@@ -402,12 +507,7 @@ impl<P: OpParams> ConvLayer<P> {
     ) -> Result<GpuTensor> {
         let shape = self.shape_for(input.shape())?;
         let output = GpuTensor::empty(engine, shape.output_shape())?;
-        let plan = plan::plan(
-            &shape,
-            self.activation,
-            &self.profile,
-            self.options.force_kernel,
-        );
+        let plan = self.plan_recorded(engine, &shape, input)?;
         debug_assert_eq!(plan.layout, self.layout);
         self.core
             .record(engine, encoder, &shape, &plan, input, &output)?;
@@ -435,12 +535,7 @@ impl<P: OpParams> ConvLayer<P> {
                 actual: output.shape().to_vec(),
             });
         }
-        let plan = plan::plan(
-            &shape,
-            self.activation,
-            &self.profile,
-            self.options.force_kernel,
-        );
+        let plan = self.plan_recorded(engine, &shape, input)?;
         self.core
             .record(engine, encoder, &shape, &plan, input, output)
     }

@@ -62,6 +62,10 @@ pub struct Args {
     /// Force wall-clock timing even when timestamps are available.
     #[arg(long)]
     wall: bool,
+    /// Autotune: time each layer's candidate tile shapes first and run the
+    /// fastest (remembered per adapter in the autotune cache file).
+    #[arg(long)]
+    autotune: bool,
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -288,13 +292,14 @@ fn measure<P: OpParams>(
     b: &[f32],
 ) -> anyhow::Result<Measured> {
     let conv = ConvLayer::<P>::new(engine, w, l.weight, Some(b), params, act)?;
-    let kernel = conv.plan_for(l.input)?.key.to_string();
     let xt = GpuTensor::upload(engine, x, l.input)?;
     let compile_before = engine.compile_time();
     let t = Instant::now();
+    // With --autotune the first call times the candidates and keeps the fastest.
     let y = conv.forward(engine, &xt)?.read(engine)?;
     let first_conv_ms = ms(t.elapsed());
     let first_pipeline_ms = ms(engine.compile_time() - compile_before);
+    let kernel = conv.plan_on(engine, l.input)?.key.to_string();
     for _ in 0..args.warmup {
         conv.forward(engine, &xt)?;
     }
@@ -332,7 +337,11 @@ pub fn run(args: &Args) -> Outcome {
         }
     }
     let t0 = Instant::now();
-    let engine = args::engine(&args.adapter)?;
+    let engine = wgconv::Engine::with_options(&wgconv::EngineOptions {
+        autotune: args.autotune,
+        ..args.adapter.options()
+    })
+    .map_err(|e| anyhow!("{e}"))?;
     let engine_ms = ms(t0.elapsed());
     let timestamps = !args.wall
         && engine.device().features().contains(

@@ -1,0 +1,594 @@
+//! Unrolled kernel bodies: a small, typed generator for the hot loops.
+//!
+//! The register-blocked kernels keep `PIX × COB4` vec4 accumulators and a
+//! row segment of inputs per invocation. Written as loops over private
+//! arrays (the readable form in `shaders/*.wgsl`), CPU drivers such as Mesa's
+//! llvmpipe keep those arrays in memory and index them per lane; measured
+//! there, the same computation with every loop over a specialisation
+//! constant unrolled into named scalars runs about 2–2.5× more work per CPU
+//! second (the hoisted index math and the masked final store help too). On a
+//! discrete GPU the unrolled form is what its compiler would produce from
+//! the loops anyway, so it costs nothing there.
+//!
+//! The generator only replaces the `main` function between the markers
+//! `// generated:begin` and `// generated:end` of an already specialised
+//! module; the bindings, `Params` and `activate` stay the file's own, so the
+//! generated module computes exactly what the file's loop form computes.
+//! Every generated specialisation is validated by naga and translated to
+//! every backend in `tests/shader_portability.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The specialisation of `conv2d_tiled` that the generator unrolls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TiledSpec {
+    /// Output pixels per invocation (along a row).
+    pub pix: u32,
+    /// Output channels per invocation, in vec4s.
+    pub cob4: u32,
+    /// Kernel width.
+    pub k_w: u32,
+    /// Stride along W.
+    pub s_w: u32,
+    /// Dilation along W.
+    pub d_w: u32,
+    /// Column spacing of an invocation's pixels: `ow = ow0 + px·Q`. With
+    /// dilation, `Q = D_W / gcd(S_W, D_W)` makes neighbouring pixels share
+    /// taps, so a dilated row needs no more loads than a dense one (the
+    /// space-to-batch equivalence, done in the index math).
+    pub q: u32,
+    /// The kernel is one row high: no loop over kernel rows.
+    pub kh1: bool,
+}
+
+impl TiledSpec {
+    /// Column offsets (relative to `ow0·S_W − pad_left`) of every input the
+    /// invocation reads, each once, in increasing order.
+    pub fn offsets(&self) -> Vec<u32> {
+        let mut offs: Vec<u32> = (0..self.pix)
+            .flat_map(|px| (0..self.k_w).map(move |kw| self.offset(px, kw)))
+            .collect();
+        offs.sort_unstable();
+        offs.dedup();
+        offs
+    }
+
+    fn offset(&self, px: u32, kw: u32) -> u32 {
+        px * self.q * self.s_w + kw * self.d_w
+    }
+}
+
+/// Reads the `u32` constants of a specialised module (`const NAME: u32 = Vu;`).
+pub(crate) fn read_consts(src: &str) -> BTreeMap<String, u32> {
+    src.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("const ")?;
+            let (name, value) = rest.split_once(": u32 = ")?;
+            let value = value.trim_end_matches(';').trim_end_matches('u');
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The unrolled `main` of `conv2d_tiled` for `spec`. Same bindings, grid
+/// and results as the loop form in `shaders/conv2d_tiled.wgsl`.
+pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
+    let TiledSpec {
+        pix, cob4, k_w, q, ..
+    } = *spec;
+    let offs = spec.offsets();
+    let slot = |px: u32, kw: u32| {
+        let o = spec.offset(px, kw);
+        offs.iter().position(|&v| v == o).unwrap_or(0)
+    };
+    let mut s = String::new();
+    let mut line = |text: &str| {
+        s.push_str(text);
+        s.push('\n');
+    };
+    line("@compute @workgroup_size(WG)");
+    line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {");
+    line("    // Out-of-range invocations compute a clamped item and skip only the store, so");
+    line("    // the hot loop runs without a divergent exit.");
+    line("    let total = p.h_out * p.blocks_w;");
+    line("    let item = min(gid.x, total - 1u);");
+    line("    let oh = item / p.blocks_w;");
+    line("    let blk = item % p.blocks_w;");
+    line("    let ow0 = blk % Q + (blk / Q) * (PIX * Q);");
+    line("    let cb = wid.y;");
+    line("    let n = wid.z;");
+    line("    let g = cb / p.blocks_per_group;");
+    line("    let co_in_group0 = (cb % p.blocks_per_group) * (COB4 * 4u);");
+    line("    let cpg = p.c_in_per_group;");
+    line("    let plane = p.h_in * p.w_in;");
+    line("    let ih0 = i32(oh * p.stride_h) - i32(p.pad_top);");
+    line("    let iw0 = i32(ow0 * S_W) - i32(p.pad_left);");
+    line("    let hin = i32(p.h_in);");
+    line("    let win = i32(p.w_in);");
+    line("    // The input columns this invocation reads, clamped into the row, with their validity.");
+    for (t, o) in offs.iter().enumerate() {
+        line(&format!(
+            "    let c{t} = iw0 + {o}; let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
+        ));
+    }
+    for px in 0..pix {
+        for c in 0..cob4 {
+            line(&format!("    var a{px}_{c} = vec4<f32>(0.0);"));
+        }
+    }
+    line("    var x_plane = (n * p.c_in + g * cpg) * plane;");
+    line("    let taps = p.k_h * K_W;");
+    line("    var w_at = cb * cpg * taps * COB4;");
+    // Kernel rows whose input row lies inside the image: kh in [kh_lo, kh_end). Lanes
+    // that share an output row share the range, so padding rows cost no work.
+    line("    let kh_lo = (u32(max(-ih0, 0)) + p.dil_h - 1u) / p.dil_h;");
+    line("    let kh_end = select(0u, min(p.k_h, u32(hin - 1 - ih0) / p.dil_h + 1u), ih0 < hin);");
+    line("    for (var ci = 0u; ci < cpg; ci++) {");
+    if spec.kh1 {
+        line("        if kh_lo < kh_end {");
+        line("            let kh = 0u;");
+    } else {
+        line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
+    }
+    line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in;");
+    for t in 0..offs.len() {
+        line(&format!(
+            "            let x{t} = select(0.0, input[row + ci{t}], cv{t});"
+        ));
+    }
+    line("            let wb = w_at + kh * (K_W * COB4);");
+    for kw in 0..k_w {
+        for c in 0..cob4 {
+            line(&format!(
+                "            let w{kw}_{c} = weight[wb + {}u];",
+                kw * cob4 + c
+            ));
+            for px in 0..pix {
+                line(&format!(
+                    "            a{px}_{c} = fma(vec4<f32>(x{}), w{kw}_{c}, a{px}_{c});",
+                    slot(px, kw)
+                ));
+            }
+        }
+    }
+    line("        }");
+    line("        x_plane += plane;");
+    line("        w_at += taps * COB4;");
+    line("    }");
+    line("    if gid.x >= total {");
+    line("        return;");
+    line("    }");
+    line("    let oplane = p.h_out * p.w_out;");
+    for px in 0..pix {
+        let mut body = String::new();
+        let _ = writeln!(body, "    if ow0 + {}u < p.w_out {{", px * q);
+        let _ = writeln!(
+            body,
+            "        let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u;",
+            px * q
+        );
+        for c in 0..cob4 {
+            for j in 0..4 {
+                let co = c * 4 + j;
+                let comp = ["x", "y", "z", "w"][j as usize];
+                let _ = writeln!(
+                    body,
+                    "        if co_in_group0 + {co}u < p.c_out_per_group {{ output[o{px} + (co_in_group0 + {co}u) * oplane] = activate(a{px}_{c}.{comp} + bias[g * p.c_out_per_group + co_in_group0 + {co}u]); }}"
+                );
+            }
+        }
+        body.push_str("    }");
+        line(&body);
+    }
+    line("}");
+    s
+}
+
+/// The specialisation of `conv2d_depthwise` that the generator unrolls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepthwiseSpec {
+    /// Output columns per invocation.
+    pub pix: u32,
+    /// Output rows per invocation.
+    pub ph: u32,
+    /// Kernel height.
+    pub k_h: u32,
+    /// Kernel width.
+    pub k_w: u32,
+    /// Stride (h, w).
+    pub stride: (u32, u32),
+    /// Dilation (h, w).
+    pub dilation: (u32, u32),
+}
+
+impl DepthwiseSpec {
+    /// Distinct input rows (relative to `oh0·S_H − pad_top`) the tile reads.
+    pub fn rows(&self) -> Vec<u32> {
+        distinct(self.ph, self.k_h, self.stride.0, self.dilation.0)
+    }
+
+    /// Distinct input columns (relative to `ow0·S_W − pad_left`) the tile reads.
+    pub fn cols(&self) -> Vec<u32> {
+        distinct(self.pix, self.k_w, self.stride.1, self.dilation.1)
+    }
+}
+
+/// `{i·s + k·d}` for `i < n`, `k < taps`, sorted and without repeats.
+fn distinct(n: u32, taps: u32, s: u32, d: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = (0..n)
+        .flat_map(|i| (0..taps).map(move |k| i * s + k * d))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn index_of(v: &[u32], x: u32) -> usize {
+    v.iter().position(|&e| e == x).unwrap_or(0)
+}
+
+/// The unrolled `main` of `conv2d_depthwise` for `spec`: no loops at all.
+/// Each input row is loaded once and feeds every (output row, kh) pair that
+/// reads it. Same bindings, grid and results as the file's loop form.
+pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
+    let DepthwiseSpec {
+        pix, ph, k_h, k_w, ..
+    } = *spec;
+    let (s_h, s_w) = spec.stride;
+    let (d_h, d_w) = spec.dilation;
+    let rows = spec.rows();
+    let cols = spec.cols();
+    let mut s = String::new();
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    line("@compute @workgroup_size(WG)".into());
+    line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
+    line("    let blocks_h = (p.h_out + PH - 1u) / PH;".into());
+    line("    let total = blocks_h * p.blocks_w;".into());
+    line("    let item = min(gid.x, total - 1u);".into());
+    line("    let oh0 = (item / p.blocks_w) * PH;".into());
+    line("    let ow0 = (item % p.blocks_w) * PIX;".into());
+    line("    let co = wid.y;".into());
+    line("    let n = wid.z;".into());
+    line("    let x_plane = (n * p.c_in + co / p.c_out_per_group) * p.h_in;".into());
+    line("    let hin = i32(p.h_in);".into());
+    line("    let win = i32(p.w_in);".into());
+    line("    let ih0 = i32(oh0 * S_H) - i32(p.pad_top);".into());
+    line("    let iw0 = i32(ow0 * S_W) - i32(p.pad_left);".into());
+    for (t, o) in cols.iter().enumerate() {
+        line(format!(
+            "    let c{t} = iw0 + {o}; let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
+        ));
+    }
+    for kh in 0..k_h {
+        for kw in 0..k_w {
+            line(format!(
+                "    let w{kh}_{kw} = weight[co * {} + {}u];",
+                format_args!("{}u", k_h * k_w),
+                kh * k_w + kw
+            ));
+        }
+    }
+    for y in 0..ph {
+        for px in 0..pix {
+            line(format!("    var a{y}_{px} = 0.0;"));
+        }
+    }
+    for (u, r) in rows.iter().enumerate() {
+        line("    {".into());
+        line(format!("        let r = ih0 + {r};"));
+        line("        let rv = r >= 0 && r < hin;".into());
+        line("        let row = (x_plane + u32(clamp(r, 0, hin - 1))) * p.w_in;".into());
+        for t in 0..cols.len() {
+            line(format!(
+                "        let x{t} = select(0.0, input[row + ci{t}], rv && cv{t});"
+            ));
+        }
+        for y in 0..ph {
+            for kh in 0..k_h {
+                if y * s_h + kh * d_h != *r {
+                    continue;
+                }
+                for kw in 0..k_w {
+                    for px in 0..pix {
+                        let t = index_of(&cols, px * s_w + kw * d_w);
+                        line(format!(
+                            "        a{y}_{px} = fma(x{t}, w{kh}_{kw}, a{y}_{px});"
+                        ));
+                    }
+                }
+            }
+        }
+        let _ = u;
+        line("    }".into());
+    }
+    line("    if gid.x >= total {".into());
+    line("        return;".into());
+    line("    }".into());
+    line("    let b = bias[co];".into());
+    line("    let o = ((n * p.c_out + co) * p.h_out + oh0) * p.w_out + ow0;".into());
+    for y in 0..ph {
+        for px in 0..pix {
+            line(format!(
+                "    if oh0 + {y}u < p.h_out && ow0 + {px}u < p.w_out {{ output[o + {y}u * p.w_out + {px}u] = activate(a{y}_{px} + b); }}"
+            ));
+        }
+    }
+    line("}".into());
+    s
+}
+
+/// The specialisation of `conv_transpose2d` that the generator unrolls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransposedSpec {
+    /// Input-column steps per invocation (each gives `S_W` output columns).
+    pub pix: u32,
+    /// Output channels per invocation, in vec4s.
+    pub cob4: u32,
+    /// Kernel width.
+    pub k_w: u32,
+    /// Stride along W.
+    pub s_w: u32,
+    /// Dilation along W.
+    pub d_w: u32,
+    /// `pad_left mod S_W`.
+    pub plr: u32,
+}
+
+impl TransposedSpec {
+    /// The phase `ph < S_W` that tap `kw` feeds and its input column offset
+    /// `(ph + PLR − kw·D_W) / S_W` (an exact division).
+    pub fn tap(&self, kw: u32) -> (u32, i64) {
+        let s = i64::from(self.s_w);
+        let r = i64::from(self.plr) - i64::from(kw) * i64::from(self.d_w);
+        let ph = (-r).rem_euclid(s);
+        (ph as u32, (ph + r) / s)
+    }
+
+    /// Distinct input column offsets (relative to `q0 + pad_left / S_W`) the
+    /// invocation reads, in increasing order.
+    pub fn offsets(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = (0..self.k_w)
+            .flat_map(|kw| {
+                let (_, off) = self.tap(kw);
+                (0..self.pix).map(move |px| i64::from(px) + off)
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+/// The unrolled `main` of `conv_transpose2d` for `spec`: every tap's phase and
+/// input offset are constants. Same bindings, grid and results as the file's
+/// loop form.
+pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
+    let TransposedSpec {
+        pix,
+        cob4,
+        k_w,
+        s_w,
+        ..
+    } = *spec;
+    let offs = spec.offsets();
+    let slot = |o: i64| offs.iter().position(|&v| v == o).unwrap_or(0);
+    let mut s = String::new();
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    for l in [
+        "@compute @workgroup_size(WG)",
+        "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {",
+        "    let total = p.h_out * p.blocks_w;",
+        "    let item = min(gid.x, total - 1u);",
+        "    let oh = item / p.blocks_w;",
+        "    let q0 = (item % p.blocks_w) * PIX;",
+        "    let cb = wid.y;",
+        "    let n = wid.z;",
+        "    let g = cb / p.blocks_per_group;",
+        "    let co_in_group0 = (cb % p.blocks_per_group) * (COB4 * 4u);",
+        "    let cpg = p.c_in_per_group;",
+        "    let plane = p.h_in * p.w_in;",
+        "    let win = i32(p.w_in);",
+        "    let ibase = i32(q0 + p.pad_left / S_W);",
+        "    let th = i32(oh + p.pad_top);",
+        "    var kh0 = p.k_h;",
+        "    for (var k = 0u; k < min(p.tap_step_h, p.k_h); k++) {",
+        "        let t = th - i32(k * p.dil_h);",
+        "        if t < 0 {",
+        "            break;",
+        "        }",
+        "        if u32(t) % p.stride_h == 0u {",
+        "            kh0 = k;",
+        "            break;",
+        "        }",
+        "    }",
+    ] {
+        line(l.to_string());
+    }
+    for (t, o) in offs.iter().enumerate() {
+        line(format!(
+            "    let c{t} = ibase + ({o}); let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
+        ));
+    }
+    for ph in 0..s_w {
+        for px in 0..pix {
+            for c in 0..cob4 {
+                line(format!("    var a{ph}_{px}_{c} = vec4<f32>(0.0);"));
+            }
+        }
+    }
+    for l in [
+        "    var x_plane = (n * p.c_in + g * cpg) * plane;",
+        "    let w_ci_stride = p.k_h * K_W * COB4;",
+        "    var w_at = cb * cpg * w_ci_stride;",
+        "    for (var ci = 0u; ci < cpg; ci++) {",
+        "        for (var kh = kh0; kh < p.k_h; kh += p.tap_step_h) {",
+        "            let t = th - i32(kh * p.dil_h);",
+        "            if t < 0 {",
+        "                break;",
+        "            }",
+        "            let ih = u32(t) / p.stride_h;",
+        "            if ih >= p.h_in {",
+        "                continue;",
+        "            }",
+        "            let row = x_plane + ih * p.w_in;",
+    ] {
+        line(l.to_string());
+    }
+    for t in 0..offs.len() {
+        line(format!(
+            "            let x{t} = select(0.0, input[row + ci{t}], cv{t});"
+        ));
+    }
+    line("            let wb = w_at + kh * (K_W * COB4);".into());
+    for kw in 0..k_w {
+        let (ph, off) = spec.tap(kw);
+        for c in 0..cob4 {
+            line(format!(
+                "            let w{kw}_{c} = weight[wb + {}u];",
+                kw * cob4 + c
+            ));
+            for px in 0..pix {
+                line(format!(
+                    "            a{ph}_{px}_{c} = fma(vec4<f32>(x{}), w{kw}_{c}, a{ph}_{px}_{c});",
+                    slot(i64::from(px) + off)
+                ));
+            }
+        }
+    }
+    for l in [
+        "        }",
+        "        x_plane += plane;",
+        "        w_at += w_ci_stride;",
+        "    }",
+        "    if gid.x >= total {",
+        "        return;",
+        "    }",
+        "    let oplane = p.h_out * p.w_out;",
+        "    let o = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out;",
+    ] {
+        line(l.to_string());
+    }
+    for ph in 0..s_w {
+        for px in 0..pix {
+            line(format!("    if {ph}u + S_W * (q0 + {px}u) < p.w_out {{"));
+            line(format!("        let ow = {ph}u + S_W * (q0 + {px}u);"));
+            for c in 0..cob4 {
+                for j in 0..4u32 {
+                    let co = c * 4 + j;
+                    let comp = ["x", "y", "z", "w"][j as usize];
+                    line(format!(
+                        "        if co_in_group0 + {co}u < p.c_out_per_group {{ output[o + (co_in_group0 + {co}u) * oplane + ow] = activate(a{ph}_{px}_{c}.{comp} + bias[g * p.c_out_per_group + co_in_group0 + {co}u]); }}"
+                    ));
+                }
+            }
+            line("    }".into());
+        }
+    }
+    line("}".into());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_offsets_are_the_contiguous_segment() {
+        let s = TiledSpec {
+            pix: 8,
+            cob4: 4,
+            k_w: 3,
+            s_w: 1,
+            d_w: 1,
+            q: 1,
+            kh1: false,
+        };
+        assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn phase_spaced_pixels_share_dilated_taps() {
+        // dilation 12, stride 1: 4 pixels 12 apart read 4 + 3 − 1 = 6 inputs, not 3·4 = 12.
+        let s = TiledSpec {
+            pix: 4,
+            cob4: 4,
+            k_w: 3,
+            s_w: 1,
+            d_w: 12,
+            q: 12,
+            kh1: false,
+        };
+        assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
+        // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
+        let s = TiledSpec {
+            pix: 4,
+            cob4: 1,
+            k_w: 3,
+            s_w: 2,
+            d_w: 4,
+            q: 2,
+            kh1: false,
+        };
+        assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
+    }
+
+    #[test]
+    fn depthwise_tile_loads_each_row_once() {
+        // 4x8 tile, 3x3, stride 1: 6 rows of 10 columns.
+        let s = DepthwiseSpec {
+            pix: 8,
+            ph: 4,
+            k_h: 3,
+            k_w: 3,
+            stride: (1, 1),
+            dilation: (1, 1),
+        };
+        assert_eq!(s.rows(), (0..6).collect::<Vec<_>>());
+        assert_eq!(s.cols().len(), 10);
+        // stride 2: rows 0..=8, every one used.
+        let s = DepthwiseSpec {
+            stride: (2, 2),
+            ..s
+        };
+        assert_eq!(s.rows(), (0..9).collect::<Vec<_>>());
+        assert_eq!(s.cols().len(), 17);
+    }
+
+    #[test]
+    fn transposed_taps_find_their_phase() {
+        // k 4, stride 2, pad 1 (PLR 1): ow = 2q + ph reads iw = (ow + 1 - kw) / 2.
+        let s = TransposedSpec {
+            pix: 4,
+            cob4: 1,
+            k_w: 4,
+            s_w: 2,
+            d_w: 1,
+            plr: 1,
+        };
+        for kw in 0..4 {
+            let (ph, off) = s.tap(kw);
+            for q in 0..5i64 {
+                let ow = 2 * q + i64::from(ph);
+                // pad_left / S_W = 0 here, so iw = q + off.
+                assert_eq!((ow + 1 - i64::from(kw)).rem_euclid(2), 0);
+                assert_eq!((ow + 1 - i64::from(kw)) / 2, q + off);
+            }
+        }
+        assert_eq!(s.offsets(), vec![-1, 0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn consts_are_read_back() {
+        let c = read_consts("const PIX: u32 = 8u;\nconst K_W: u32 = 3u;\nlet x = 1;");
+        assert_eq!(c.get("PIX"), Some(&8));
+        assert_eq!(c.get("K_W"), Some(&3));
+        assert_eq!(c.len(), 2);
+    }
+}
