@@ -197,6 +197,16 @@ pub enum Error {
         /// naga's message.
         message: String,
     },
+    /// A batch norm's `var + eps` is not positive (and finite) for a channel.
+    #[error("batch norm channel {channel}: var ({var}) + eps ({eps}) must be positive")]
+    BatchNormVariance {
+        /// The channel.
+        channel: usize,
+        /// Its running variance.
+        var: f32,
+        /// The epsilon.
+        eps: f32,
+    },
 }
 
 /// `Result` with [`Error`].

@@ -44,6 +44,7 @@ pub use error::{Axis, Error, Result};
 pub use geometry::{
     Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding,
 };
+pub use ops::batch_norm::BatchNorm;
 pub use ops::conv2d::{Conv2d, DepthwiseSeparable};
 pub use ops::conv_transpose2d::ConvTranspose2d;
 pub use ops::{ConvLayer, LayerOptions, OpParams};

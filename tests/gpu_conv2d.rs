@@ -8,8 +8,8 @@ mod common;
 use common::Rng;
 use wgconv::reference::{self, compare, Tolerance};
 use wgconv::{
-    Activation, Conv2d, Conv2dParams, Conv2dShape, DepthwiseSeparable, Engine, Error, GpuTensor,
-    Kernel, LayerOptions, Padding,
+    Activation, BatchNorm, Conv2d, Conv2dParams, Conv2dShape, DepthwiseSeparable, Engine, Error,
+    GpuTensor, Kernel, LayerOptions, Padding,
 };
 
 #[derive(Debug, Clone)]
@@ -390,6 +390,61 @@ fn depthwise_separable_block_in_one_submission() {
     )
     .unwrap();
     assert!(cmp.passed, "{cmp}");
+}
+
+/// Conv + batch norm folded at load time equals conv, then batch norm, then
+/// the activation, computed unfolded in f64 (grouped, strided, with bias).
+#[test]
+fn batch_norm_folding_matches_the_unfolded_reference() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(21);
+    let (input, weight, groups) = ([2, 6, 11, 13], [9, 2, 3, 3], 3);
+    let params = Conv2dParams::default()
+        .stride(2, 1)
+        .padding(Padding::new(1, 0, 1, 2))
+        .groups(groups);
+    let x = rng.vec(input.iter().product());
+    let w = rng.vec(weight.iter().product());
+    let b = rng.vec(9);
+    let gamma = rng.vec(9);
+    let beta = rng.vec(9);
+    let mean = rng.vec(9);
+    let var: Vec<f32> = rng.vec(9).iter().map(|v| v.abs() + 0.1).collect();
+    let bn = BatchNorm {
+        gamma: &gamma,
+        beta: &beta,
+        mean: &mean,
+        var: &var,
+        eps: 1e-5,
+    };
+    let (fw, fb) = bn
+        .fold(
+            wgconv::ConvKind::Forward,
+            &w,
+            weight,
+            groups as usize,
+            Some(&b),
+        )
+        .unwrap();
+    let act = Activation::Relu;
+    let conv = Conv2d::new(engine, &fw, weight, Some(&fb), params, act).unwrap();
+    let xt = GpuTensor::upload(engine, &x, input).unwrap();
+    let gpu = conv.forward(engine, &xt).unwrap().read(engine).unwrap();
+
+    let shape = conv.shape_for(input).unwrap();
+    let unfolded = reference::conv(&shape, &x, &w, Some(&b), Activation::None).unwrap();
+    let affine = bn.affine().unwrap();
+    let plane = (shape.h_out * shape.w_out) as usize;
+    // The bound comes from the folded problem (its Σ|x·w'| and term count);
+    // the values from the unfolded definition. Rounding the folded weights to
+    // f32 adds at most u·Σ|x·w'|, inside that bound.
+    let mut expected = reference::conv(&shape, &x, &fw, Some(&fb), act).unwrap();
+    for (i, v) in expected.values.iter_mut().enumerate() {
+        let (scale, shift) = affine[(i / plane) % 9];
+        *v = act.apply(unfolded.values[i] * scale + shift);
+    }
+    let c = compare(&expected, act, &gpu, Tolerance::F32Accumulation).unwrap();
+    assert!(c.passed, "{c:?}");
 }
 
 #[test]

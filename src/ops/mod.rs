@@ -3,6 +3,7 @@
 //! Params` in the shaders, the uploaded weights and the recording of one
 //! dispatch — lives here.
 
+pub mod batch_norm;
 pub mod conv2d;
 pub mod conv_transpose2d;
 
