@@ -107,7 +107,7 @@ impl BatchNorm<'_> {
             ConvKind::Forward => weight_shape[0],
             ConvKind::Transposed => weight_shape[1] * groups,
         };
-        if kind == ConvKind::Transposed && weight_shape[0] % groups != 0 {
+        if kind == ConvKind::Transposed && !weight_shape[0].is_multiple_of(groups) {
             return Err(Error::ChannelsNotDivisible {
                 what: "input channels",
                 channels: weight_shape[0],
