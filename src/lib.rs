@@ -41,6 +41,7 @@ pub use engine::{AdapterReport, Engine, EngineOptions};
 pub use error::{Axis, Error, Result};
 pub use geometry::{
     Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding,
+    UpsampleConv2dParams, UpsampleConv2dShape, UpsampleMode, UpsampleParams, UpsampleShape,
 };
 pub use ops::conv2d::{Conv2d, DepthwiseSeparable};
 pub use ops::conv_transpose2d::ConvTranspose2d;
