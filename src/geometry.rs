@@ -1255,18 +1255,21 @@ mod tests {
         }
     }
 
+    /// (input, weight, upsampling, convolution, expected output shape)
+    type FusedRow = (
+        [usize; 4],
+        [usize; 4],
+        UpsampleParams,
+        Conv2dParams,
+        [usize; 4],
+    );
+
     #[test]
     fn upsample_conv_output_sizes() {
         let (n, b) = (UpsampleParams::nearest, UpsampleParams::bilinear);
         let c = Conv2dParams::default;
         // (input, weight, upsample, conv, expected): the conv output of the upsampled size.
-        let table: &[(
-            [usize; 4],
-            [usize; 4],
-            UpsampleParams,
-            Conv2dParams,
-            [usize; 4],
-        )] = &[
+        let table: &[FusedRow] = &[
             // 7x5 -> 14x10, 3x3 pad 1
             (
                 [1, 4, 7, 5],

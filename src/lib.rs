@@ -45,6 +45,8 @@ pub use geometry::{
 };
 pub use ops::conv2d::{Conv2d, DepthwiseSeparable};
 pub use ops::conv_transpose2d::ConvTranspose2d;
+pub use ops::upsample::Upsample;
+pub use ops::upsample_conv2d::UpsampleConv2d;
 pub use ops::{ConvLayer, LayerOptions, OpParams};
 pub use pipelines::{Kernel, KernelKey};
 pub use reference::{Comparison, Tolerance};
