@@ -522,6 +522,41 @@ fn chain_in_one_encoder_with_one_readback() {
     assert!(cmp.passed, "{cmp}");
 }
 
+/// Pipelines are cached by kernel key: a second identical layer, and the
+/// same upsampling again, compile nothing.
+#[test]
+fn second_identical_layers_compile_nothing() {
+    // Its own engine: other tests in this binary compile pipelines concurrently.
+    let _skip_without_gpu = gpu_or_skip!();
+    let own = Engine::new().unwrap();
+    let engine = &own;
+    let mut rng = Rng::new(41);
+    let case = Case {
+        input: [1, 3, 5, 6],
+        weight: [6, 3, 3, 3],
+        params: UpsampleConv2dParams {
+            upsample: UpsampleParams::bilinear(2, 3),
+            conv: Conv2dParams::default().padding(Padding::uniform(1)),
+        },
+        bias: false,
+        activation: Activation::Silu,
+    };
+    let d = data(&mut rng, &case);
+    let x = GpuTensor::upload(engine, &d.x, case.input).unwrap();
+    let up = Upsample::new(case.params.upsample).unwrap();
+    layer(engine, &case, &d).forward(engine, &x).unwrap();
+    up.forward(engine, &x).unwrap();
+    let before = engine.pipelines_compiled();
+    layer(engine, &case, &d).forward(engine, &x).unwrap();
+    Upsample::new(case.params.upsample)
+        .unwrap()
+        .forward(engine, &x)
+        .unwrap()
+        .read(engine)
+        .unwrap();
+    assert_eq!(engine.pipelines_compiled(), before);
+}
+
 #[test]
 fn bad_inputs_are_typed_errors() {
     // Parameters alone.
