@@ -365,6 +365,28 @@ fn upsample_conv_sweep_covers_every_kind() {
     );
 }
 
+/// The sweep's distinct pipelines are what a cold Mesa shader cache pays for
+/// (about a second each on lavapipe); this keeps the count from creeping up.
+#[test]
+fn upsample_conv_sweep_specialisations_stay_few() {
+    let profile = wgconv::plan::AdapterProfile {
+        device_type: wgpu::DeviceType::Cpu,
+        backend: wgpu::Backend::Vulkan,
+    };
+    let mut rng = Rng::new(0x0c0a_5ed0);
+    let keys: std::collections::BTreeSet<String> = (0..90)
+        .map(|i| {
+            let c = random_case(&mut rng, i);
+            data(&mut rng, &c); // the sweep's draw sequence
+            let s = UpsampleConv2dShape::new(c.input, c.weight, None, &c.params).unwrap();
+            wgconv::plan::plan_upsample_conv2d(&s, &profile)
+                .key
+                .to_string()
+        })
+        .collect();
+    assert!(keys.len() <= 60, "{} specialisations", keys.len());
+}
+
 /// The fused layer equals a materialised `Upsample` followed by `Conv2d`,
 /// both on the GPU in one encoder. Each is within the reference's bound of
 /// the exact result, so they differ by at most twice that bound.

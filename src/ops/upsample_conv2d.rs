@@ -1,4 +1,4 @@
-//! Fused upsample + convolution (resize-convolution): any [`Conv2dParams`]
+//! Fused upsample + convolution (resize-convolution): any [`Conv2dParams`](crate::Conv2dParams)
 //! convolution of the nearest- or bilinear-upsampled input, where the kernel
 //! reads the input through the upsampling index math and the upsampled image
 //! never exists in memory: `shaders/conv2d_upsampled.wgsl`. Reference:
