@@ -392,7 +392,9 @@ pub enum Tolerance {
     /// flushed subnormal. A wrong index or a missing tap produces an error of
     /// the order of `M` itself, many orders above this bound, so the bound
     /// catches every bug the tests look for while never failing a correct
-    /// kernel.
+    /// kernel. For an upsampled input, `M` and `L` are the reference's
+    /// `magnitude` and `terms`, which account for the interpolation (see
+    /// [`BILINEAR_ROUNDINGS`]).
     F32Accumulation,
     /// Fixed absolute and relative tolerance: pass when
     /// `|gpu − ref| ≤ abs + rel·|ref|`.
