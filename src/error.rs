@@ -113,6 +113,45 @@ pub enum Error {
         /// The (non-positive) size the formula gave.
         size: i64,
     },
+    /// An upsampling scale factor of zero on some axis.
+    #[error("upsampling scale factor must be at least 1 (got {h},{w})")]
+    ZeroScale {
+        /// Scale factor along H.
+        h: u32,
+        /// Scale factor along W.
+        w: u32,
+    },
+    /// An upsampling scale factor above the largest supported.
+    #[error("upsampling scale factor {scale} along {axis} exceeds the largest supported, {max}")]
+    ScaleTooLarge {
+        /// Which axis.
+        axis: Axis,
+        /// The scale factor given.
+        scale: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+    /// An input extent times its scale factor exceeds what the shaders'
+    /// signed coordinates can hold.
+    #[error("upsampling {axis} {extent} by {scale} exceeds the largest extent {max}")]
+    UpsampledExtentOverflow {
+        /// Which axis.
+        axis: Axis,
+        /// The input extent on that axis.
+        extent: usize,
+        /// The scale factor on that axis.
+        scale: u32,
+        /// The largest upsampled extent allowed.
+        max: u64,
+    },
+    /// The upsampled tensor has more elements than the shaders can index.
+    #[error("the upsampled tensor {shape:?} has more than {max} elements")]
+    UpsampledSizeOverflow {
+        /// The upsampled shape `[n, c, h·scale_h, w·scale_w]`.
+        shape: Vec<u64>,
+        /// The largest element count allowed.
+        max: u64,
+    },
     /// Element or byte counts overflow what can be addressed.
     #[error("{what} is too large: its size overflows {limit}")]
     SizeOverflow {

@@ -1,8 +1,9 @@
-//! Convolution geometry: parameters, validation, output sizes and FLOPs.
+//! Convolution and upsampling geometry: parameters, validation, output sizes
+//! and FLOPs.
 //!
 //! No wgpu here. Everything else — the CPU reference, the GPU uniforms, the
-//! planner, the CLI and the tests — consumes the resolved [`Conv2dShape`] and
-//! never re-derives a size.
+//! planner, the CLI and the tests — consumes the resolved [`Conv2dShape`],
+//! [`UpsampleShape`] or [`UpsampleConv2dShape`] and never re-derives a size.
 //!
 //! Conventions are PyTorch/ONNX: NCHW tensors, conv weight `[K, C/G, kh, kw]`,
 //! transposed weight `[C, K/G, kh, kw]`.
@@ -656,6 +657,262 @@ impl Conv2dShape {
     }
 }
 
+/// How an upsampling op fills the new pixels (PyTorch `nn.Upsample` modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum UpsampleMode {
+    /// Each input pixel repeated `scale_h × scale_w` times: output
+    /// `(oh, ow)` reads input `(oh / scale_h, ow / scale_w)`. PyTorch
+    /// `mode='nearest'`.
+    #[default]
+    Nearest,
+    /// Bilinear interpolation with PyTorch's `align_corners=False`: along
+    /// each axis, output `o` samples the input at
+    /// `src = max((o + 0.5) / scale − 0.5, 0)` between `i0 = floor(src)` and
+    /// `i1 = min(i0 + 1, in − 1)` with weights `1 − λ` and `λ = src − i0`.
+    /// PyTorch `mode='bilinear', align_corners=False`.
+    Bilinear,
+}
+
+impl UpsampleMode {
+    /// The code the shaders switch on (`MODE` specialisation constant).
+    pub fn code(self) -> u32 {
+        match self {
+            UpsampleMode::Nearest => 0,
+            UpsampleMode::Bilinear => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for UpsampleMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpsampleMode::Nearest => "nearest",
+            UpsampleMode::Bilinear => "bilinear",
+        })
+    }
+}
+
+/// Parameters of an upsampling op: integer scale factors per axis and the
+/// mode (PyTorch `nn.Upsample(scale_factor=(scale_h, scale_w), mode=...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpsampleParams {
+    /// Scale factors (h, w), each at least 1.
+    pub scale: (u32, u32),
+    /// Nearest or bilinear.
+    pub mode: UpsampleMode,
+}
+
+impl UpsampleParams {
+    /// Nearest-neighbour upsampling by `(h, w)`.
+    pub const fn nearest(h: u32, w: u32) -> Self {
+        Self {
+            scale: (h, w),
+            mode: UpsampleMode::Nearest,
+        }
+    }
+    /// Bilinear (`align_corners=False`) upsampling by `(h, w)`.
+    pub const fn bilinear(h: u32, w: u32) -> Self {
+        Self {
+            scale: (h, w),
+            mode: UpsampleMode::Bilinear,
+        }
+    }
+}
+
+/// Largest upsampled extent along one axis: the shaders hold upsampled
+/// coordinates in `i32`.
+pub const MAX_UPSAMPLED_EXTENT: u64 = i32::MAX as u64;
+
+/// Largest scale factor: the shaders' bilinear weights are integers below
+/// `2·scale`, exact in f32 only up to 2²⁴.
+pub const MAX_SCALE: u32 = 1 << 23;
+
+/// An upsampling op resolved against its input shape. The output extent
+/// along each axis is `in · scale` (PyTorch's `floor(in · scale)` for an
+/// integer scale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpsampleShape {
+    /// Nearest or bilinear.
+    pub mode: UpsampleMode,
+    /// Batch.
+    pub n: u32,
+    /// Channels.
+    pub c: u32,
+    /// Input height.
+    pub h_in: u32,
+    /// Input width.
+    pub w_in: u32,
+    /// Scale factor along H.
+    pub scale_h: u32,
+    /// Scale factor along W.
+    pub scale_w: u32,
+    /// Output height, `h_in · scale_h`.
+    pub h_out: u32,
+    /// Output width, `w_in · scale_w`.
+    pub w_out: u32,
+}
+
+impl UpsampleShape {
+    /// Resolves an upsampling of `input` (`[n, c, h, w]`).
+    ///
+    /// # Errors
+    /// [`Error::ZeroScale`], [`Error::ScaleTooLarge`] (above [`MAX_SCALE`]),
+    /// [`Error::EmptyDimension`],
+    /// [`Error::UpsampledExtentOverflow`] when `extent · scale` exceeds
+    /// [`MAX_UPSAMPLED_EXTENT`], [`Error::UpsampledSizeOverflow`] when the
+    /// upsampled tensor has more than `u32::MAX` elements, and
+    /// [`Error::SizeOverflow`] for an input that is itself too large.
+    pub fn new(input: [usize; 4], params: &UpsampleParams) -> Result<Self> {
+        let (s_h, s_w) = params.scale;
+        if s_h == 0 || s_w == 0 {
+            return Err(Error::ZeroScale { h: s_h, w: s_w });
+        }
+        for (axis, scale) in [(Axis::Height, s_h), (Axis::Width, s_w)] {
+            if scale > MAX_SCALE {
+                return Err(Error::ScaleTooLarge {
+                    axis,
+                    scale,
+                    max: MAX_SCALE,
+                });
+            }
+        }
+        nonzero_shape("input", &input)?;
+        checked_elements("input", &input)?;
+        let [n, c, h_in, w_in] = input;
+        let extent = |axis, e: usize, s: u32| -> Result<u64> {
+            (e as u64)
+                .checked_mul(u64::from(s))
+                .filter(|&v| v <= MAX_UPSAMPLED_EXTENT)
+                .ok_or(Error::UpsampledExtentOverflow {
+                    axis,
+                    extent: e,
+                    scale: s,
+                    max: MAX_UPSAMPLED_EXTENT,
+                })
+        };
+        let h_out = extent(Axis::Height, h_in, s_h)?;
+        let w_out = extent(Axis::Width, w_in, s_w)?;
+        let shape = [n as u64, c as u64, h_out, w_out];
+        let elements = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&e| e <= MAX_ELEMENTS);
+        if elements.is_none() {
+            return Err(Error::UpsampledSizeOverflow {
+                shape: shape.to_vec(),
+                max: MAX_ELEMENTS,
+            });
+        }
+        // Both extents are at most i32::MAX and the input passed checked_elements.
+        Ok(Self {
+            mode: params.mode,
+            n: to_u32("input", n)?,
+            c: to_u32("input", c)?,
+            h_in: to_u32("input", h_in)?,
+            w_in: to_u32("input", w_in)?,
+            scale_h: s_h,
+            scale_w: s_w,
+            h_out: h_out as u32,
+            w_out: w_out as u32,
+        })
+    }
+
+    /// The parameters this shape was resolved with.
+    pub fn params(&self) -> UpsampleParams {
+        UpsampleParams {
+            scale: (self.scale_h, self.scale_w),
+            mode: self.mode,
+        }
+    }
+    /// `[n, c, h_in, w_in]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h_in, self.w_in].map(|v| v as usize)
+    }
+    /// `[n, c, h_out, w_out]`.
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h_out, self.w_out].map(|v| v as usize)
+    }
+    /// Elements of the input.
+    pub fn input_len(&self) -> usize {
+        self.input_shape().iter().product()
+    }
+    /// Elements of the output.
+    pub fn output_len(&self) -> usize {
+        self.output_shape().iter().product()
+    }
+    /// Bytes read and written by one call (each tensor once), in f32.
+    pub fn bytes_moved(&self) -> u64 {
+        4 * (self.input_len() + self.output_len()) as u64
+    }
+}
+
+/// Parameters of a fused upsample + convolution (resize-convolution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpsampleConv2dParams {
+    /// The upsampling applied to the input first.
+    pub upsample: UpsampleParams,
+    /// The convolution applied to the upsampled image.
+    pub conv: Conv2dParams,
+}
+
+/// A fused upsample + convolution resolved against its input and weight:
+/// the convolution is [`Conv2dShape::conv2d`] of the upsampled input shape,
+/// so its `h_in`/`w_in` are the upsampled extents and its output is the
+/// op's output. The upsampled image is never materialised, but its shape is
+/// held to the same limits as a real tensor (every element count fits `u32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpsampleConv2dShape {
+    /// The upsampling of the real input.
+    pub upsample: UpsampleShape,
+    /// The convolution of the (virtual) upsampled input.
+    pub conv: Conv2dShape,
+}
+
+impl UpsampleConv2dShape {
+    /// Resolves a fused upsample + convolution. `input` is the real
+    /// (not upsampled) input `[n, c_in, h, w]`, `weight` the PyTorch conv
+    /// weight `[c_out, c_in/groups, k_h, k_w]`.
+    ///
+    /// # Errors
+    /// Everything [`UpsampleShape::new`] and [`Conv2dShape::conv2d`] report.
+    pub fn new(
+        input: [usize; 4],
+        weight: [usize; 4],
+        bias_len: Option<usize>,
+        params: &UpsampleConv2dParams,
+    ) -> Result<Self> {
+        let upsample = UpsampleShape::new(input, &params.upsample)?;
+        let conv = Conv2dShape::conv2d(upsample.output_shape(), weight, bias_len, &params.conv)?;
+        Ok(Self { upsample, conv })
+    }
+
+    /// The real input, `[n, c_in, h, w]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        self.upsample.input_shape()
+    }
+    /// The weight, `[c_out, c_in/groups, k_h, k_w]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        self.conv.weight_shape()
+    }
+    /// `[n, c_out, h_out, w_out]`.
+    pub fn output_shape(&self) -> [usize; 4] {
+        self.conv.output_shape()
+    }
+    /// Elements of the real input.
+    pub fn input_len(&self) -> usize {
+        self.upsample.input_len()
+    }
+    /// Elements of the output.
+    pub fn output_len(&self) -> usize {
+        self.conv.output_len()
+    }
+    /// FLOPs of the convolution (as [`Conv2dShape::flops`]; the
+    /// interpolation is not counted).
+    pub fn flops(&self) -> u64 {
+        self.conv.flops()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -977,6 +1234,158 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.flops(), 268_435_456);
+    }
+
+    #[test]
+    fn upsample_output_sizes() {
+        let (n, b) = (UpsampleParams::nearest, UpsampleParams::bilinear);
+        // (input, params, expected output): in · scale per axis, as PyTorch computes it.
+        let table: &[([usize; 4], UpsampleParams, [usize; 4])] = &[
+            ([1, 3, 7, 5], n(2, 2), [1, 3, 14, 10]),
+            ([2, 1, 1, 1], b(4, 3), [2, 1, 4, 3]),
+            ([1, 8, 13, 7], b(1, 1), [1, 8, 13, 7]),
+            ([1, 2, 1, 17], n(3, 1), [1, 2, 3, 17]),
+            ([3, 9, 4, 6], b(1, 4), [3, 9, 4, 24]),
+        ];
+        for (input, params, expected) in table {
+            let s = UpsampleShape::new(*input, params).unwrap();
+            assert_eq!(s.output_shape(), *expected, "{input:?} {params:?}");
+            assert_eq!(s.input_shape(), *input);
+            assert_eq!(s.params(), *params);
+        }
+    }
+
+    /// (input, weight, upsampling, convolution, expected output shape)
+    type FusedRow = (
+        [usize; 4],
+        [usize; 4],
+        UpsampleParams,
+        Conv2dParams,
+        [usize; 4],
+    );
+
+    #[test]
+    fn upsample_conv_output_sizes() {
+        let (n, b) = (UpsampleParams::nearest, UpsampleParams::bilinear);
+        let c = Conv2dParams::default;
+        // (input, weight, upsample, conv, expected): the conv output of the upsampled size.
+        let table: &[FusedRow] = &[
+            // 7x5 -> 14x10, 3x3 pad 1
+            (
+                [1, 4, 7, 5],
+                [6, 4, 3, 3],
+                n(2, 2),
+                c().padding(Padding::uniform(1)),
+                [1, 6, 14, 10],
+            ),
+            // 7x5 -> 14x15; stride 2, pad (t 0, l 1, b 1, r 0): (14+1-3)/2+1 = 7, (15+1-3)/2+1 = 7
+            (
+                [1, 4, 7, 5],
+                [6, 4, 3, 3],
+                b(2, 3),
+                c().stride(2, 2).padding(Padding::new(0, 1, 1, 0)),
+                [1, 6, 7, 7],
+            ),
+            // 5x5 -> 15x15; depthwise 5x5 dilation 2 (reach 9), pad 4: 15+8-9+1 = 15
+            (
+                [2, 3, 5, 5],
+                [3, 1, 5, 5],
+                n(3, 3),
+                c().groups(3).dilation(2, 2).padding(Padding::uniform(4)),
+                [2, 3, 15, 15],
+            ),
+            // 1x1 -> 4x4, 4x4 kernel: 1x1
+            ([1, 1, 1, 1], [2, 1, 4, 4], n(4, 4), c(), [1, 2, 1, 1]),
+        ];
+        for (input, weight, up, conv, expected) in table {
+            let params = UpsampleConv2dParams {
+                upsample: *up,
+                conv: *conv,
+            };
+            let s = UpsampleConv2dShape::new(*input, *weight, None, &params).unwrap();
+            assert_eq!(
+                s.output_shape(),
+                *expected,
+                "{input:?} {weight:?} {params:?}"
+            );
+            assert_eq!(s.input_shape(), *input);
+            assert_eq!(
+                [s.conv.h_in, s.conv.w_in],
+                [s.upsample.h_out, s.upsample.w_out]
+            );
+        }
+    }
+
+    #[test]
+    fn upsample_errors_carry_numbers() {
+        let (n, b) = (UpsampleParams::nearest, UpsampleParams::bilinear);
+        let cases: Vec<(Result<UpsampleShape>, &str)> = vec![
+            (
+                UpsampleShape::new([1, 1, 4, 4], &n(0, 2)),
+                "ZeroScale { h: 0, w: 2 }",
+            ),
+            (
+                UpsampleShape::new([1, 1, 4, 4], &b(2, MAX_SCALE + 1)),
+                "ScaleTooLarge { axis: Width, scale: 8388609, max: 8388608 }",
+            ),
+            (
+                UpsampleShape::new([1, 1, 1 << 30, 1], &n(2, 1)),
+                "UpsampledExtentOverflow { axis: Height, extent: 1073741824, scale: 2, max: 2147483647 }",
+            ),
+            (
+                UpsampleShape::new([1, 1, 1, 1 << 20], &b(1, 4096)),
+                "UpsampledExtentOverflow { axis: Width, extent: 1048576, scale: 4096, max: 2147483647 }",
+            ),
+            (
+                UpsampleShape::new([1, 16, 1 << 12, 1 << 12], &n(4, 4)),
+                "UpsampledSizeOverflow { shape: [1, 16, 16384, 16384], max: 4294967295 }",
+            ),
+            (
+                UpsampleShape::new([1, 0, 4, 4], &n(2, 2)),
+                "EmptyDimension { tensor: \"input\", shape: [1, 0, 4, 4] }",
+            ),
+            (
+                UpsampleShape::new([1 << 20, 4, 1 << 10, 1 << 10], &n(1, 1)),
+                "SizeOverflow { what: \"input\", limit: \"u32 element indices\" }",
+            ),
+        ];
+        for (got, want) in cases {
+            match got {
+                Ok(s) => panic!("expected {want}, got Ok({s:?})"),
+                Err(e) => assert_eq!(format!("{e:?}"), want),
+            }
+        }
+        let p = |up, conv| UpsampleConv2dParams { upsample: up, conv };
+        let d = Conv2dParams::default();
+        let fused: Vec<(Result<UpsampleConv2dShape>, &str)> = vec![
+            (
+                UpsampleConv2dShape::new([1, 4, 2, 2], [6, 4, 5, 5], None, &p(n(2, 2), d)),
+                "KernelLargerThanInput { axis: Height, padded_input: 4, dilated_kernel: 5 }",
+            ),
+            (
+                UpsampleConv2dShape::new([1, 4, 2, 2], [6, 4, 3, 3], None, &p(b(2, 0), d)),
+                "ZeroScale { h: 2, w: 0 }",
+            ),
+            (
+                UpsampleConv2dShape::new(
+                    [1, 4, 8, 8],
+                    [6, 4, 3, 3],
+                    None,
+                    &p(n(1, 1), d.stride(0, 1)),
+                ),
+                "ZeroStride { h: 0, w: 1 }",
+            ),
+            (
+                UpsampleConv2dShape::new([1, 4, 8, 8], [6, 4, 3, 3], Some(4), &p(n(2, 2), d)),
+                "BiasLength { len: 4, c_out: 6 }",
+            ),
+        ];
+        for (got, want) in fused {
+            match got {
+                Ok(s) => panic!("expected {want}, got Ok({s:?})"),
+                Err(e) => assert_eq!(format!("{e:?}"), want),
+            }
+        }
     }
 
     #[test]

@@ -43,10 +43,13 @@ pub use engine::{AdapterReport, Engine, EngineOptions};
 pub use error::{Axis, Error, Result};
 pub use geometry::{
     Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding,
+    UpsampleConv2dParams, UpsampleConv2dShape, UpsampleMode, UpsampleParams, UpsampleShape,
 };
 pub use ops::batch_norm::BatchNorm;
 pub use ops::conv2d::{Conv2d, DepthwiseSeparable};
 pub use ops::conv_transpose2d::ConvTranspose2d;
+pub use ops::upsample::Upsample;
+pub use ops::upsample_conv2d::UpsampleConv2d;
 pub use ops::{ConvLayer, LayerOptions, OpParams};
 pub use pipelines::{Kernel, KernelKey};
 pub use reference::{Comparison, Tolerance};

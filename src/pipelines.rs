@@ -31,11 +31,40 @@ pub enum Kernel {
     /// `shaders/conv_transpose2d.wgsl`: transposed convolution as a gather
     /// with phase arithmetic, `PIX` same-phase pixels × `COB4`·4 channels.
     ConvTranspose2d,
+    /// `shaders/upsample.wgsl`: nearest or bilinear upsampling by integer
+    /// factors, one output element per invocation.
+    Upsample,
+    /// `shaders/conv2d_upsampled.wgsl`: a forward convolution of the
+    /// upsampled input, reading the input through the upsampling index math
+    /// (never materialised); register-blocked like `conv2d_tiled`.
+    Conv2dUpsampled,
+}
+
+/// The bind-group layout a kernel's module declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bindings {
+    /// 0 uniform params, 1 input, 2 weight, 3 bias (read-only storage),
+    /// 4 output (read-write storage): every convolution kernel.
+    Conv,
+    /// 0 uniform params, 1 input (read-only storage), 2 output (read-write
+    /// storage): weightless ops.
+    Unary,
 }
 
 impl Kernel {
-    /// Every kernel.
-    pub const ALL: [Kernel; 3] = [
+    /// Every kernel, in declaration order.
+    pub const ALL: [Kernel; 6] = [
+        Kernel::Conv2dDirect,
+        Kernel::Conv2dTiled,
+        Kernel::Conv2dDepthwise,
+        Kernel::ConvTranspose2d,
+        Kernel::Upsample,
+        Kernel::Conv2dUpsampled,
+    ];
+
+    /// The kernel families that can run any forward convolution (what
+    /// [`crate::LayerOptions::force_kernel`] chooses among for a `Conv2d`).
+    pub const FORWARD: [Kernel; 3] = [
         Kernel::Conv2dDirect,
         Kernel::Conv2dTiled,
         Kernel::Conv2dDepthwise,
@@ -48,6 +77,16 @@ impl Kernel {
             Kernel::Conv2dTiled => "conv2d_tiled",
             Kernel::Conv2dDepthwise => "conv2d_depthwise",
             Kernel::ConvTranspose2d => "conv_transpose2d",
+            Kernel::Upsample => "upsample",
+            Kernel::Conv2dUpsampled => "conv2d_upsampled",
+        }
+    }
+
+    /// The bind-group layout of the kernel's module.
+    pub fn bindings(self) -> Bindings {
+        match self {
+            Kernel::Upsample => Bindings::Unary,
+            _ => Bindings::Conv,
         }
     }
 
@@ -58,6 +97,8 @@ impl Kernel {
             Kernel::Conv2dTiled => include_str!("../shaders/conv2d_tiled.wgsl"),
             Kernel::Conv2dDepthwise => include_str!("../shaders/conv2d_depthwise.wgsl"),
             Kernel::ConvTranspose2d => include_str!("../shaders/conv_transpose2d.wgsl"),
+            Kernel::Upsample => include_str!("../shaders/upsample.wgsl"),
+            Kernel::Conv2dUpsampled => include_str!("../shaders/conv2d_upsampled.wgsl"),
         }
     }
 }
@@ -136,14 +177,15 @@ impl KernelKey {
         if self.consts.is_empty() {
             return Ok(out);
         }
+        // The generated kernels read every constant of the specialised module.
+        let c = codegen::read_consts(&out);
+        let get = |name: &str| {
+            c.get(name)
+                .copied()
+                .ok_or_else(|| err(format!("no constant {name}")))
+        };
         match self.kernel {
             Kernel::Conv2dTiled => {
-                let c = codegen::read_consts(&out);
-                let get = |name: &str| {
-                    c.get(name)
-                        .copied()
-                        .ok_or_else(|| err(format!("no constant {name}")))
-                };
                 let spec = codegen::TiledSpec {
                     pix: get("PIX")?,
                     cob4: get("COB4")?,
@@ -157,12 +199,6 @@ impl KernelKey {
                     .ok_or_else(|| err("no generated block".into()))
             }
             Kernel::Conv2dDepthwise => {
-                let c = codegen::read_consts(&out);
-                let get = |name: &str| {
-                    c.get(name)
-                        .copied()
-                        .ok_or_else(|| err(format!("no constant {name}")))
-                };
                 let spec = codegen::DepthwiseSpec {
                     pix: get("PIX")?,
                     ph: get("PH")?,
@@ -175,12 +211,6 @@ impl KernelKey {
                     .ok_or_else(|| err("no generated block".into()))
             }
             Kernel::ConvTranspose2d => {
-                let c = codegen::read_consts(&out);
-                let get = |name: &str| {
-                    c.get(name)
-                        .copied()
-                        .ok_or_else(|| err(format!("no constant {name}")))
-                };
                 let spec = codegen::TransposedSpec {
                     pix: get("PIX")?,
                     cob4: get("COB4")?,
@@ -192,7 +222,7 @@ impl KernelKey {
                 replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))
             }
-            Kernel::Conv2dDirect => Ok(out),
+            Kernel::Conv2dDirect | Kernel::Upsample | Kernel::Conv2dUpsampled => Ok(out),
         }
     }
 }
@@ -207,10 +237,9 @@ fn replace_generated(src: &str, body: &str) -> Option<String> {
     (start <= end).then(|| format!("{}\n{body}{}", &src[..start], &src[end..]))
 }
 
-/// Binding layout shared by every convolution kernel:
-/// 0 uniform params, 1 input, 2 weight, 3 bias (read-only storage),
-/// 4 output (read-write storage).
-fn conv_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+/// The bind-group layout of [`Bindings`]: binding 0 is the uniform params,
+/// then the storage buffers in order (the last one read-write).
+fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayout {
     let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -221,24 +250,35 @@ fn conv_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
         },
         count: None,
     };
+    let uniform = wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let (label, entries) = match bindings {
+        Bindings::Conv => (
+            "wgconv conv layout",
+            vec![
+                uniform,
+                storage(1, true),
+                storage(2, true),
+                storage(3, true),
+                storage(4, false),
+            ],
+        ),
+        Bindings::Unary => (
+            "wgconv unary layout",
+            vec![uniform, storage(1, true), storage(2, false)],
+        ),
+    };
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: Some("wgconv conv layout"),
-        entries: &[
-            wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            },
-            storage(1, true),
-            storage(2, true),
-            storage(3, true),
-            storage(4, false),
-        ],
+        label: Some(label),
+        entries: &entries,
     })
 }
 
@@ -246,6 +286,8 @@ fn conv_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
 pub(crate) struct PipelineCache {
     pub(crate) conv_layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
+    pub(crate) unary_layout: wgpu::BindGroupLayout,
+    unary_pipeline_layout: wgpu::PipelineLayout,
     map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
     compiled: AtomicUsize,
     compile_nanos: AtomicU64,
@@ -253,15 +295,24 @@ pub(crate) struct PipelineCache {
 
 impl PipelineCache {
     pub(crate) fn new(device: &wgpu::Device) -> Self {
-        let conv_layout = conv_layout(device);
+        let conv_layout = bind_layout(device, Bindings::Conv);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("wgconv conv pipeline layout"),
             bind_group_layouts: &[Some(&conv_layout)],
             immediate_size: 0,
         });
+        let unary_layout = bind_layout(device, Bindings::Unary);
+        let unary_pipeline_layout =
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("wgconv unary pipeline layout"),
+                bind_group_layouts: &[Some(&unary_layout)],
+                immediate_size: 0,
+            });
         Self {
             conv_layout,
             pipeline_layout,
+            unary_layout,
+            unary_pipeline_layout,
             map: Mutex::new(HashMap::new()),
             compiled: AtomicUsize::new(0),
             compile_nanos: AtomicU64::new(0),
@@ -300,7 +351,10 @@ impl PipelineCache {
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: Some(&self.pipeline_layout),
+            layout: Some(match key.kernel.bindings() {
+                Bindings::Conv => &self.pipeline_layout,
+                Bindings::Unary => &self.unary_pipeline_layout,
+            }),
             module: &module,
             entry_point: Some("main"),
             compilation_options: wgpu::PipelineCompilationOptions {

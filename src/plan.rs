@@ -7,7 +7,7 @@
 //! [`plan`] adds the choices that depend on the output size. [`plan`] always
 //! agrees with [`weight_layout`] for the same layer.
 
-use crate::geometry::{Activation, Conv2dShape, ConvKind};
+use crate::geometry::{Activation, Conv2dShape, ConvKind, UpsampleConv2dShape, UpsampleShape};
 use crate::pipelines::{Kernel, KernelKey};
 
 /// What the planner knows of the adapter.
@@ -102,10 +102,10 @@ pub fn weight_layout(
     force: Option<Kernel>,
 ) -> (Kernel, WeightLayout) {
     let depthwise = sig.c_in_per_group == 1 && sig.groups > 1;
+    // Only the forward families run a forward convolution; any other forced kernel is ignored.
+    let force = force.filter(|k| Kernel::FORWARD.contains(k));
     let kernel = match force {
         _ if sig.kind == ConvKind::Transposed => Kernel::ConvTranspose2d,
-        // Forward kernels only; a transposed kernel cannot run a forward op.
-        Some(Kernel::ConvTranspose2d) => Kernel::Conv2dTiled,
         Some(k) => k,
         // A register-blocked kernel whose loads for even one pixel do not fit in
         // registers falls back to the direct kernel.
@@ -119,9 +119,82 @@ pub fn weight_layout(
             let cob4 = sig.c_out_per_group.div_ceil(4).clamp(1, 4);
             WeightLayout::Blocked { cob4 }
         }
-        Kernel::Conv2dDirect | Kernel::Conv2dDepthwise => WeightLayout::Natural,
+        _ => WeightLayout::Natural,
     };
     (kernel, layout)
+}
+
+/// The weight layout of a fused upsample + convolution layer
+/// ([`Kernel::Conv2dUpsampled`]): blocked like `conv2d_tiled`, 16 output
+/// channels per invocation where the group has them.
+pub fn upsample_conv2d_layout(sig: &LayerSig) -> WeightLayout {
+    WeightLayout::Blocked {
+        cob4: sig.c_out_per_group.div_ceil(4).clamp(1, 4),
+    }
+}
+
+/// Plans a fused upsample + convolution: [`Kernel::Conv2dUpsampled`] with
+/// `PIX` pixels per invocation chosen as for `conv2d_tiled` (narrow rows get
+/// fewer, and the upsampled row segment fits in registers where it can).
+pub fn plan_upsample_conv2d(shape: &UpsampleConv2dShape, _adapter: &AdapterProfile) -> Plan {
+    let conv = &shape.conv;
+    let sig = LayerSig::of(conv);
+    let layout = upsample_conv2d_layout(&sig);
+    let cob4 = match layout {
+        WeightLayout::Blocked { cob4 } => cob4,
+        WeightLayout::Natural => 1,
+    };
+    let mut pix = MAX_PIX.min(conv.w_out.next_power_of_two());
+    while pix > 1 && seg(pix, &sig) > MAX_SEG {
+        pix /= 2;
+    }
+    let blocks_w = conv.w_out.div_ceil(pix);
+    let blocks_per_group = conv.c_out_per_group().div_ceil(cob4 * 4);
+    Plan {
+        key: KernelKey {
+            kernel: Kernel::Conv2dUpsampled,
+            consts: vec![
+                ("PIX", pix),
+                ("COB4", cob4),
+                ("K_W", conv.k_w),
+                ("S_W", conv.stride_w),
+                ("D_W", conv.dil_w),
+                ("MODE", shape.upsample.mode.code()),
+            ],
+        },
+        layout,
+        groups: [
+            (conv.h_out * blocks_w).div_ceil(WORKGROUP),
+            blocks_per_group * conv.groups,
+            conv.n,
+        ],
+        blocks_w,
+        blocks_per_group,
+    }
+}
+
+/// Largest workgroup count per dispatch dimension every WebGPU device
+/// supports (the default `max_compute_workgroups_per_dimension`).
+const MAX_GROUPS_PER_DIM: u32 = 65_535;
+
+/// Plans an upsampling: [`Kernel::Upsample`], one output element per
+/// invocation over a flat index folded into a 2-D grid of at most
+/// 65 535 workgroups per row. `blocks_w` is the row stride in invocations.
+pub fn plan_upsample(shape: &UpsampleShape) -> Plan {
+    // The output has at most u32::MAX elements (validated), so this fits.
+    let total_groups = (shape.output_len() as u64).div_ceil(u64::from(WORKGROUP));
+    let x = total_groups.min(u64::from(MAX_GROUPS_PER_DIM)) as u32;
+    let y = total_groups.div_ceil(u64::from(x)) as u32;
+    Plan {
+        key: KernelKey {
+            kernel: Kernel::Upsample,
+            consts: vec![("MODE", shape.mode.code())],
+        },
+        layout: WeightLayout::Natural,
+        groups: [x, y, 1],
+        blocks_w: x * WORKGROUP,
+        blocks_per_group: 1,
+    }
 }
 
 /// A kernel launch: the specialised pipeline key and the dispatch size.
@@ -183,7 +256,7 @@ pub fn tile_candidates(
         return Vec::new();
     };
     let options: &[(u32, u32)] = match default.key.kernel {
-        Kernel::Conv2dDirect => &[],
+        Kernel::Conv2dDirect | Kernel::Upsample | Kernel::Conv2dUpsampled => &[],
         Kernel::Conv2dDepthwise => &[(8, 1), (8, 2), (8, 4), (4, 4), (4, 2), (16, 2)],
         Kernel::Conv2dTiled | Kernel::ConvTranspose2d => &[(2, 1), (4, 1), (8, 1)],
     };
@@ -231,8 +304,10 @@ pub fn plan_with(
         pix
     };
     match kernel {
-        Kernel::Conv2dDirect => Plan {
-            key: KernelKey::plain(kernel),
+        // weight_layout never picks a kernel of another op for a convolution;
+        // should it, the direct kernel still runs every forward convolution.
+        Kernel::Conv2dDirect | Kernel::Upsample | Kernel::Conv2dUpsampled => Plan {
+            key: KernelKey::plain(Kernel::Conv2dDirect),
             layout,
             groups: [
                 (shape.h_out * shape.w_out).div_ceil(WORKGROUP),
@@ -506,6 +581,62 @@ mod tests {
             plan(&s, Activation::None, &cpu(), None).key.kernel,
             Kernel::Conv2dDirect
         );
+    }
+
+    #[test]
+    fn upsample_conv_blocks_sixteen_channels_and_keys_on_the_mode() {
+        use crate::geometry::{UpsampleConv2dParams, UpsampleParams};
+        let params = UpsampleConv2dParams {
+            upsample: UpsampleParams::bilinear(2, 2),
+            conv: Conv2dParams::default().padding(Padding::uniform(1)),
+        };
+        let s = UpsampleConv2dShape::new([1, 64, 28, 28], [64, 64, 3, 3], None, &params).unwrap();
+        let p = plan_upsample_conv2d(&s, &cpu());
+        assert_eq!(p.key.kernel, Kernel::Conv2dUpsampled);
+        assert_eq!(p.layout, WeightLayout::Blocked { cob4: 4 });
+        assert_eq!(p.layout, upsample_conv2d_layout(&LayerSig::of(&s.conv)));
+        assert_eq!(
+            p.key.to_string(),
+            "conv2d_upsampled-pix8-cob44-kw3-sw1-dw1-mode1"
+        );
+        // 56x56 output, 8 pixels per invocation: 7 blocks per row; 4 blocks of 16 channels.
+        assert_eq!(p.groups, [(56 * 7u32).div_ceil(WORKGROUP), 4, 1]);
+    }
+
+    #[test]
+    fn upsample_folds_large_outputs_into_two_dimensions() {
+        use crate::geometry::UpsampleParams;
+        let small = UpsampleShape::new([1, 3, 8, 8], &UpsampleParams::nearest(2, 2)).unwrap();
+        let p = plan_upsample(&small);
+        assert_eq!(p.groups, [(3 * 16 * 16u32).div_ceil(WORKGROUP), 1, 1]);
+        assert_eq!(p.key.to_string(), "upsample-mode0");
+        let big = UpsampleShape::new([2, 8, 512, 512], &UpsampleParams::bilinear(2, 2)).unwrap();
+        let p = plan_upsample(&big);
+        let total = (big.output_len() as u64).div_ceil(u64::from(WORKGROUP));
+        assert_eq!(p.groups[0], MAX_GROUPS_PER_DIM);
+        assert_eq!(
+            u64::from(p.groups[1]),
+            total.div_ceil(u64::from(MAX_GROUPS_PER_DIM))
+        );
+        assert_eq!(p.blocks_w, MAX_GROUPS_PER_DIM * WORKGROUP);
+    }
+
+    #[test]
+    fn forcing_another_ops_kernel_is_ignored() {
+        let s = Conv2dShape::conv2d([1, 8, 16, 16], [8, 8, 3, 3], None, &Conv2dParams::default())
+            .unwrap();
+        let planned = plan(&s, Activation::None, &cpu(), None);
+        for k in [
+            Kernel::ConvTranspose2d,
+            Kernel::Upsample,
+            Kernel::Conv2dUpsampled,
+        ] {
+            assert_eq!(
+                plan(&s, Activation::None, &cpu(), Some(k)),
+                planned,
+                "{k:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,18 +5,23 @@
 //! `tests/golden.rs`; GPU kernels are pinned to the reference by the sweeps.
 
 use crate::error::{Error, Result};
-use crate::geometry::{Activation, Conv2dShape, ConvKind};
+use crate::geometry::{
+    Activation, Conv2dShape, ConvKind, UpsampleConv2dShape, UpsampleMode, UpsampleShape,
+};
 
 /// Output of the reference: exact-as-f64 values, and for each element the sum
-/// of the magnitudes of the terms that formed it (`Σ|x·w| + |b|`), which
-/// bounds the rounding error of any f32 evaluation order.
+/// of the magnitudes of the terms that formed it (`Σ|x·w| + |b|` for a
+/// convolution; see [`upsample_conv`] for interpolated inputs), which bounds
+/// the rounding error of any f32 evaluation order.
 #[derive(Debug, Clone)]
 pub struct RefOutput {
     /// Values after bias and activation, in f64.
     pub values: Vec<f64>,
     /// `Σ|x·w| + |b|` per element, before the activation.
     pub magnitude: Vec<f64>,
-    /// Terms summed per element (at most), including the bias.
+    /// Terms summed per element (at most), including the bias, plus the
+    /// rounding steps any term meets before the sum (an interpolation's:
+    /// [`BILINEAR_ROUNDINGS`]). [`compare`] allows `γ_{terms+1}·magnitude`.
     pub terms: u64,
 }
 
@@ -55,6 +60,22 @@ pub fn conv(
 ) -> Result<RefOutput> {
     check_len("input", &shape.input_shape(), input.len())?;
     check_len("weight", &shape.weight_shape(), weight.len())?;
+    check_bias(shape, bias)?;
+    let mut acc = vec![0f64; shape.output_len()];
+    let mut mag = vec![0f64; shape.output_len()];
+    match shape.kind {
+        ConvKind::Forward => forward(shape, input, weight, &mut acc, &mut mag),
+        ConvKind::Transposed => transposed(shape, input, weight, &mut acc, &mut mag),
+    }
+    finish(shape, &mut acc, &mut mag, bias, activation);
+    Ok(RefOutput {
+        values: acc,
+        magnitude: mag,
+        terms: shape.reduction_len() + 1,
+    })
+}
+
+fn check_bias(shape: &Conv2dShape, bias: Option<&[f32]>) -> Result<()> {
     if let Some(b) = bias {
         if b.len() != shape.c_out as usize {
             return Err(Error::BiasLength {
@@ -63,12 +84,17 @@ pub fn conv(
             });
         }
     }
-    let mut acc = vec![0f64; shape.output_len()];
-    let mut mag = vec![0f64; shape.output_len()];
-    match shape.kind {
-        ConvKind::Forward => forward(shape, input, weight, &mut acc, &mut mag),
-        ConvKind::Transposed => transposed(shape, input, weight, &mut acc, &mut mag),
-    }
+    Ok(())
+}
+
+/// Adds the bias (to values and magnitudes) and applies the activation.
+fn finish(
+    shape: &Conv2dShape,
+    acc: &mut [f64],
+    mag: &mut [f64],
+    bias: Option<&[f32]>,
+    activation: Activation,
+) {
     let plane = (shape.h_out * shape.w_out) as usize;
     for (i, (v, m)) in acc.iter_mut().zip(mag.iter_mut()).enumerate() {
         let co = (i / plane) % shape.c_out as usize;
@@ -78,15 +104,172 @@ pub fn conv(
         }
         *v = activation.apply(*v);
     }
+}
+
+/// Rounding steps the GPU's bilinear interpolation adds to each input term,
+/// counted into [`RefOutput::terms`].
+///
+/// The shaders evaluate `v = (wy0·(wx0·a + wx1·b) + wy1·(wx0·c + wx1·d))`
+/// with exact small-integer weights (`wy0 + wy1 = 2·scale_h`, `wx0 + wx1 =
+/// 2·scale_w`), then scale by `fl(1 / (4·scale_h·scale_w))` once. Each input
+/// value meets at most 2 roundings in the inner sum, 2 in the outer one and
+/// 2 in the scaling (the reciprocal's own rounding and the product): 6.
+/// Since every weight is non-negative, the error of the interpolated value is
+/// at most `γ_6 · interp(|x|)`, where `interp(|x|)` interpolates the
+/// magnitudes with the same weights. (`|interp(x)|` does not bound it: with
+/// mixed signs it can be 0 while the rounding is not.) A convolution of
+/// such values with `L` taps then has error at most
+/// `γ_{L+1+6} · (Σ|w|·interp(|x|) + |b|)` (Higham's `γ_a + γ_b + γ_aγ_b ≤
+/// γ_{a+b}`), which is what [`compare`] checks when `terms` is `L + 1 + 6`
+/// and `magnitude` is `Σ|w|·interp(|x|) + |b|`.
+pub const BILINEAR_ROUNDINGS: u64 = 6;
+
+/// Up to two source taps `(index, weight)` of output coordinate `o` along
+/// one axis, straight from PyTorch's definitions (weights sum to 1).
+fn axis_taps(
+    mode: UpsampleMode,
+    o: usize,
+    scale: u32,
+    extent: usize,
+) -> ([(usize, f64); 2], usize) {
+    match mode {
+        UpsampleMode::Nearest => ([(o / scale as usize, 1.0), (0, 0.0)], 1),
+        UpsampleMode::Bilinear => {
+            // area_pixel_compute_source_index(1/scale, o, align_corners=false).
+            let src = ((o as f64 + 0.5) / f64::from(scale) - 0.5).max(0.0);
+            let i0 = src.floor() as usize;
+            let lambda = src - i0 as f64;
+            let i1 = if i0 + 1 < extent { i0 + 1 } else { i0 };
+            ([(i0, 1.0 - lambda), (i1, lambda)], 2)
+        }
+    }
+}
+
+/// Upsamples in f64: the values, and the same interpolation of `|x|`.
+fn upsample_f64(shape: &UpsampleShape, input: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let [n, c, h_in, w_in] = shape.input_shape();
+    let [_, _, h_out, w_out] = shape.output_shape();
+    let mut values = Vec::with_capacity(shape.output_len());
+    let mut magnitude = Vec::with_capacity(shape.output_len());
+    for plane in 0..n * c {
+        let x = &input[plane * h_in * w_in..(plane + 1) * h_in * w_in];
+        for oh in 0..h_out {
+            let (ty, ny) = axis_taps(shape.mode, oh, shape.scale_h, h_in);
+            for ow in 0..w_out {
+                let (tx, nx) = axis_taps(shape.mode, ow, shape.scale_w, w_in);
+                let (mut v, mut m) = (0f64, 0f64);
+                for &(iy, wy) in &ty[..ny] {
+                    for &(ix, wx) in &tx[..nx] {
+                        let xv = f64::from(x[iy * w_in + ix]);
+                        v += wy * wx * xv;
+                        m += wy * wx * xv.abs();
+                    }
+                }
+                values.push(v);
+                magnitude.push(m);
+            }
+        }
+    }
+    (values, magnitude)
+}
+
+/// Runs an upsampling op on the CPU (PyTorch `nn.Upsample` semantics; see
+/// [`UpsampleMode`]). `magnitude` is the interpolation of `|x|` and `terms`
+/// the GPU's rounding steps per input term ([`BILINEAR_ROUNDINGS`] for
+/// bilinear; nearest copies exactly).
+///
+/// # Errors
+/// [`Error::DataLength`] when `input` does not match the shape.
+pub fn upsample(shape: &UpsampleShape, input: &[f32]) -> Result<RefOutput> {
+    check_len("input", &shape.input_shape(), input.len())?;
+    let (values, magnitude) = upsample_f64(shape, input);
     Ok(RefOutput {
-        values: acc,
-        magnitude: mag,
-        terms: shape.reduction_len() + 1,
+        values,
+        magnitude,
+        terms: match shape.mode {
+            UpsampleMode::Nearest => 1,
+            UpsampleMode::Bilinear => BILINEAR_ROUNDINGS,
+        },
     })
 }
 
+/// Runs a fused upsample + convolution on the CPU as its definition:
+/// upsample in f64, then convolve the f64 image with f64 accumulation.
+/// `magnitude` is `Σ|w|·interp(|x|) + |b|` and `terms` is
+/// `c_in/G · k_h · k_w + 1`, plus [`BILINEAR_ROUNDINGS`] for bilinear (see
+/// there for why this bounds the GPU's rounding).
+///
+/// # Errors
+/// [`Error::DataLength`] when a slice does not match the shape, and
+/// [`Error::BiasLength`] for a bias of the wrong length.
+pub fn upsample_conv(
+    shape: &UpsampleConv2dShape,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+) -> Result<RefOutput> {
+    let conv = &shape.conv;
+    check_len("input", &shape.input_shape(), input.len())?;
+    check_len("weight", &conv.weight_shape(), weight.len())?;
+    check_bias(conv, bias)?;
+    let (values, magnitude) = upsample_f64(&shape.upsample, input);
+    let up = Upsampled {
+        values: &values,
+        magnitude: &magnitude,
+    };
+    let mut acc = vec![0f64; conv.output_len()];
+    let mut mag = vec![0f64; conv.output_len()];
+    forward(conv, &up, weight, &mut acc, &mut mag);
+    finish(conv, &mut acc, &mut mag, bias, activation);
+    let extra = match shape.upsample.mode {
+        UpsampleMode::Nearest => 0,
+        UpsampleMode::Bilinear => BILINEAR_ROUNDINGS,
+    };
+    Ok(RefOutput {
+        values: acc,
+        magnitude: mag,
+        terms: conv.reduction_len() + 1 + extra,
+    })
+}
+
+/// What the forward convolution reads at a flat input index: the value, and
+/// the magnitude that bounds the rounding error already in that value.
+trait Taps {
+    /// `(value, magnitude)` of input element `i`.
+    fn at(&self, i: usize) -> (f64, f64);
+}
+
+/// A real f32 input: exact values, magnitude `|x|`.
+impl Taps for [f32] {
+    fn at(&self, i: usize) -> (f64, f64) {
+        let x = f64::from(self[i]);
+        (x, x.abs())
+    }
+}
+
+/// An upsampled input computed in f64: `values[i]` and `magnitude[i]`.
+struct Upsampled<'a> {
+    values: &'a [f64],
+    magnitude: &'a [f64],
+}
+
+impl Taps for Upsampled<'_> {
+    fn at(&self, i: usize) -> (f64, f64) {
+        (self.values[i], self.magnitude[i])
+    }
+}
+
 /// Forward convolution: every output gathers `c_in/G · k_h · k_w` taps.
-fn forward(s: &Conv2dShape, input: &[f32], weight: &[f32], acc: &mut [f64], mag: &mut [f64]) {
+/// `mag` gets `Σ|w|·m` where `m` is each tap's magnitude (`|x|` for a real
+/// input, so `Σ|x·w|`).
+fn forward<T: Taps + ?Sized>(
+    s: &Conv2dShape,
+    input: &T,
+    weight: &[f32],
+    acc: &mut [f64],
+    mag: &mut [f64],
+) {
     let (cpg_in, cpg_out) = (s.c_in_per_group() as usize, s.c_out_per_group() as usize);
     let (h_in, w_in) = (s.h_in as i64, s.w_in as i64);
     let (k_h, k_w) = (s.k_h as usize, s.k_w as usize);
@@ -111,14 +294,15 @@ fn forward(s: &Conv2dShape, input: &[f32], weight: &[f32], acc: &mut [f64], mag:
                                 if iw < 0 || iw >= w_in {
                                     continue;
                                 }
-                                let x = input[((n * s.c_in as usize + c) * s.h_in as usize
+                                let (x, xm) = input.at(((n * s.c_in as usize + c)
+                                    * s.h_in as usize
                                     + ih as usize)
                                     * s.w_in as usize
-                                    + iw as usize];
-                                let w = weight[((co * cpg_in + ci) * k_h + kh) * k_w + kw];
-                                let t = f64::from(x) * f64::from(w);
-                                sum += t;
-                                m += t.abs();
+                                    + iw as usize);
+                                let w =
+                                    f64::from(weight[((co * cpg_in + ci) * k_h + kh) * k_w + kw]);
+                                sum += x * w;
+                                m += xm * w.abs();
                             }
                         }
                     }
@@ -208,7 +392,9 @@ pub enum Tolerance {
     /// flushed subnormal. A wrong index or a missing tap produces an error of
     /// the order of `M` itself, many orders above this bound, so the bound
     /// catches every bug the tests look for while never failing a correct
-    /// kernel.
+    /// kernel. For an upsampled input, `M` and `L` are the reference's
+    /// `magnitude` and `terms`, which account for the interpolation (see
+    /// [`BILINEAR_ROUNDINGS`]).
     F32Accumulation,
     /// Fixed absolute and relative tolerance: pass when
     /// `|gpu − ref| ≤ abs + rel·|ref|`.
@@ -341,7 +527,7 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::{Conv2dParams, Padding};
+    use crate::geometry::{Conv2dParams, Padding, UpsampleParams};
 
     #[test]
     fn tiny_conv_by_hand() {
@@ -373,6 +559,111 @@ mod tests {
         let r = conv(&s, &[1.0, 2.0], &[3.0], None, Activation::None).unwrap();
         assert_eq!(s.output_shape(), [1, 1, 2, 4]);
         assert_eq!(r.to_f32(), vec![3.0, 0.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    fn up(input: [usize; 4], params: UpsampleParams) -> UpsampleShape {
+        UpsampleShape::new(input, &params).unwrap()
+    }
+
+    #[test]
+    fn nearest_repeats_each_pixel() {
+        let s = up([1, 1, 2, 2], UpsampleParams::nearest(2, 3));
+        let r = upsample(&s, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        #[rustfmt::skip]
+        let want = vec![
+            1.0, 1.0, 1.0, 2.0, 2.0, 2.0,
+            1.0, 1.0, 1.0, 2.0, 2.0, 2.0,
+            3.0, 3.0, 3.0, 4.0, 4.0, 4.0,
+            3.0, 3.0, 3.0, 4.0, 4.0, 4.0,
+        ];
+        assert_eq!(r.to_f32(), want);
+        assert_eq!(r.terms, 1);
+    }
+
+    #[test]
+    fn bilinear_2x2_by_hand() {
+        // PyTorch: F.interpolate(tensor([[[[1., 2.], [3., 4.]]]]), scale_factor=2,
+        // mode='bilinear', align_corners=False). Per axis src = max((o + 0.5)/2 − 0.5, 0):
+        //   o = 0: −0.25 → 0, so x0;       o = 1: 0.25, so 0.75·x0 + 0.25·x1;
+        //   o = 2: 0.75, 0.25·x0 + 0.75·x1; o = 3: 1.25, i0 = 1 and i1 clamps to 1, so x1.
+        // Row [1, 2] → [1, 1.25, 1.75, 2], row [3, 4] → [3, 3.25, 3.75, 4]; the rows mix alike:
+        // 0.75·r0 + 0.25·r1 = r0 + 0.5 and 0.25·r0 + 0.75·r1 = r0 + 1.5.
+        let s = up([1, 1, 2, 2], UpsampleParams::bilinear(2, 2));
+        let r = upsample(&s, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        #[rustfmt::skip]
+        let want = vec![
+            1.0, 1.25, 1.75, 2.0,
+            1.5, 1.75, 2.25, 2.5,
+            2.5, 2.75, 3.25, 3.5,
+            3.0, 3.25, 3.75, 4.0,
+        ];
+        assert_eq!(r.to_f32(), want);
+        assert_eq!(r.terms, BILINEAR_ROUNDINGS);
+    }
+
+    #[test]
+    fn bilinear_scale_3_clamps_at_both_edges() {
+        // [0, 3] widened 3×: src = max((o + 0.5)/3 − 0.5, 0) = 0, 0, 1/3, 2/3, 1, 4/3 for
+        // o = 0..5 (the first clamped from −1/3, the last with i1 clamped to the edge):
+        // 0, 0, 1, 2, 3, 3.
+        let s = up([1, 1, 1, 2], UpsampleParams::bilinear(1, 3));
+        let r = upsample(&s, &[0.0, 3.0]).unwrap();
+        let got = r.to_f32();
+        let want = [0.0, 0.0, 1.0, 2.0, 3.0, 3.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn bilinear_magnitude_interpolates_absolute_values() {
+        // [1, −1] widened 2×: values 1, 0.5, −0.5, −1; the interpolated |x| is 1 everywhere,
+        // which is what bounds the rounding (|value| would claim 0.5 in the middle).
+        let s = up([1, 1, 1, 2], UpsampleParams::bilinear(1, 2));
+        let r = upsample(&s, &[1.0, -1.0]).unwrap();
+        assert_eq!(r.to_f32(), vec![1.0, 0.5, -0.5, -1.0]);
+        assert_eq!(r.magnitude, vec![1.0; 4]);
+    }
+
+    #[test]
+    fn upsample_conv_by_hand() {
+        // The 4×4 bilinear image of bilinear_2x2_by_hand, then a 2×2 conv of ones plus 0.5:
+        // each output is its 2×2 window's sum + 0.5.
+        let params = crate::geometry::UpsampleConv2dParams {
+            upsample: UpsampleParams::bilinear(2, 2),
+            conv: Conv2dParams::default(),
+        };
+        let s = UpsampleConv2dShape::new([1, 1, 2, 2], [1, 1, 2, 2], Some(1), &params).unwrap();
+        let r = upsample_conv(
+            &s,
+            &[1.0, 2.0, 3.0, 4.0],
+            &[1.0; 4],
+            Some(&[0.5]),
+            Activation::None,
+        )
+        .unwrap();
+        assert_eq!(s.output_shape(), [1, 1, 3, 3]);
+        assert_eq!(
+            r.to_f32(),
+            vec![6.0, 7.5, 9.0, 9.0, 10.5, 12.0, 12.0, 13.5, 15.0]
+        );
+        // 4 taps + bias + the interpolation's roundings.
+        assert_eq!(r.terms, 4 + 1 + BILINEAR_ROUNDINGS);
+        // All inputs positive: the magnitude is the value.
+        assert_eq!(r.magnitude, r.values);
+        // Nearest: the plain convolution of the repeated image.
+        let params = crate::geometry::UpsampleConv2dParams {
+            upsample: UpsampleParams::nearest(2, 2),
+            ..params
+        };
+        let s = UpsampleConv2dShape::new([1, 1, 2, 2], [1, 1, 2, 2], None, &params).unwrap();
+        let r =
+            upsample_conv(&s, &[1.0, 2.0, 3.0, 4.0], &[1.0; 4], None, Activation::None).unwrap();
+        assert_eq!(
+            r.to_f32(),
+            vec![4.0, 6.0, 8.0, 8.0, 10.0, 12.0, 12.0, 14.0, 16.0]
+        );
+        assert_eq!(r.terms, 5);
     }
 
     #[test]

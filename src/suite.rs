@@ -2,7 +2,10 @@
 //! project's peer measurements (onnxruntime and Burn on the same machine).
 
 use crate::error::Result;
-use crate::geometry::{Conv2dParams, Conv2dShape, ConvTranspose2dParams, Padding};
+use crate::geometry::{
+    Conv2dParams, Conv2dShape, ConvTranspose2dParams, Padding, UpsampleConv2dParams,
+    UpsampleConv2dShape, UpsampleParams,
+};
 
 /// Forward or transposed, with its parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,6 +162,77 @@ pub const SUITE: [SuiteLayer; 12] = [
     },
 ];
 
+/// A resize-convolution (decoder) layer: upsample, then convolve, fused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpsampleLayer {
+    /// Short name.
+    pub name: &'static str,
+    /// What it is.
+    pub about: &'static str,
+    /// The real input `[n, c_in, h_in, w_in]`.
+    pub input: [usize; 4],
+    /// Conv weight `[c_out, c_in/groups, k_h, k_w]`.
+    pub weight: [usize; 4],
+    /// The upsampling and the convolution.
+    pub params: UpsampleConv2dParams,
+}
+
+impl UpsampleLayer {
+    /// The resolved shape.
+    ///
+    /// # Errors
+    /// Never for the built-in layers.
+    pub fn shape(&self) -> Result<UpsampleConv2dShape> {
+        UpsampleConv2dShape::new(self.input, self.weight, Some(self.weight[0]), &self.params)
+    }
+}
+
+const fn up_conv(up: UpsampleParams, pad: u32, groups: u32) -> UpsampleConv2dParams {
+    UpsampleConv2dParams {
+        upsample: up,
+        conv: Conv2dParams {
+            stride: (1, 1),
+            padding: Padding::uniform(pad),
+            dilation: (1, 1),
+            groups,
+        },
+    }
+}
+
+/// Typical decoder layers for the upsampling kernels: `wgconv shaders
+/// --dump` and the shader portability test cover their specialisations
+/// (both the fused kernel's and the plain upsampling's).
+pub const UPSAMPLE_LAYERS: [UpsampleLayer; 4] = [
+    UpsampleLayer {
+        name: "up2n3",
+        about: "U-Net decoder: nearest 2x, 3x3",
+        input: [1, 64, 28, 28],
+        weight: [32, 64, 3, 3],
+        params: up_conv(UpsampleParams::nearest(2, 2), 1, 1),
+    },
+    UpsampleLayer {
+        name: "up2b3",
+        about: "resize-convolution: bilinear 2x, 3x3",
+        input: [1, 64, 28, 28],
+        weight: [32, 64, 3, 3],
+        params: up_conv(UpsampleParams::bilinear(2, 2), 1, 1),
+    },
+    UpsampleLayer {
+        name: "up4b1",
+        about: "segmentation head: bilinear 4x, 1x1",
+        input: [1, 32, 32, 32],
+        weight: [8, 32, 1, 1],
+        params: up_conv(UpsampleParams::bilinear(4, 4), 0, 1),
+    },
+    UpsampleLayer {
+        name: "up2ndw3",
+        about: "light decoder: nearest 2x, depthwise 3x3",
+        input: [1, 32, 28, 28],
+        weight: [32, 1, 3, 3],
+        params: up_conv(UpsampleParams::nearest(2, 2), 1, 32),
+    },
+];
+
 /// A suite layer by name.
 pub fn layer(name: &str) -> Option<&'static SuiteLayer> {
     SUITE.iter().find(|l| l.name == name)
@@ -167,6 +241,18 @@ pub fn layer(name: &str) -> Option<&'static SuiteLayer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upsample_layers_resolve() {
+        for l in &UPSAMPLE_LAYERS {
+            let s = l.shape().unwrap();
+            // Every built-in decoder layer keeps the upsampled size.
+            assert_eq!(
+                s.output_shape()[2..],
+                [s.conv.h_in as usize, s.conv.w_in as usize]
+            );
+        }
+    }
 
     #[test]
     fn suite_flops_match_the_peers_table() {

@@ -481,9 +481,14 @@ fn shaders_dump_writes_valid_modules() {
         .map(|e| e.expect("entry").path())
         .collect();
     assert!(files.len() > 20, "{}", files.len());
-    assert!(files
-        .iter()
-        .any(|p| p.display().to_string().contains("conv_transpose2d")));
+    for kernel in ["conv_transpose2d", "conv2d_upsampled", "upsample-mode1"] {
+        assert!(
+            files
+                .iter()
+                .any(|p| p.display().to_string().contains(kernel)),
+            "no {kernel} module"
+        );
+    }
     for p in files.iter().take(5) {
         let src = std::fs::read_to_string(p).expect("read");
         let module = naga::front::wgsl::parse_str(&src).expect("parses");

@@ -1,13 +1,14 @@
 //! Every shader specialisation the planner emits for the bench suite (every
-//! activation, every forward kernel family) and for every value each
-//! specialisation constant takes in the test sweeps, validated by naga and
-//! translated to SPIR-V, MSL, HLSL and GLSL. No GPU needed.
+//! activation, every forward kernel family), for the upsampling decoder
+//! layers, and for every value each specialisation constant takes in the
+//! test sweeps, validated by naga and translated to SPIR-V, MSL, HLSL and
+//! GLSL. No GPU needed.
 
 use std::collections::BTreeSet;
 
 use wgconv::pipelines::{check_portability, Kernel, KernelKey};
-use wgconv::plan::{plan, AdapterProfile};
-use wgconv::suite::SUITE;
+use wgconv::plan::{plan, plan_upsample, plan_upsample_conv2d, AdapterProfile};
+use wgconv::suite::{SUITE, UPSAMPLE_LAYERS};
 use wgconv::Activation;
 
 const ACTIVATIONS: [Activation; 5] = [
@@ -38,15 +39,17 @@ fn suite_keys() -> BTreeSet<KernelKey> {
         let shape = layer.shape().unwrap();
         for profile in profiles() {
             for act in ACTIVATIONS {
-                for force in [
-                    None,
-                    Some(Kernel::Conv2dDirect),
-                    Some(Kernel::Conv2dTiled),
-                    Some(Kernel::Conv2dDepthwise),
-                ] {
+                for force in std::iter::once(None).chain(Kernel::FORWARD.map(Some)) {
                     keys.insert(plan(&shape, act, &profile, force).key);
                 }
             }
+        }
+    }
+    for layer in &UPSAMPLE_LAYERS {
+        let shape = layer.shape().unwrap();
+        keys.insert(plan_upsample(&shape.upsample).key);
+        for profile in profiles() {
+            keys.insert(plan_upsample_conv2d(&shape, &profile).key);
         }
     }
     keys
@@ -56,12 +59,23 @@ fn suite_keys() -> BTreeSet<KernelKey> {
 /// shipped defaults.
 fn sweep_keys() -> BTreeSet<KernelKey> {
     let ranges: &[(&str, &[u32])] = &[
-        ("PIX", &[1, 2, 4, 8]),
+        ("PIX", &[1, 2, 3, 4, 8, 16]),
         ("COB4", &[1, 2, 3, 4]),
         ("K_W", &[1, 2, 3, 4, 5, 6, 7]),
         ("S_W", &[1, 2, 3, 4]),
         ("D_W", &[1, 2, 3, 4]),
         ("ACT", &[0, 1, 2, 3, 4]),
+        ("MODE", &[0, 1]),
+        // conv2d_tiled: pixel spacing and one-row kernels.
+        ("Q", &[1, 2, 3, 8, 12]),
+        ("KH1", &[0, 1]),
+        // conv2d_depthwise: the tile height and the vertical structure.
+        ("PH", &[1, 2, 4]),
+        ("K_H", &[1, 2, 3, 5, 7]),
+        ("S_H", &[1, 2, 3]),
+        ("D_H", &[1, 2, 3]),
+        // conv_transpose2d: pad_left mod S_W (S_W = 2 in the shipped default).
+        ("PLR", &[0, 1]),
     ];
     let mut keys = BTreeSet::new();
     for kernel in Kernel::ALL {

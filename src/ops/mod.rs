@@ -1,11 +1,15 @@
 //! One file per op family: the layer type and its dispatch. What every
 //! convolution kernel shares — the Pod params struct mirroring `struct
-//! Params` in the shaders, the uploaded weights and the recording of one
-//! dispatch — lives here.
+//! Params` in the shaders and the uploaded weights (`LayerCore`, also used
+//! by the fused upsample + conv layer) — and what every op shares — the
+//! per-input-shape uniform cache and the recording of one dispatch — live
+//! here.
 
 pub mod batch_norm;
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod upsample;
+pub mod upsample_conv2d;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{Activation, Conv2dShape, ConvKind};
-use crate::pipelines::{Kernel, KernelKey};
+use crate::pipelines::{Bindings, Kernel, KernelKey};
 use crate::plan::{self, AdapterProfile, Plan, WeightLayout};
 use crate::reference::{self, Comparison, Tolerance};
 use crate::tensor::{checked_len, GpuTensor, STORAGE_USAGE};
@@ -93,18 +97,93 @@ impl ConvUniforms {
     }
 }
 
-/// What a layer's uniforms depend on: the input shape and the kernel key.
-type UniformKey = ([usize; 4], KernelKey);
+/// What an op's uniforms depend on: the input shape and the kernel key (a
+/// tuned tile changes the grid, and so the uniforms).
+pub(crate) type UniformKey = ([usize; 4], KernelKey);
+
+/// One uniform buffer per (input shape, kernel key) an op has seen, so
+/// repeated calls upload nothing.
+#[derive(Debug, Default)]
+pub(crate) struct UniformCache(Mutex<HashMap<UniformKey, Arc<wgpu::Buffer>>>);
+
+impl UniformCache {
+    /// The uniform buffer for `key`, made by `make` the first time.
+    pub(crate) fn get<U: bytemuck::Pod>(
+        &self,
+        engine: &Engine,
+        key: UniformKey,
+        make: impl FnOnce() -> U,
+    ) -> Result<Arc<wgpu::Buffer>> {
+        let mut map = self
+            .0
+            .lock()
+            .map_err(|_| Error::Validation("uniform cache lock poisoned".into()))?;
+        if let Some(u) = map.get(&key) {
+            return Ok(Arc::clone(u));
+        }
+        let u = Arc::new(engine.buffer_with(
+            "wgconv params",
+            bytemuck::bytes_of(&make()),
+            wgpu::BufferUsages::UNIFORM,
+        )?);
+        map.insert(key, Arc::clone(&u));
+        Ok(u)
+    }
+}
+
+/// Records one dispatch of `plan`: the uniform `uniform` returns at binding
+/// 0, then `buffers` at bindings 1, 2, … of the kernel's layout
+/// ([`crate::pipelines::Bindings`]; the output last). Device errors raised
+/// meanwhile are returned as values.
+pub(crate) fn dispatch(
+    engine: &Engine,
+    encoder: &mut wgpu::CommandEncoder,
+    plan: &Plan,
+    uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
+    buffers: &[&wgpu::Buffer],
+) -> Result<()> {
+    engine.check_dispatch(plan.groups)?;
+    engine.scoped(|| {
+        let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
+        let uniform = uniform()?;
+        let layout = match plan.key.kernel.bindings() {
+            Bindings::Conv => &engine.pipelines.conv_layout,
+            Bindings::Unary => &engine.pipelines.unary_layout,
+        };
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&*uniform)
+            .chain(buffers.iter().copied())
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let bind = engine
+            .device()
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(plan.key.kernel.name()),
+                layout,
+                entries: &entries,
+            });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(plan.key.kernel.name()),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(plan.groups[0], plan.groups[1], plan.groups[2]);
+        Ok(())
+    })
+}
 
 /// A layer's GPU state: its packed weights, its bias (zeros when it has
 /// none) and one uniform buffer per input shape it has seen.
 #[derive(Debug)]
 pub(crate) struct LayerCore {
-    activation: Activation,
+    pub(crate) activation: Activation,
     weight: wgpu::Buffer,
     bias: wgpu::Buffer,
-    /// Keyed by input shape and kernel key: a tuned tile changes the grid.
-    uniforms: Mutex<HashMap<UniformKey, Arc<wgpu::Buffer>>>,
+    uniforms: UniformCache,
 }
 
 impl LayerCore {
@@ -133,35 +212,13 @@ impl LayerCore {
                 activation,
                 weight: init("wgconv weight", packed)?,
                 bias: init("wgconv bias", bias)?,
-                uniforms: Mutex::new(HashMap::new()),
+                uniforms: UniformCache::default(),
             })
         })
     }
 
-    fn uniform_for(
-        &self,
-        engine: &Engine,
-        shape: &Conv2dShape,
-        plan: &Plan,
-    ) -> Result<Arc<wgpu::Buffer>> {
-        let key = (shape.input_shape(), plan.key.clone());
-        let mut map = self
-            .uniforms
-            .lock()
-            .map_err(|_| Error::Validation("uniform cache lock poisoned".into()))?;
-        if let Some(u) = map.get(&key) {
-            return Ok(Arc::clone(u));
-        }
-        let u = Arc::new(engine.buffer_with(
-            "wgconv params",
-            bytemuck::bytes_of(&ConvUniforms::new(shape, self.activation, plan)),
-            wgpu::BufferUsages::UNIFORM,
-        )?);
-        map.insert(key, Arc::clone(&u));
-        Ok(u)
-    }
-
-    /// Records one dispatch of `plan` reading `input` and writing `output`.
+    /// Records one dispatch of a convolution `plan` reading `input` and
+    /// writing `output`.
     pub(crate) fn record(
         &self,
         engine: &Engine,
@@ -171,47 +228,37 @@ impl LayerCore {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<()> {
-        engine.check_dispatch(plan.groups)?;
-        engine.scoped(|| {
-            let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
-            let uniform = self.uniform_for(engine, shape, plan)?;
-            let bind = engine
-                .device()
-                .create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(plan.key.kernel.name()),
-                    layout: &engine.pipelines.conv_layout,
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: uniform.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: input.buffer().as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: self.weight.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: self.bias.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 4,
-                            resource: output.buffer().as_entire_binding(),
-                        },
-                    ],
-                });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(plan.key.kernel.name()),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(plan.groups[0], plan.groups[1], plan.groups[2]);
-            Ok(())
-        })
+        self.record_with(
+            engine,
+            encoder,
+            shape.input_shape(),
+            || ConvUniforms::new(shape, self.activation, plan),
+            plan,
+            input,
+            output,
+        )
+    }
+
+    /// Records one dispatch of `plan` with a kernel-specific uniform (made by
+    /// `uniforms` the first time input shape `key` is seen).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_with<U: bytemuck::Pod>(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        key: [usize; 4],
+        uniforms: impl FnOnce() -> U,
+        plan: &Plan,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        dispatch(
+            engine,
+            encoder,
+            plan,
+            || self.uniforms.get(engine, (key, plan.key.clone()), uniforms),
+            &[input.buffer(), &self.weight, &self.bias, output.buffer()],
+        )
     }
 }
 

@@ -1,12 +1,13 @@
 //! `wgconv shaders --dump DIR`: every WGSL module the planner would build
-//! for the bench suite and the conformance suite, validated with naga.
+//! for the bench suite, the conformance suite and the decoder layers of the
+//! upsampling kernels, validated with naga.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use wgconv::plan::{self, AdapterProfile};
-use wgconv::suite::SUITE;
+use wgconv::suite::{SUITE, UPSAMPLE_LAYERS};
 use wgconv::{conformance, Activation, Conv2dShape, KernelKey};
 
 use crate::args::AdapterArgs;
@@ -25,8 +26,8 @@ pub struct Args {
     adapter: AdapterArgs,
 }
 
-/// Every distinct kernel key for the bench and conformance suites on an
-/// adapter profile.
+/// Every distinct kernel key for the bench and conformance suites and the
+/// upsampling decoder layers ([`UPSAMPLE_LAYERS`]) on an adapter profile.
 pub fn keys(profile: &AdapterProfile, seed: u64) -> BTreeMap<String, KernelKey> {
     let mut shapes: Vec<(Conv2dShape, Activation)> = Vec::new();
     for l in &SUITE {
@@ -43,6 +44,16 @@ pub fn keys(profile: &AdapterProfile, seed: u64) -> BTreeMap<String, KernelKey> 
     for (s, act) in shapes {
         let p = plan::plan(&s, act, profile, None);
         keys.insert(p.key.to_string(), p.key);
+    }
+    for l in &UPSAMPLE_LAYERS {
+        if let Ok(s) = l.shape() {
+            for key in [
+                plan::plan_upsample(&s.upsample).key,
+                plan::plan_upsample_conv2d(&s, profile).key,
+            ] {
+                keys.insert(key.to_string(), key);
+            }
+        }
     }
     keys
 }
