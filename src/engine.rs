@@ -20,6 +20,18 @@ pub struct EngineOptions {
     /// (for testing the chunked paths on small limits). Never raises the
     /// real limit.
     pub max_storage_binding_size: Option<u64>,
+    /// Pretend the device allows at most this many workgroups per dispatch
+    /// dimension (for testing dispatch folding on small shapes). Never
+    /// raises the real limit; values below 1 count as 1.
+    pub max_workgroups_per_dimension: Option<u32>,
+    /// Whether shader modules keep wgpu's runtime checks (bounds checks on
+    /// every buffer and array access, loop bounding, integer-division
+    /// guards). `Some(false)` compiles them with
+    /// `create_shader_module_trusted` — sound because the host validates
+    /// every index range the kernels compute (see [`crate::chunk`] and
+    /// [`crate::pipelines`]). `None` means `WGCONV_RUNTIME_CHECKS` (`1` on,
+    /// `0` off) if set, else on in debug builds and off in release builds.
+    pub runtime_checks: Option<bool>,
 }
 
 /// One adapter as wgpu reports it.
@@ -60,6 +72,16 @@ impl EngineOptions {
         self.backends
             .or_else(wgpu::Backends::from_env)
             .unwrap_or(wgpu::Backends::all())
+    }
+    /// Whether shader runtime checks stay on (see [`EngineOptions::runtime_checks`]).
+    pub fn resolved_runtime_checks(&self) -> bool {
+        self.runtime_checks
+            .or_else(|| match std::env::var("WGCONV_RUNTIME_CHECKS").as_deref() {
+                Ok("1") => Some(true),
+                Ok("0") => Some(false),
+                _ => None,
+            })
+            .unwrap_or(cfg!(debug_assertions))
     }
     fn resolved_name(&self) -> Option<String> {
         self.adapter_name
@@ -230,7 +252,11 @@ impl Engine {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(max);
         }
-        let pipelines = PipelineCache::new(&device);
+        if let Some(max) = options.max_workgroups_per_dimension {
+            limits.max_compute_workgroups_per_dimension =
+                limits.max_compute_workgroups_per_dimension.min(max.max(1));
+        }
+        let pipelines = PipelineCache::new(&device, !options.resolved_runtime_checks());
         Ok(Self {
             adapter,
             device,
@@ -261,7 +287,8 @@ impl Engine {
         &self.info
     }
     /// The limits the engine works within (the device's, possibly lowered by
-    /// [`EngineOptions::max_storage_binding_size`]).
+    /// [`EngineOptions::max_storage_binding_size`] and
+    /// [`EngineOptions::max_workgroups_per_dimension`]).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }
@@ -274,6 +301,11 @@ impl Engine {
         self.device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+    /// Whether this engine's shader modules keep wgpu's runtime checks
+    /// (`false`: trusted modules, see [`EngineOptions::runtime_checks`]).
+    pub fn runtime_checks(&self) -> bool {
+        !self.pipelines.trusted()
     }
     /// Number of compute pipelines this engine has compiled so far.
     pub fn pipelines_compiled(&self) -> usize {
@@ -370,22 +402,33 @@ impl Engine {
         Ok(buffer)
     }
 
-    /// Checks a dispatch size against `max_compute_workgroups_per_dimension`.
-    pub(crate) fn check_dispatch(&self, groups: [u32; 3]) -> Result<()> {
-        let max = self.limits.max_compute_workgroups_per_dimension;
-        for g in groups {
-            if g > max {
-                return Err(Error::ExceedsLimit {
-                    what: "workgroups per dispatch dimension",
-                    size: u64::from(g),
-                    max: u64::from(max),
-                });
-            }
+    /// The limits chunking and folding work within.
+    pub(crate) fn budget(&self) -> crate::chunk::Budget {
+        crate::chunk::Budget {
+            binding: self
+                .limits
+                .max_storage_buffer_binding_size
+                .min(self.limits.max_buffer_size),
+            align: u64::from(self.limits.min_storage_buffer_offset_alignment).max(4),
+            max_groups: self.limits.max_compute_workgroups_per_dimension,
+        }
+    }
+
+    /// Checks a buffer size against `max_buffer_size` (a tensor or weight
+    /// larger than one binding is bound in windows; see [`crate::chunk`]).
+    pub(crate) fn check_buffer(&self, what: &'static str, bytes: u64) -> Result<()> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::ExceedsLimit {
+                what,
+                size: bytes,
+                max: self.limits.max_buffer_size,
+            });
         }
         Ok(())
     }
 
-    /// Checks a buffer size against the binding and buffer limits.
+    /// Checks the size of a buffer that is always bound whole against the
+    /// binding and buffer limits.
     pub(crate) fn check_binding(&self, what: &'static str, bytes: u64) -> Result<()> {
         let max = self.limits.max_storage_buffer_binding_size;
         if bytes > max {
@@ -395,14 +438,7 @@ impl Engine {
                 max,
             });
         }
-        if bytes > self.limits.max_buffer_size {
-            return Err(Error::ExceedsLimit {
-                what,
-                size: bytes,
-                max: self.limits.max_buffer_size,
-            });
-        }
-        Ok(())
+        self.check_buffer(what, bytes)
     }
 }
 

@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod chunk;
 pub mod conformance;
 pub mod engine;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod reference;
 pub mod suite;
 pub mod tensor;
 
+pub use chunk::{ChunkLevel, Chunking};
 pub use engine::{AdapterReport, Engine, EngineOptions};
 pub use error::{Axis, Error, Result};
 pub use geometry::{

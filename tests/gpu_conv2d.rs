@@ -395,7 +395,7 @@ fn depthwise_separable_block_in_one_submission() {
 fn second_identical_layer_compiles_nothing() {
     // Its own engine: other tests in this binary compile pipelines concurrently.
     let _skip_without_gpu = gpu_or_skip!();
-    let own = Engine::new().unwrap();
+    let own = common::own_engine();
     let engine = &own;
     let mut rng = Rng::new(5);
     let w = rng.vec(8 * 4 * 3 * 3);
@@ -527,7 +527,7 @@ fn bad_inputs_are_typed_errors() {
 #[test]
 fn destroyed_device_returns_errors() {
     let _skip_without_gpu = gpu_or_skip!();
-    let own = Engine::new().unwrap();
+    let own = common::own_engine();
     let engine = &own;
     let w = vec![0.5; 4 * 2 * 3 * 3];
     let layer = Conv2d::new(

@@ -109,7 +109,7 @@ impl AdapterArgs {
         EngineOptions {
             backends: self.backend.map(Backend::backends),
             adapter_name: self.adapter.clone(),
-            max_storage_binding_size: None,
+            ..EngineOptions::default()
         }
     }
 }
