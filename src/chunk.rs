@@ -399,11 +399,14 @@ struct Bound {
     cstride: u64,
 }
 
+#[derive(Clone, Copy)]
 struct Planner<'a> {
     s: &'a Conv2dShape,
     map: GridMap,
     budget: Budget,
     base: ConvUniforms,
+    /// Whether windows may be staged through scratch buffers.
+    stage: bool,
 }
 
 impl Planner<'_> {
@@ -471,7 +474,7 @@ impl Planner<'_> {
         }
         let run_len = (rows.1 - rows.0) * w;
         let runs = ch.1 - ch.0;
-        if n1 - n0 == 1 && runs * run_len * 4 <= self.budget.binding {
+        if self.stage && n1 - n0 == 1 && runs * run_len * 4 <= self.budget.binding {
             return Some(Bound {
                 window: Window::Staged {
                     first: start,
@@ -635,10 +638,20 @@ impl Planner<'_> {
         self.rows().map(|c| (ChunkLevel::Rows, c))
     }
 
+    /// Row bands with direct windows only if that works (no copies), else
+    /// with staging allowed.
+    fn rows(&self) -> Result<Vec<Chunk>> {
+        let direct = Planner {
+            stage: false,
+            ..*self
+        };
+        direct.bands_per_image().or_else(|_| self.bands_per_image())
+    }
+
     /// Row bands: for each image, ranges of units chosen so that a band of
     /// [`BAND_ROWS`] rows in the middle of the image fits, then maximal row
     /// bands for each range.
-    fn rows(&self) -> Result<Vec<Chunk>> {
+    fn bands_per_image(&self) -> Result<Vec<Chunk>> {
         let s = self.s;
         let band = BAND_ROWS.min(s.h_out);
         let mid = (s.h_out - band) / 2;
@@ -791,6 +804,7 @@ impl Schedule {
             map,
             budget,
             base,
+            stage: true,
         };
         let (level, chunks) = planner.build()?;
         let scratch = |f: fn(&Chunk) -> Window| {
