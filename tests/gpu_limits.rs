@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use common::Rng;
 use wgconv::reference::{self, compare, Tolerance};
@@ -19,6 +19,14 @@ use wgconv::{
     Activation, ChunkLevel, Chunking, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2d,
     ConvTranspose2dParams, Engine, EngineOptions, Error, GpuTensor, Kernel, LayerOptions, Padding,
 };
+
+/// One test at a time: the tests keep the GPU busy anyway, and wgpu's GL
+/// backend panics when a thread waits more than 6 s for the GL context
+/// (`WGPU_BACKEND=gl` over llvmpipe, several engines busy at once).
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The pretended storage binding limit of the chunking engines: 1 MiB.
 const BINDING: u64 = 1 << 20;
@@ -190,6 +198,7 @@ fn pad1() -> Conv2dParams {
 #[test]
 fn chunks_by_batch() {
     let _ = gpu_or_skip!();
+    let _serial = serial();
     let e = chunking();
     // Dense 3x3 on the tiled kernel and the direct fallback; per-image sizes
     // are not multiples of the 256-byte offset alignment.
@@ -217,6 +226,7 @@ fn chunks_by_batch() {
 #[test]
 fn chunks_by_output_channels() {
     let _ = gpu_or_skip!();
+    let _serial = serial();
     let e = chunking();
     let cases = [
         // Pointwise, 64 output channels of 100x100: 16-channel blocks.
@@ -244,6 +254,7 @@ fn chunks_by_output_channels() {
 #[test]
 fn chunks_by_output_rows() {
     let _ = gpu_or_skip!();
+    let _serial = serial();
     let e = chunking();
     let strided = Conv2dParams::default()
         .stride(2, 1)
@@ -322,6 +333,7 @@ fn chunks_by_output_rows() {
 #[test]
 fn folded_dispatches_match() {
     let _ = gpu_or_skip!();
+    let _serial = serial();
     let e = folding();
     let cases = [
         // x folded (17 pixel-block workgroups).
@@ -352,6 +364,7 @@ fn folded_dispatches_match() {
 #[test]
 fn chunked_and_folded_together() {
     let _ = gpu_or_skip!();
+    let _serial = serial();
     let e = engine_with(EngineOptions {
         max_storage_binding_size: Some(BINDING),
         max_workgroups_per_dimension: Some(8),
@@ -368,6 +381,7 @@ fn chunked_and_folded_together() {
 #[test]
 fn trusted_modules_compute_the_same_bits() {
     let _ = gpu_or_skip!();
+    let _serial = serial();
     let e = trusted();
     assert!(!e.runtime_checks());
     assert!(common::engine().expect("engine").runtime_checks());
@@ -397,6 +411,7 @@ fn trusted_modules_compute_the_same_bits() {
 #[test]
 fn unchunkable_shapes_are_typed_errors() {
     let _ = gpu_or_skip!();
+    let _serial = serial();
     let e = chunking();
     // One input row of 300000 floats is larger than the 1 MiB binding; the
     // tensor itself (2.4 MB) is a valid buffer.
@@ -429,6 +444,7 @@ fn unchunkable_shapes_are_typed_errors() {
 #[ignore = "large: 154 MB input, 2.8 G multiply-adds on the GPU and in the reference"]
 fn layer_beyond_the_real_binding_limit() {
     let full = gpu_or_skip!();
+    let _serial = serial();
     let c = case([1, 64, 1500, 400], [8, 64, 3, 3], pad1());
     let s = c.shape();
     let input_bytes = s.input_len() as u64 * 4;
