@@ -466,3 +466,28 @@ fn layer_beyond_the_real_binding_limit() {
     );
     assert!(cmp.passed, "{cmp}");
 }
+
+/// A grid beyond the device's real 65535 workgroups per dimension: a 1-D
+/// convolution over 4.3 M columns on the direct kernel (67188 workgroups in
+/// x), folded, against the reference.
+#[test]
+fn folds_past_the_real_workgroup_limit() {
+    let full = gpu_or_skip!();
+    let _serial = serial();
+    let c = Case {
+        kernel: Some(Kernel::Conv2dDirect),
+        ..case(
+            [1, 1, 1, 4_300_000],
+            [1, 1, 1, 3],
+            Conv2dParams::default().padding(Padding::symmetric(0, 1)),
+        )
+    };
+    let groups = c.shape().output_len().div_ceil(64) as u64;
+    assert!(groups > u64::from(full.limits().max_compute_workgroups_per_dimension));
+    let d = data(&c);
+    let (got, split) = run_on(full, &c, &d).expect("run");
+    assert_eq!((split.level, split.folded), (ChunkLevel::Whole, 1));
+    let r = reference::conv(&c.shape(), &d.x, &d.w, Some(&d.b), c.activation).expect("reference");
+    let cmp = compare(&r, c.activation, &got, Tolerance::F32Accumulation).expect("compare");
+    assert!(cmp.passed, "{cmp}");
+}

@@ -659,3 +659,83 @@ impl<P: OpParams> ConvLayer<P> {
         reference::compare(&cpu, self.activation, &gpu, tolerance)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::pipelines::Kernel;
+
+    /// `ConvUniforms`' fields in order (keep in step with the struct).
+    const FIELDS: [&str; 40] = [
+        "n",
+        "c_in",
+        "h_in",
+        "w_in",
+        "c_out",
+        "h_out",
+        "w_out",
+        "groups",
+        "c_in_per_group",
+        "c_out_per_group",
+        "k_h",
+        "k_w",
+        "stride_h",
+        "stride_w",
+        "dil_h",
+        "dil_w",
+        "pad_top",
+        "pad_left",
+        "act",
+        "alpha",
+        "blocks_w",
+        "blocks_per_group",
+        "tap_step_h",
+        "x_end",
+        "x0",
+        "y0",
+        "z0",
+        "w_base",
+        "in_base",
+        "in_cstride",
+        "out_base",
+        "out_cstride",
+        "grid_x",
+        "grid_y",
+        "grid_z",
+        "disp_x",
+        "disp_y",
+        "pad1",
+        "pad2",
+        "pad3",
+    ];
+
+    #[test]
+    fn every_shader_params_mirrors_conv_uniforms() {
+        assert_eq!(std::mem::size_of::<super::ConvUniforms>(), FIELDS.len() * 4);
+        for k in [
+            Kernel::Conv2dDirect,
+            Kernel::Conv2dTiled,
+            Kernel::Conv2dDepthwise,
+            Kernel::ConvTranspose2d,
+        ] {
+            let src = k.source();
+            let start = src.find("struct Params {").expect("struct Params") + 15;
+            let body = &src[start..start + src[start..].find('}').expect("}")];
+            let fields: Vec<&str> = body
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .flat_map(|l| l.split(','))
+                .filter_map(|f| f.split(':').next())
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .collect();
+            assert_eq!(fields, FIELDS, "{}", k.name());
+            let types_ok = body
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .flat_map(|l| l.split(','))
+                .filter(|f| f.contains(':'))
+                .all(|f| f.contains("alpha: f32") || f.trim_end().ends_with("u32"));
+            assert!(types_ok, "{}: every field but alpha is u32", k.name());
+        }
+    }
+}
