@@ -49,9 +49,16 @@ struct Params {
     c_in_per_group: u32, c_out_per_group: u32, k_h: u32, k_w: u32,
     stride_h: u32, stride_w: u32, dil_h: u32, dil_w: u32,
     pad_top: u32, pad_left: u32, act: u32, alpha: f32,
-    blocks_w: u32, blocks_per_group: u32, tap_step_h: u32, pad1: u32,
+    blocks_w: u32, blocks_per_group: u32, tap_step_h: u32, x_end: u32,
+    // The chunked kernels' fields (ConvUniforms mirrors them); this kernel
+    // always runs whole tensors in one dispatch and reads none of them.
+    x0: u32, y0: u32, z0: u32, w_base: u32,
+    in_base: u32, in_cstride: u32, out_base: u32, out_cstride: u32,
+    grid_x: u32, grid_y: u32, grid_z: u32, disp_x: u32,
+    disp_y: u32, pad1: u32, pad2: u32, pad3: u32,
+    // The upsampling (UpsampleConvUniforms in src/ops/upsample_conv2d.rs).
     src_h: u32, src_w: u32, scale_h: u32, scale_w: u32,
-    inv_area: f32, pad2: u32, pad3: u32, pad4: u32,
+    inv_area: f32, upad1: u32, upad2: u32, upad3: u32,
 }
 
 const WG: u32 = 64u;

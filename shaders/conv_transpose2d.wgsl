@@ -12,6 +12,15 @@
 //   3 bias   : array<f32>        [c_out]                    (zeros if none)
 //   4 output : array<f32>        [n, c_out, h_out, w_out]
 //
+// Chunks and folding (host side: src/chunk.rs). One dispatch runs one chunk of the grid
+// below: x items [x0, x_end) (whole output rows), y units from y0, images from z0, as the
+// logical grid (grid_x, grid_y, grid_z) that logical_wid() recovers from the (possibly folded)
+// dispatch. Indices are computed in global coordinates; each storage binding is a window of its
+// tensor: element i of the binding is global element i + in_base / w_base / out_base (in the
+// binding's element type), and input / output channel planes are in_cstride / out_cstride
+// elements apart (h·w, or rows·w for a row band the host staged through a scratch buffer).
+// The host guarantees that every index this kernel computes lies inside its window.
+//
 // Definition: input pixel (ih, iw) adds x · w[ci, co, kh, kw] to output
 //   (ih·stride_h − pad_top + kh·dil_h, iw·S_W − pad_left + kw·D_W).
 // Gather, per output pixel: tap kh reaches row oh from ih = (oh + pad_top − kh·dil_h) / stride_h
@@ -47,7 +56,13 @@ struct Params {
     c_in_per_group: u32, c_out_per_group: u32, k_h: u32, k_w: u32,
     stride_h: u32, stride_w: u32, dil_h: u32, dil_w: u32,
     pad_top: u32, pad_left: u32, act: u32, alpha: f32,
-    blocks_w: u32, blocks_per_group: u32, tap_step_h: u32, pad1: u32,
+    blocks_w: u32, blocks_per_group: u32, tap_step_h: u32, x_end: u32,
+    // Chunk origin and windows (set per chunk by the host; see the header comment).
+    x0: u32, y0: u32, z0: u32, w_base: u32,
+    in_base: u32, in_cstride: u32, out_base: u32, out_cstride: u32,
+    // Logical grid of this chunk and the dispatch it is folded into.
+    grid_x: u32, grid_y: u32, grid_z: u32, disp_x: u32,
+    disp_y: u32, pad1: u32, pad2: u32, pad3: u32,
 }
 
 const WG: u32 = 64u;
@@ -59,6 +74,15 @@ const W_BIAS: u32 = ((K_W - 1u) * D_W + S_W - 1u) / S_W;
 @group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
+
+// Logical workgroup id within this chunk's grid (grid_x, grid_y, grid_z), unfolded from the
+// dispatch (disp_x, disp_y, ·) the host folded it into when a dimension exceeded the device's
+// workgroups-per-dimension limit. z >= grid_z marks a padding workgroup, which must return.
+fn logical_wid(wid: vec3<u32>) -> vec3<u32> {
+    let l = (wid.z * p.disp_y + wid.y) * p.disp_x + wid.x;
+    let gxy = p.grid_x * p.grid_y;
+    return vec3<u32>(l % p.grid_x, (l % gxy) / p.grid_x, l / gxy);
+}
 
 // Activation codes: 0 none, 1 relu, 2 relu6, 3 leaky_relu(alpha), 4 silu.
 fn activate(v: f32) -> f32 {
@@ -73,19 +97,23 @@ fn activate(v: f32) -> f32 {
 
 // generated:begin
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let item = gid.x;
-    if item >= p.h_out * p.blocks_w {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let lw = logical_wid(wid);
+    if lw.z >= p.grid_z {
+        return;
+    }
+    let item = p.x0 + lw.x * WG + lid;
+    if item >= p.x_end {
         return;
     }
     let oh = item / p.blocks_w;
     let q0 = (item % p.blocks_w) * PIX;
-    let cb = wid.y;
-    let n = wid.z;
+    let cb = p.y0 + lw.y;
+    let n = p.z0 + lw.z;
     let g = cb / p.blocks_per_group;
     let co_in_group0 = (cb % p.blocks_per_group) * (COB4 * 4u);
     let cpg = p.c_in_per_group;
-    let plane = p.h_in * p.w_in;
+    let plane = p.in_cstride;
     let win = i32(p.w_in);
 
     // First tap kh whose row offset oh + pad_top − kh·dil_h is a non-negative multiple of
@@ -107,7 +135,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     var acc: array<vec4<f32>, S_W * PIX * COB4>;
     var x_plane = (n * p.c_in + g * cpg) * plane;
     let w_ci_stride = p.k_h * K_W * COB4;
-    var w_at = cb * cpg * w_ci_stride;
+    var w_at = cb * cpg * w_ci_stride - p.w_base;
     for (var ci = 0u; ci < cpg; ci++) {
         for (var kh = kh0; kh < p.k_h; kh += p.tap_step_h) {
             let t = th - i32(kh * p.dil_h);
@@ -118,7 +146,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
             if ih >= p.h_in {
                 continue;
             }
-            let row = x_plane + ih * p.w_in;
+            let row = x_plane + ih * p.w_in - p.in_base;
             for (var ph = 0u; ph < S_W; ph++) {
                 for (var kw = 0u; kw < K_W; kw++) {
                     // r = ph + pad_left − kw·D_W, shifted by W_BIAS strides to stay non-negative.
@@ -158,7 +186,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
                     if co_local < p.c_out_per_group {
                         let co = g * p.c_out_per_group + co_local;
                         let v = acc[(ph * PIX + px) * COB4 + c][j] + bias[co];
-                        output[((n * p.c_out + co) * p.h_out + oh) * p.w_out + ow] = activate(v);
+                        output[(n * p.c_out + co) * p.out_cstride + oh * p.w_out + ow - p.out_base] = activate(v);
                     }
                 }
             }

@@ -59,6 +59,27 @@ impl TiledSpec {
     }
 }
 
+/// The opening of every generated `main`, under the chunk contract of
+/// `src/chunk.rs`: the logical workgroup of this chunk (`logical_wid`), and
+/// the item from `x0`, clamped below `x_end` — items past the end compute a
+/// clamped item and skip only the store, so the hot loop runs without a
+/// divergent exit.
+const PROLOGUE: &str = "@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let lw = logical_wid(wid);
+    if lw.z >= p.grid_z {
+        return;
+    }
+    let flat = p.x0 + lw.x * WG + lid;
+    let item = min(flat, p.x_end - 1u);
+    let n = p.z0 + lw.z;
+";
+
+/// Where every generated `main` leaves the items past `x_end`.
+const STORE_GUARD: &str = "    if flat >= p.x_end {
+        return;
+    }";
+
 /// Reads the `u32` constants of a specialised module (`const NAME: u32 = Vu;`).
 pub(crate) fn read_consts(src: &str) -> BTreeMap<String, u32> {
     src.lines()
@@ -83,25 +104,19 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         offs.iter().position(|&v| v == o).unwrap_or(0)
     };
     let mut s = String::new();
+    s.push_str(PROLOGUE);
     let mut line = |text: &str| {
         s.push_str(text);
         s.push('\n');
     };
-    line("@compute @workgroup_size(WG)");
-    line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {");
-    line("    // Out-of-range invocations compute a clamped item and skip only the store, so");
-    line("    // the hot loop runs without a divergent exit.");
-    line("    let total = p.h_out * p.blocks_w;");
-    line("    let item = min(gid.x, total - 1u);");
     line("    let oh = item / p.blocks_w;");
     line("    let blk = item % p.blocks_w;");
     line("    let ow0 = blk % Q + (blk / Q) * (PIX * Q);");
-    line("    let cb = wid.y;");
-    line("    let n = wid.z;");
+    line("    let cb = p.y0 + lw.y;");
     line("    let g = cb / p.blocks_per_group;");
     line("    let co_in_group0 = (cb % p.blocks_per_group) * (COB4 * 4u);");
     line("    let cpg = p.c_in_per_group;");
-    line("    let plane = p.h_in * p.w_in;");
+    line("    let plane = p.in_cstride;");
     line("    let ih0 = i32(oh * p.stride_h) - i32(p.pad_top);");
     line("    let iw0 = i32(ow0 * S_W) - i32(p.pad_left);");
     line("    let hin = i32(p.h_in);");
@@ -119,7 +134,7 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     }
     line("    var x_plane = (n * p.c_in + g * cpg) * plane;");
     line("    let taps = p.k_h * K_W;");
-    line("    var w_at = cb * cpg * taps * COB4;");
+    line("    var w_at = cb * cpg * taps * COB4 - p.w_base;");
     // Kernel rows whose input row lies inside the image: kh in [kh_lo, kh_end). Lanes
     // that share an output row share the range, so padding rows cost no work.
     line("    let kh_lo = (u32(max(-ih0, 0)) + p.dil_h - 1u) / p.dil_h;");
@@ -131,7 +146,7 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     } else {
         line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
     }
-    line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in;");
+    line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in - p.in_base;");
     for t in 0..offs.len() {
         line(&format!(
             "            let x{t} = select(0.0, input[row + ci{t}], cv{t});"
@@ -156,16 +171,14 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("        x_plane += plane;");
     line("        w_at += taps * COB4;");
     line("    }");
-    line("    if gid.x >= total {");
-    line("        return;");
-    line("    }");
-    line("    let oplane = p.h_out * p.w_out;");
+    line(STORE_GUARD);
+    line("    let oplane = p.out_cstride;");
     for px in 0..pix {
         let mut body = String::new();
         let _ = writeln!(body, "    if ow0 + {}u < p.w_out {{", px * q);
         let _ = writeln!(
             body,
-            "        let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u;",
+            "        let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
             px * q
         );
         for c in 0..cob4 {
@@ -239,21 +252,15 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
     let (d_h, d_w) = spec.dilation;
     let rows = spec.rows();
     let cols = spec.cols();
-    let mut s = String::new();
+    let mut s = String::from(PROLOGUE);
     let mut line = |text: String| {
         s.push_str(&text);
         s.push('\n');
     };
-    line("@compute @workgroup_size(WG)".into());
-    line("fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {".into());
-    line("    let blocks_h = (p.h_out + PH - 1u) / PH;".into());
-    line("    let total = blocks_h * p.blocks_w;".into());
-    line("    let item = min(gid.x, total - 1u);".into());
     line("    let oh0 = (item / p.blocks_w) * PH;".into());
     line("    let ow0 = (item % p.blocks_w) * PIX;".into());
-    line("    let co = wid.y;".into());
-    line("    let n = wid.z;".into());
-    line("    let x_plane = (n * p.c_in + co / p.c_out_per_group) * p.h_in;".into());
+    line("    let co = p.y0 + lw.y;".into());
+    line("    let x_plane = (n * p.c_in + co / p.c_out_per_group) * p.in_cstride;".into());
     line("    let hin = i32(p.h_in);".into());
     line("    let win = i32(p.w_in);".into());
     line("    let ih0 = i32(oh0 * S_H) - i32(p.pad_top);".into());
@@ -266,7 +273,7 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
     for kh in 0..k_h {
         for kw in 0..k_w {
             line(format!(
-                "    let w{kh}_{kw} = weight[co * {} + {}u];",
+                "    let w{kh}_{kw} = weight[co * {} + {}u - p.w_base];",
                 format_args!("{}u", k_h * k_w),
                 kh * k_w + kw
             ));
@@ -281,7 +288,7 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
         line("    {".into());
         line(format!("        let r = ih0 + {r};"));
         line("        let rv = r >= 0 && r < hin;".into());
-        line("        let row = (x_plane + u32(clamp(r, 0, hin - 1))) * p.w_in;".into());
+        line("        let row = x_plane + u32(clamp(r, 0, hin - 1)) * p.w_in - p.in_base;".into());
         for t in 0..cols.len() {
             line(format!(
                 "        let x{t} = select(0.0, input[row + ci{t}], rv && cv{t});"
@@ -305,11 +312,11 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
         let _ = u;
         line("    }".into());
     }
-    line("    if gid.x >= total {".into());
-    line("        return;".into());
-    line("    }".into());
+    line(STORE_GUARD.into());
     line("    let b = bias[co];".into());
-    line("    let o = ((n * p.c_out + co) * p.h_out + oh0) * p.w_out + ow0;".into());
+    line(
+        "    let o = (n * p.c_out + co) * p.out_cstride + oh0 * p.w_out + ow0 - p.out_base;".into(),
+    );
     for y in 0..ph {
         for px in 0..pix {
             line(format!(
@@ -376,24 +383,19 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     } = *spec;
     let offs = spec.offsets();
     let slot = |o: i64| offs.iter().position(|&v| v == o).unwrap_or(0);
-    let mut s = String::new();
+    let mut s = String::from(PROLOGUE);
     let mut line = |text: String| {
         s.push_str(&text);
         s.push('\n');
     };
     for l in [
-        "@compute @workgroup_size(WG)",
-        "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {",
-        "    let total = p.h_out * p.blocks_w;",
-        "    let item = min(gid.x, total - 1u);",
         "    let oh = item / p.blocks_w;",
         "    let q0 = (item % p.blocks_w) * PIX;",
-        "    let cb = wid.y;",
-        "    let n = wid.z;",
+        "    let cb = p.y0 + lw.y;",
         "    let g = cb / p.blocks_per_group;",
         "    let co_in_group0 = (cb % p.blocks_per_group) * (COB4 * 4u);",
         "    let cpg = p.c_in_per_group;",
-        "    let plane = p.h_in * p.w_in;",
+        "    let plane = p.in_cstride;",
         "    let win = i32(p.w_in);",
         "    let ibase = i32(q0 + p.pad_left / S_W);",
         "    let th = i32(oh + p.pad_top);",
@@ -426,7 +428,7 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     for l in [
         "    var x_plane = (n * p.c_in + g * cpg) * plane;",
         "    let w_ci_stride = p.k_h * K_W * COB4;",
-        "    var w_at = cb * cpg * w_ci_stride;",
+        "    var w_at = cb * cpg * w_ci_stride - p.w_base;",
         "    for (var ci = 0u; ci < cpg; ci++) {",
         "        for (var kh = kh0; kh < p.k_h; kh += p.tap_step_h) {",
         "            let t = th - i32(kh * p.dil_h);",
@@ -437,7 +439,7 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
         "            if ih >= p.h_in {",
         "                continue;",
         "            }",
-        "            let row = x_plane + ih * p.w_in;",
+        "            let row = x_plane + ih * p.w_in - p.in_base;",
     ] {
         line(l.to_string());
     }
@@ -467,11 +469,9 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
         "        x_plane += plane;",
         "        w_at += w_ci_stride;",
         "    }",
-        "    if gid.x >= total {",
-        "        return;",
-        "    }",
-        "    let oplane = p.h_out * p.w_out;",
-        "    let o = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out;",
+        STORE_GUARD,
+        "    let oplane = p.out_cstride;",
+        "    let o = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out - p.out_base;",
     ] {
         line(l.to_string());
     }

@@ -28,6 +28,18 @@ pub struct EngineOptions {
     /// Where tuned choices persist; `None` means
     /// [`crate::autotune::Autotuner::default_path`].
     pub autotune_cache: Option<std::path::PathBuf>,
+    /// Pretend the device allows at most this many workgroups per dispatch
+    /// dimension (for testing dispatch folding on small shapes). Never
+    /// raises the real limit; values below 1 count as 1.
+    pub max_workgroups_per_dimension: Option<u32>,
+    /// Whether shader modules keep wgpu's runtime checks (bounds checks on
+    /// every buffer and array access, loop bounding, integer-division
+    /// guards). `Some(false)` compiles them with
+    /// `create_shader_module_trusted` — sound because the host validates
+    /// every index range the kernels compute (see [`crate::chunk`] and
+    /// [`crate::pipelines`]). `None` means `WGCONV_RUNTIME_CHECKS` (`1` on,
+    /// `0` off) if set, else on in debug builds and off in release builds.
+    pub runtime_checks: Option<bool>,
 }
 
 /// One adapter as wgpu reports it.
@@ -68,6 +80,16 @@ impl EngineOptions {
         self.backends
             .or_else(wgpu::Backends::from_env)
             .unwrap_or(wgpu::Backends::all())
+    }
+    /// Whether shader runtime checks stay on (see [`EngineOptions::runtime_checks`]).
+    pub fn resolved_runtime_checks(&self) -> bool {
+        self.runtime_checks
+            .or_else(|| match std::env::var("WGCONV_RUNTIME_CHECKS").as_deref() {
+                Ok("1") => Some(true),
+                Ok("0") => Some(false),
+                _ => None,
+            })
+            .unwrap_or(cfg!(debug_assertions))
     }
     fn resolved_name(&self) -> Option<String> {
         self.adapter_name
@@ -239,7 +261,11 @@ impl Engine {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(max);
         }
-        let pipelines = PipelineCache::new(&device);
+        if let Some(max) = options.max_workgroups_per_dimension {
+            limits.max_compute_workgroups_per_dimension =
+                limits.max_compute_workgroups_per_dimension.min(max.max(1));
+        }
+        let pipelines = PipelineCache::new(&device, !options.resolved_runtime_checks());
         let autotune = options.autotune || std::env::var("WGCONV_AUTOTUNE").is_ok_and(|v| v == "1");
         let autotuner = autotune.then(|| {
             let path = options
@@ -284,7 +310,8 @@ impl Engine {
         &self.info
     }
     /// The limits the engine works within (the device's, possibly lowered by
-    /// [`EngineOptions::max_storage_binding_size`]).
+    /// [`EngineOptions::max_storage_binding_size`] and
+    /// [`EngineOptions::max_workgroups_per_dimension`]).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }
@@ -297,6 +324,11 @@ impl Engine {
         self.device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+    /// Whether this engine's shader modules keep wgpu's runtime checks
+    /// (`false`: trusted modules, see [`EngineOptions::runtime_checks`]).
+    pub fn runtime_checks(&self) -> bool {
+        !self.pipelines.trusted()
     }
     /// Number of compute pipelines this engine has compiled so far.
     pub fn pipelines_compiled(&self) -> usize {
@@ -393,7 +425,9 @@ impl Engine {
         Ok(buffer)
     }
 
-    /// Checks a dispatch size against `max_compute_workgroups_per_dimension`.
+    /// Checks a dispatch size against `max_compute_workgroups_per_dimension`
+    /// (for the kernels outside the chunked path, which plan their own 2-D
+    /// grids).
     pub(crate) fn check_dispatch(&self, groups: [u32; 3]) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         for g in groups {
@@ -408,7 +442,33 @@ impl Engine {
         Ok(())
     }
 
-    /// Checks a buffer size against the binding and buffer limits.
+    /// The limits chunking and folding work within.
+    pub(crate) fn budget(&self) -> crate::chunk::Budget {
+        crate::chunk::Budget {
+            binding: self
+                .limits
+                .max_storage_buffer_binding_size
+                .min(self.limits.max_buffer_size),
+            align: u64::from(self.limits.min_storage_buffer_offset_alignment).max(4),
+            max_groups: self.limits.max_compute_workgroups_per_dimension,
+        }
+    }
+
+    /// Checks a buffer size against `max_buffer_size` (a tensor or weight
+    /// larger than one binding is bound in windows; see [`crate::chunk`]).
+    pub(crate) fn check_buffer(&self, what: &'static str, bytes: u64) -> Result<()> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::ExceedsLimit {
+                what,
+                size: bytes,
+                max: self.limits.max_buffer_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the size of a buffer that is always bound whole against the
+    /// binding and buffer limits.
     pub(crate) fn check_binding(&self, what: &'static str, bytes: u64) -> Result<()> {
         let max = self.limits.max_storage_buffer_binding_size;
         if bytes > max {
@@ -418,14 +478,7 @@ impl Engine {
                 max,
             });
         }
-        if bytes > self.limits.max_buffer_size {
-            return Err(Error::ExceedsLimit {
-                what,
-                size: bytes,
-                max: self.limits.max_buffer_size,
-            });
-        }
-        Ok(())
+        self.check_buffer(what, bytes)
     }
 }
 

@@ -200,6 +200,17 @@ pub enum Error {
         /// The device's limit.
         max: u64,
     },
+    /// A plan broke an invariant the kernels rely on (a bug in wgconv: the
+    /// planner and a kernel disagree).
+    #[error("internal error: {what}: expected {expected}, got {actual}")]
+    Internal {
+        /// The quantity that disagrees.
+        what: &'static str,
+        /// What the kernel needs.
+        expected: u64,
+        /// What the plan has.
+        actual: u64,
+    },
     /// No adapter matched.
     #[error("no GPU adapter found (backends: {backends}{})", adapter_name.as_ref().map(|n| format!(", WGPU_ADAPTER_NAME={n}")).unwrap_or_default())]
     NoAdapter {

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod autotune;
+pub mod chunk;
 pub mod codegen;
 pub mod conformance;
 pub mod engine;
@@ -39,6 +40,7 @@ pub mod reference;
 pub mod suite;
 pub mod tensor;
 
+pub use chunk::{ChunkLevel, Chunking};
 pub use engine::{AdapterReport, Engine, EngineOptions};
 pub use error::{Axis, Error, Result};
 pub use geometry::{

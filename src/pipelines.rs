@@ -82,6 +82,19 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel runs through the chunked convolution path
+    /// (`LayerCore::record` with windows from `chunk::Schedule::build`), the
+    /// precondition for compiling it without runtime checks.
+    pub fn chunked(self) -> bool {
+        matches!(
+            self,
+            Kernel::Conv2dDirect
+                | Kernel::Conv2dTiled
+                | Kernel::Conv2dDepthwise
+                | Kernel::ConvTranspose2d
+        )
+    }
+
     /// The bind-group layout of the kernel's module.
     pub fn bindings(self) -> Bindings {
         match self {
@@ -291,10 +304,12 @@ pub(crate) struct PipelineCache {
     map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
     compiled: AtomicUsize,
     compile_nanos: AtomicU64,
+    trusted: bool,
 }
 
 impl PipelineCache {
-    pub(crate) fn new(device: &wgpu::Device) -> Self {
+    /// A cache compiling trusted modules (no runtime checks) when `trusted`.
+    pub(crate) fn new(device: &wgpu::Device, trusted: bool) -> Self {
         let conv_layout = bind_layout(device, Bindings::Conv);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("wgconv conv pipeline layout"),
@@ -316,7 +331,13 @@ impl PipelineCache {
             map: Mutex::new(HashMap::new()),
             compiled: AtomicUsize::new(0),
             compile_nanos: AtomicU64::new(0),
+            trusted,
         }
+    }
+
+    /// Whether modules are compiled without runtime checks.
+    pub(crate) fn trusted(&self) -> bool {
+        self.trusted
     }
 
     pub(crate) fn compiled(&self) -> usize {
@@ -345,10 +366,54 @@ impl PipelineCache {
         let start = Instant::now();
         let source = key.wgsl()?;
         let label = key.to_string();
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
+        };
+        let module = if self.trusted && key.kernel.chunked() {
+            // SAFETY: `ShaderRuntimeChecks::unchecked()` drops wgpu's bounds checks,
+            // loop bounding and integer-division guards; that is sound when every
+            // access is in bounds, every loop terminates and no divisor is zero.
+            // Only the `chunked()` kernels get here; they run only through
+            // `LayerCore::record`, which binds only windows from
+            // `chunk::Schedule::build`, so for each of them (loop form and the
+            // unrolled form src/codegen.rs generates alike):
+            // - storage indices: each kernel computes global indices and subtracts
+            //   the window base; `Schedule::build` (its doc lists the argument)
+            //   makes each window contain every index an invocation that passes the
+            //   kernel's own tests (`lw.z < grid_z`, `item < x_end`, `0 ≤ ih < h_in`,
+            //   `ow < w_out`, `co_local < c_out/groups`; the generated forms clamp
+            //   `item` to `x_end − 1` and read only kernel rows with `0 ≤ ih < h_in`,
+            //   or clamp rows into `[0, h_in − 1]` (depthwise), inside the row hull
+            //   `chunk::Planner::input_rows` takes over the tile's rows) can form: the chunk's images,
+            //   the units' input channels and output channels, the input-row hull of
+            //   the output rows, and the units' whole weight blocks (indexed with
+            //   `K_W = k_w` and the layout's `COB4`, checked against the plan and the
+            //   weight buffer's size in `GridMap::of`); input columns are clamped
+            //   into `[0, w_in − 1]` (`w_in ≥ 1`) in the shader; `bias[co]` has
+            //   `co < c_out` = the bias length; no `i32` conversion wraps
+            //   (`check_spatial`: every spatial term ≤ 2^29) and no `u32` index
+            //   exceeds the validated element counts (≤ u32::MAX);
+            // - private arrays (`seg`, `acc`, `xs`) are indexed by loop counters
+            //   bounded by specialisation constants: `px·S_W + kw·D_W ≤
+            //   (PIX−1)·S_W + (K_W−1)·D_W < SEG`, `px·COB4 + c < PIX·COB4`, `px < PIX`;
+            // - loops: every loop counts a `u32` up by at least 1 (the transposed
+            //   kernel's `kh += tap_step_h`: `tap_step_h ≥ 1`, checked in
+            //   `Schedule::build`) to a bound that is a constant or a uniform value,
+            //   far below `u32::MAX`, so none can wrap or run forever;
+            // - divisions: divisors are `p.w_out`, `p.blocks_w`, `p.c_out_per_group`,
+            //   `p.dil_h` (≥ 1, validated),
+            //   `p.blocks_per_group`, `p.stride_h`, `grid_x`, `grid_x·grid_y`
+            //   (all ≥ 1 from validated shapes and non-empty chunks, the product
+            //   ≤ u32::MAX by `chunk::fold`) and constants ≥ 1; all operands are
+            //   `u32` (the kernels never divide negative or signed values).
+            // Tests run with runtime checks on (`EngineOptions::runtime_checks`).
+            unsafe {
+                device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            device.create_shader_module(desc)
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
             layout: Some(match key.kernel.bindings() {

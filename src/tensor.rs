@@ -41,8 +41,9 @@ impl GpuTensor {
     ///
     /// # Errors
     /// [`Error::DataLength`] if `data.len()` is not the shape's element
-    /// count, [`Error::ExceedsLimit`] if the buffer is larger than one
-    /// storage binding may be.
+    /// count, [`Error::ExceedsLimit`] if the buffer is larger than the
+    /// device's `max_buffer_size` (a tensor larger than one storage binding
+    /// is fine: layers bind it in windows, see [`crate::chunk`]).
     pub fn upload(engine: &Engine, data: &[f32], shape: [usize; 4]) -> Result<Self> {
         let len = checked_len("tensor", shape)?;
         if data.len() != len {
@@ -53,7 +54,7 @@ impl GpuTensor {
                 actual: data.len(),
             });
         }
-        engine.check_binding("tensor", len as u64 * 4)?;
+        engine.check_buffer("tensor", len as u64 * 4)?;
         let buffer =
             engine.buffer_with("wgconv tensor", bytemuck::cast_slice(data), STORAGE_USAGE)?;
         Ok(Self {
@@ -70,7 +71,7 @@ impl GpuTensor {
     pub fn empty(engine: &Engine, shape: [usize; 4]) -> Result<Self> {
         engine.check_lost()?;
         let len = checked_len("tensor", shape)?;
-        engine.check_binding("tensor", len as u64 * 4)?;
+        engine.check_buffer("tensor", len as u64 * 4)?;
         let buffer = engine.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgconv tensor"),
             size: len as u64 * 4,

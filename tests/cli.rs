@@ -19,7 +19,10 @@ fn wgconv(args: &[&str]) -> Output {
 
 fn wgconv_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wgconv"));
-    cmd.args(args).env("XDG_RUNTIME_DIR", runtime_dir());
+    // Shader runtime checks on, as in every test (release builds default to trusted modules).
+    cmd.args(args)
+        .env("XDG_RUNTIME_DIR", runtime_dir())
+        .env("WGCONV_RUNTIME_CHECKS", "1");
     cmd.env_remove("WGCONV_TEST_CORRUPT_OUTPUT");
     for (k, v) in env {
         cmd.env(k, v);

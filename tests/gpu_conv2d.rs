@@ -451,7 +451,7 @@ fn batch_norm_folding_matches_the_unfolded_reference() {
 fn second_identical_layer_compiles_nothing() {
     // Its own engine: other tests in this binary compile pipelines concurrently.
     let _skip_without_gpu = gpu_or_skip!();
-    let own = Engine::new().unwrap();
+    let own = common::own_engine();
     let engine = &own;
     let mut rng = Rng::new(5);
     let w = rng.vec(8 * 4 * 3 * 3);
@@ -583,7 +583,7 @@ fn bad_inputs_are_typed_errors() {
 #[test]
 fn destroyed_device_returns_errors() {
     let _skip_without_gpu = gpu_or_skip!();
-    let own = Engine::new().unwrap();
+    let own = common::own_engine();
     let engine = &own;
     let w = vec![0.5; 4 * 2 * 3 * 3];
     let layer = Conv2d::new(

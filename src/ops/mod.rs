@@ -14,6 +14,7 @@ pub mod upsample_conv2d;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::chunk::{Chunking, Schedule, Window};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{Activation, Conv2dShape, ConvKind};
@@ -49,8 +50,29 @@ pub(crate) struct ConvUniforms {
     pub blocks_w: u32,
     pub blocks_per_group: u32,
     pub tap_step_h: u32,
+    pub x_end: u32,
+    // Chunk origin and windows, set per chunk by `chunk::Schedule::build`.
+    pub x0: u32,
+    pub y0: u32,
+    pub z0: u32,
+    pub w_base: u32,
+    pub in_base: u32,
+    pub in_cstride: u32,
+    pub out_base: u32,
+    pub out_cstride: u32,
+    // Logical grid of the chunk and the dispatch it is folded into.
+    pub grid_x: u32,
+    pub grid_y: u32,
+    pub grid_z: u32,
+    pub disp_x: u32,
+    pub disp_y: u32,
     pub pad1: u32,
+    pub pad2: u32,
+    pub pad3: u32,
 }
+
+// The shaders' `Params` is 40 scalars; uniform structs are 16-byte multiples.
+const _: () = assert!(std::mem::size_of::<ConvUniforms>() == 160);
 
 /// Greatest common divisor.
 pub(crate) fn gcd(a: u32, b: u32) -> u32 {
@@ -62,6 +84,8 @@ pub(crate) fn gcd(a: u32, b: u32) -> u32 {
 }
 
 impl ConvUniforms {
+    /// The layer-wide fields; the chunk fields (from `x_end` on) are zero
+    /// until `chunk::Schedule::build` fills them.
     pub(crate) fn new(s: &Conv2dShape, activation: Activation, plan: &Plan) -> Self {
         // Transposed: the valid kernel rows of an output row step by stride / gcd(stride, dilation).
         let tap_step_h = match s.kind {
@@ -92,7 +116,7 @@ impl ConvUniforms {
             blocks_w: plan.blocks_w,
             blocks_per_group: plan.blocks_per_group,
             tap_step_h,
-            pad1: 0,
+            ..bytemuck::Zeroable::zeroed()
         }
     }
 }
@@ -177,17 +201,48 @@ pub(crate) fn dispatch(
 }
 
 /// A layer's GPU state: its packed weights, its bias (zeros when it has
-/// none) and one uniform buffer per input shape it has seen.
+/// none) and, per input shape it has seen, the dispatch schedule with one
+/// uniform buffer holding every chunk's parameters.
 #[derive(Debug)]
 pub(crate) struct LayerCore {
     pub(crate) activation: Activation,
     weight: wgpu::Buffer,
     bias: wgpu::Buffer,
+    /// Uniforms of the kernels outside the chunked path.
     uniforms: UniformCache,
+    /// Chunk schedules, keyed like the uniforms: a tuned tile changes the grid.
+    schedules: Mutex<HashMap<UniformKey, Arc<Prepared>>>,
+}
+
+/// A schedule and its uniforms: chunk `i`'s `ConvUniforms` at byte
+/// `i · stride` of `uniform`.
+#[derive(Debug)]
+struct Prepared {
+    schedule: Schedule,
+    uniform: wgpu::Buffer,
+    stride: u64,
+}
+
+const UNIFORM_SIZE: u64 = std::mem::size_of::<ConvUniforms>() as u64;
+
+/// A binding of `size` bytes at `offset` of `buffer`.
+fn window(buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<wgpu::BindingResource<'_>> {
+    let size = wgpu::BufferSize::new(size).ok_or(Error::Internal {
+        what: "binding size",
+        expected: 4,
+        actual: 0,
+    })?;
+    Ok(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset,
+        size: Some(size),
+    }))
 }
 
 impl LayerCore {
-    /// Uploads packed weights and the bias (or `c_out` zeros).
+    /// Uploads packed weights and the bias (or `c_out` zeros). The weight
+    /// may exceed one storage binding (dispatches bind windows of it); the
+    /// bias is bound whole.
     pub(crate) fn upload(
         engine: &Engine,
         activation: Activation,
@@ -195,7 +250,8 @@ impl LayerCore {
         bias: Option<&[f32]>,
         c_out: usize,
     ) -> Result<Self> {
-        engine.check_binding("weight", packed.len() as u64 * 4)?;
+        engine.check_buffer("weight", packed.len() as u64 * 4)?;
+        engine.check_binding("bias", c_out as u64 * 4)?;
         let zeros;
         let bias = match bias {
             Some(b) => b,
@@ -213,12 +269,57 @@ impl LayerCore {
                 weight: init("wgconv weight", packed)?,
                 bias: init("wgconv bias", bias)?,
                 uniforms: UniformCache::default(),
+                schedules: Mutex::new(HashMap::new()),
             })
         })
     }
 
-    /// Records one dispatch of a convolution `plan` reading `input` and
-    /// writing `output`.
+    /// The schedule for `shape` (built and its uniforms uploaded on first use).
+    fn prepared(&self, engine: &Engine, shape: &Conv2dShape, plan: &Plan) -> Result<Arc<Prepared>> {
+        let key = (shape.input_shape(), plan.key.clone());
+        let mut map = self
+            .schedules
+            .lock()
+            .map_err(|_| Error::Validation("schedule cache lock poisoned".into()))?;
+        if let Some(p) = map.get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        let schedule = Schedule::build(
+            shape,
+            plan,
+            ConvUniforms::new(shape, self.activation, plan),
+            self.weight.size(),
+            engine.budget(),
+        )?;
+        let align = u64::from(engine.limits().min_uniform_buffer_offset_alignment).max(1);
+        let stride = UNIFORM_SIZE.next_multiple_of(align);
+        let mut bytes = vec![0u8; stride as usize * schedule.chunks.len()];
+        for (i, c) in schedule.chunks.iter().enumerate() {
+            let at = i * stride as usize;
+            bytes[at..at + UNIFORM_SIZE as usize].copy_from_slice(bytemuck::bytes_of(&c.uniforms));
+        }
+        let uniform = engine.buffer_with("wgconv params", &bytes, wgpu::BufferUsages::UNIFORM)?;
+        let p = Arc::new(Prepared {
+            schedule,
+            uniform,
+            stride,
+        });
+        map.insert(key, Arc::clone(&p));
+        Ok(p)
+    }
+
+    /// How `plan` on `shape` is split into dispatches.
+    pub(crate) fn chunking(
+        &self,
+        engine: &Engine,
+        shape: &Conv2dShape,
+        plan: &Plan,
+    ) -> Result<Chunking> {
+        Ok(self.prepared(engine, shape, plan)?.schedule.report())
+    }
+
+    /// Records the dispatches of `plan` reading `input` and writing `output`:
+    /// one per chunk, each with its staging copies.
     pub(crate) fn record(
         &self,
         engine: &Engine,
@@ -228,19 +329,132 @@ impl LayerCore {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<()> {
-        self.record_with(
-            engine,
-            encoder,
-            shape.input_shape(),
-            || ConvUniforms::new(shape, self.activation, plan),
-            plan,
-            input,
-            output,
-        )
+        let prepared = self.prepared(engine, shape, plan)?;
+        let sched = &prepared.schedule;
+        engine.scoped(|| {
+            let device = engine.device();
+            let pipeline = engine.pipelines.get(device, &plan.key)?;
+            let scratch = |label, size: u64, usage| {
+                (size > 0).then(|| {
+                    device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(label),
+                        size,
+                        usage: wgpu::BufferUsages::STORAGE | usage,
+                        mapped_at_creation: false,
+                    })
+                })
+            };
+            let in_scratch = scratch(
+                "wgconv input band",
+                sched.input_scratch,
+                wgpu::BufferUsages::COPY_DST,
+            );
+            let out_scratch = scratch(
+                "wgconv output band",
+                sched.output_scratch,
+                wgpu::BufferUsages::COPY_SRC,
+            );
+            let missing = || Error::Internal {
+                what: "scratch buffer",
+                expected: 1,
+                actual: 0,
+            };
+            for (i, chunk) in sched.chunks.iter().enumerate() {
+                let input_res = match chunk.input {
+                    Window::Direct { offset, size } => window(input.buffer(), offset, size)?,
+                    Window::Staged {
+                        first,
+                        runs,
+                        stride,
+                        run_len,
+                    } => {
+                        let buf = in_scratch.as_ref().ok_or_else(missing)?;
+                        for r in 0..runs {
+                            encoder.copy_buffer_to_buffer(
+                                input.buffer(),
+                                (first + r * stride) * 4,
+                                buf,
+                                r * run_len * 4,
+                                run_len * 4,
+                            );
+                        }
+                        window(buf, 0, chunk.input.size())?
+                    }
+                };
+                let output_res = match chunk.output {
+                    Window::Direct { offset, size } => window(output.buffer(), offset, size)?,
+                    Window::Staged { .. } => window(
+                        out_scratch.as_ref().ok_or_else(missing)?,
+                        0,
+                        chunk.output.size(),
+                    )?,
+                };
+                let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(plan.key.kernel.name()),
+                    layout: &engine.pipelines.conv_layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: window(
+                                &prepared.uniform,
+                                i as u64 * prepared.stride,
+                                UNIFORM_SIZE,
+                            )?,
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: input_res,
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: window(&self.weight, chunk.weight.0, chunk.weight.1)?,
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: self.bias.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 4,
+                            resource: output_res,
+                        },
+                    ],
+                });
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(plan.key.kernel.name()),
+                        timestamp_writes: None,
+                    });
+                    pass.set_pipeline(&pipeline);
+                    pass.set_bind_group(0, &bind, &[]);
+                    let [x, y, z] = chunk.dispatch;
+                    pass.dispatch_workgroups(x, y, z);
+                }
+                if let Window::Staged {
+                    first,
+                    runs,
+                    stride,
+                    run_len,
+                } = chunk.output
+                {
+                    let buf = out_scratch.as_ref().ok_or_else(missing)?;
+                    for r in 0..runs {
+                        encoder.copy_buffer_to_buffer(
+                            buf,
+                            r * run_len * 4,
+                            output.buffer(),
+                            (first + r * stride) * 4,
+                            run_len * 4,
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
-    /// Records one dispatch of `plan` with a kernel-specific uniform (made by
-    /// `uniforms` the first time input shape `key` is seen).
+    /// Records one whole-tensor dispatch of a kernel outside the chunked
+    /// convolution path (`UpsampleConv2d`), with its own uniform (made by
+    /// `uniforms` the first time input shape `key` meets this kernel key).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_with<U: bytemuck::Pod>(
         &self,
@@ -541,6 +755,24 @@ impl<P: OpParams> ConvLayer<P> {
         Ok(self.plan_tile(shape, tile))
     }
 
+    /// How this layer runs on an input shape within the engine's limits:
+    /// one dispatch, or chunks by batch, output channels or output rows,
+    /// staged or not, folded or not (see [`crate::chunk`]).
+    ///
+    /// # Errors
+    /// As [`ConvLayer::shape_for`], and [`Error::ExceedsLimit`] when the
+    /// layer cannot run on this shape within the device's limits.
+    pub fn chunking(&self, engine: &Engine, input: [usize; 4]) -> Result<Chunking> {
+        let shape = self.shape_for(input)?;
+        let plan = plan::plan(
+            &shape,
+            self.activation,
+            &self.profile,
+            self.options.force_kernel,
+        );
+        self.core.chunking(engine, &shape, &plan)
+    }
+
     /// Records this layer applied to `input` into `encoder` and returns the
     /// output tensor (valid once the encoder's commands run). Nothing is
     /// read back.
@@ -627,5 +859,95 @@ impl<P: OpParams> ConvLayer<P> {
             self.activation,
         )?;
         reference::compare(&cpu, self.activation, &gpu, tolerance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pipelines::Kernel;
+
+    /// `ConvUniforms`' fields in order (keep in step with the struct).
+    const FIELDS: [&str; 40] = [
+        "n",
+        "c_in",
+        "h_in",
+        "w_in",
+        "c_out",
+        "h_out",
+        "w_out",
+        "groups",
+        "c_in_per_group",
+        "c_out_per_group",
+        "k_h",
+        "k_w",
+        "stride_h",
+        "stride_w",
+        "dil_h",
+        "dil_w",
+        "pad_top",
+        "pad_left",
+        "act",
+        "alpha",
+        "blocks_w",
+        "blocks_per_group",
+        "tap_step_h",
+        "x_end",
+        "x0",
+        "y0",
+        "z0",
+        "w_base",
+        "in_base",
+        "in_cstride",
+        "out_base",
+        "out_cstride",
+        "grid_x",
+        "grid_y",
+        "grid_z",
+        "disp_x",
+        "disp_y",
+        "pad1",
+        "pad2",
+        "pad3",
+    ];
+
+    #[test]
+    fn every_shader_params_mirrors_conv_uniforms() {
+        assert_eq!(std::mem::size_of::<super::ConvUniforms>(), FIELDS.len() * 4);
+        // conv2d_upsampled's Params begins with ConvUniforms (its uniform embeds it).
+        for k in [
+            Kernel::Conv2dDirect,
+            Kernel::Conv2dTiled,
+            Kernel::Conv2dDepthwise,
+            Kernel::ConvTranspose2d,
+            Kernel::Conv2dUpsampled,
+        ] {
+            let src = k.source();
+            let start = src.find("struct Params {").expect("struct Params") + 15;
+            let body = &src[start..start + src[start..].find('}').expect("}")];
+            let fields: Vec<&str> = body
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .flat_map(|l| l.split(','))
+                .filter_map(|f| f.split(':').next())
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .collect();
+            if k == Kernel::Conv2dUpsampled {
+                assert_eq!(fields[..FIELDS.len()], FIELDS, "{}", k.name());
+            } else {
+                assert_eq!(fields, FIELDS, "{}", k.name());
+            }
+            let types_ok = body
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .flat_map(|l| l.split(','))
+                .filter(|f| f.contains(':'))
+                .all(|f| {
+                    f.contains("alpha: f32")
+                        || f.contains("inv_area: f32")
+                        || f.trim_end().ends_with("u32")
+                });
+            assert!(types_ok, "{}: every field but alpha is u32", k.name());
+        }
     }
 }

@@ -21,15 +21,16 @@ use crate::tensor::{checked_len, GpuTensor};
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct UpsampleConvUniforms {
+    /// The whole `ConvUniforms` (all 40 fields), as the shader's `Params` begins.
     conv: ConvUniforms,
     src_h: u32,
     src_w: u32,
     scale_h: u32,
     scale_w: u32,
     inv_area: f32,
-    pad2: u32,
-    pad3: u32,
-    pad4: u32,
+    upad1: u32,
+    upad2: u32,
+    upad3: u32,
 }
 
 impl UpsampleConvUniforms {
@@ -42,9 +43,9 @@ impl UpsampleConvUniforms {
             scale_h: u.scale_h,
             scale_w: u.scale_w,
             inv_area: inv_area(u.mode, u.scale_h, u.scale_w),
-            pad2: 0,
-            pad3: 0,
-            pad4: 0,
+            upad1: 0,
+            upad2: 0,
+            upad3: 0,
         }
     }
 }

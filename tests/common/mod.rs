@@ -4,7 +4,22 @@
 
 use std::sync::OnceLock;
 
-use wgconv::Engine;
+use wgconv::{Engine, EngineOptions};
+
+/// The options every test engine starts from: the default adapter, with
+/// shader runtime checks on (release builds otherwise compile trusted
+/// modules; the tests must catch an out-of-range index, not rely on it).
+pub fn options() -> EngineOptions {
+    EngineOptions {
+        runtime_checks: Some(true),
+        ..EngineOptions::default()
+    }
+}
+
+/// A new engine with [`options`] (for tests that need their own).
+pub fn own_engine() -> Engine {
+    Engine::with_options(&options()).expect("engine")
+}
 
 /// The shared engine, or `None` when there is no adapter — in which case
 /// the test reports itself skipped, unless `WGCONV_REQUIRE_GPU=1` demands a
@@ -12,7 +27,7 @@ use wgconv::Engine;
 pub fn engine() -> Option<&'static Engine> {
     static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
     ENGINE
-        .get_or_init(|| match Engine::new() {
+        .get_or_init(|| match Engine::with_options(&options()) {
             Ok(e) => Some(e),
             Err(e) => {
                 if std::env::var("WGCONV_REQUIRE_GPU").as_deref() == Ok("1") {

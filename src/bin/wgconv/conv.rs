@@ -3,8 +3,9 @@
 //!
 //! Everything that can be checked without a GPU (file headers, ranks,
 //! geometry, the output directory) is checked before the engine is created.
-//! Then the element limit (the device's max storage binding size / 4) is
-//! applied to every header before any data is read.
+//! Then the element limit (the device's max buffer size / 4; tensors larger than
+//! one storage binding run in chunks) is applied to every header before any
+//! data is read.
 //!
 //! Test hook: with `WGCONV_TEST_CORRUPT_OUTPUT=1` in the environment the GPU
 //! result is perturbed before `--check` and before writing, so tests can see
@@ -172,13 +173,14 @@ fn run(c: &Common, op: Op) -> Outcome {
         return Err(anyhow!("--output {}: is a directory", show(&c.output)).into());
     }
 
-    // 2. The engine, and the device's element limit.
+    // 2. The engine, and the device's element limit (per buffer: tensors larger
+    //    than one storage binding run in chunks).
     let engine = args::engine(&c.adapter)?;
-    let max_elements = engine.limits().max_storage_buffer_binding_size / 4;
+    let max_elements = engine.limits().max_buffer_size / 4;
     let check_size = |flag: &str, path: &Path, n: usize| -> anyhow::Result<()> {
         if n as u64 > max_elements {
             return Err(anyhow!(
-                "{flag} {}: {n} elements exceed the device's limit of {max_elements} per binding",
+                "{flag} {}: {n} elements exceed the device's limit of {max_elements} per buffer",
                 show(path)
             ));
         }
