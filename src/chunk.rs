@@ -8,7 +8,7 @@
 //! *window* of its tensor's buffer whose offset is aligned down to
 //! `min_storage_buffer_offset_alignment`; the shaders compute their indices in
 //! global coordinates and subtract the window's base (`in_base`, `w_base`,
-//! `out_base` in [`ConvUniforms`]). When the rows a band reads (or writes) are
+//! `out_base` in the uniform, `ConvUniforms`). When the rows a band reads (or writes) are
 //! not contiguous in the tensor — several channel planes of a few rows each —
 //! and their contiguous span does not fit a binding, the band is *staged*
 //! through a scratch buffer (one copy per channel plane) and the kernel sees
@@ -23,7 +23,7 @@
 //! dispatch size the uniform carries (`disp_x`, `disp_y`).
 //!
 //! The windows are computed from exact bounds of the shaders' index math (see
-//! [`Schedule::build`]); that is what makes it sound to compile the kernels
+//! `Schedule::build`); that is what makes it sound to compile the kernels
 //! without runtime bounds checks ([`crate::pipelines`]).
 
 use crate::error::{Error, Result};
@@ -316,7 +316,9 @@ fn check_spatial(s: &Conv2dShape, plan: &Plan) -> Result<()> {
     let u = u64::from;
     let pix = u(spec(plan, "PIX").unwrap_or(1));
     // Columns an invocation starts from (ow0, q0) reach at most blocks_w·PIX.
-    let cols = u(plan.blocks_w) * pix + u(s.w_out);
+    let cols = u(plan.blocks_w)
+        .saturating_mul(pix)
+        .saturating_add(u(s.w_out));
     let reach_h = u(s.k_h - 1) * u(s.dil_h);
     let reach_w = u(s.k_w - 1) * u(s.dil_w);
     let quantities = [
@@ -327,9 +329,9 @@ fn check_spatial(s: &Conv2dShape, plan: &Plan) -> Result<()> {
         u(s.padding.top),
         u(s.padding.left),
         u(s.h_out) * u(s.stride_h),
-        cols * u(s.stride_w),
+        cols.saturating_mul(u(s.stride_w)),
         reach_h,
-        reach_w + u(s.stride_w) * (pix + 1),
+        reach_w.saturating_add(u(s.stride_w).saturating_mul(pix.saturating_add(1))),
         u(s.stride_h),
         u(s.stride_w),
     ];
@@ -1109,6 +1111,32 @@ mod tests {
                     what: "one input row",
                     size: 8000,
                     max: 4096
+                }
+            ),
+            "{err}"
+        );
+        // Padding beyond the shaders' i32 arithmetic.
+        let s = fwd(
+            [1, 1, 1, 1],
+            [1, 1, 1, 1],
+            Conv2dParams::default()
+                .stride(1, 1 << 30)
+                .padding(Padding::new(0, 1 << 30, 0, 0)),
+        );
+        let plan = plan::plan(&s, Activation::None, &cpu(), None);
+        let base = ConvUniforms::new(&s, Activation::None, &plan);
+        let budget = Budget {
+            binding: 1 << 20,
+            align: 256,
+            max_groups: 65535,
+        };
+        let err = Schedule::build(&s, &plan, base, 64, budget).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ExceedsLimit {
+                    max: MAX_SPATIAL,
+                    ..
                 }
             ),
             "{err}"
