@@ -148,14 +148,18 @@ pub(crate) struct Schedule {
 }
 
 /// How a kernel's logical grid maps onto the tensors. The grid is
-/// `[ceil(grid_rows·items_per_row / WORKGROUP), y_units, n]`: x items run over
+/// `[ceil(grid_rows·items_per_row / items_per_group), y_units, n]`: x items run over
 /// grid rows (`rows_per_item` output rows each: the depthwise kernel's tile
-/// height, else 1) in order with `items_per_row` items per row, y over units of
-/// output channels, z over images. **A new kernel must keep that shape or
-/// extend this function.**
+/// height, else 1) in order with `items_per_row` items per row, `items_per_group`
+/// of them per workgroup ([`WORKGROUP`], or `conv2d_shared`'s M tile of BM
+/// pixels), y over units of output channels, z over images. **A new kernel
+/// must keep that shape or extend this function.**
 #[derive(Debug, Clone, Copy)]
 struct GridMap {
     items_per_row: u32,
+    /// Items per workgroup: [`WORKGROUP`] (one item per invocation), or BM
+    /// output pixels for `conv2d_shared`.
+    items_per_group: u32,
     /// Output rows per grid row (`PH` of the depthwise kernel, else 1).
     rows_per_item: u32,
     /// `ceil(h_out / rows_per_item)`.
@@ -239,6 +243,54 @@ impl GridMap {
                     })?;
                     (ipr, Some(cob), units, cpg_in * taps * u64::from(cob4), 16)
                 }
+                (Kernel::Conv2dShared, WeightLayout::Blocked { cob4 }) => {
+                    // Items are output pixels; one unit is one BN = 16·TN block of a group,
+                    // whose [K][BN] weight the kernel indexes with K = c_in/G · K_H · K_W.
+                    spec_is(plan, "TN", cob4 / 4)?;
+                    spec_is(plan, "K_W", s.k_w)?;
+                    spec_is(plan, "K_H", s.k_h)?;
+                    if cob4 % 4 != 0 {
+                        return Err(internal(
+                            "conv2d_shared block channels",
+                            16,
+                            u64::from(cob4) * 4,
+                        ));
+                    }
+                    let cob = cob4 * 4;
+                    let blocks = s.c_out_per_group().div_ceil(cob);
+                    if plan.blocks_per_group != blocks {
+                        return Err(internal(
+                            "blocks per group",
+                            u64::from(blocks),
+                            u64::from(plan.blocks_per_group),
+                        ));
+                    }
+                    if plan.blocks_w != s.w_out {
+                        return Err(internal(
+                            "items per output row",
+                            u64::from(s.w_out),
+                            u64::from(plan.blocks_w),
+                        ));
+                    }
+                    // The kernel's K loop counts k0 up by 16 to K: keep it far from wrapping.
+                    if cpg_in * taps + 16 > u64::from(u32::MAX) {
+                        return Err(Error::SizeOverflow {
+                            what: "reduction length",
+                            limit: "u32 indices",
+                        });
+                    }
+                    let units = blocks.checked_mul(s.groups).ok_or(Error::SizeOverflow {
+                        what: "output channel blocks",
+                        limit: "u32 indices",
+                    })?;
+                    (
+                        s.w_out,
+                        Some(cob),
+                        units,
+                        cpg_in * taps * u64::from(cob4),
+                        16,
+                    )
+                }
                 (_, layout) => {
                     return Err(internal(
                         "weight layout matching the kernel",
@@ -262,17 +314,25 @@ impl GridMap {
             Kernel::Conv2dDepthwise => spec(plan, "PH").unwrap_or(1).max(1),
             _ => 1,
         };
+        let items_per_group = match plan.key.kernel {
+            Kernel::Conv2dShared => 16 * spec(plan, "TM").unwrap_or(0),
+            _ => WORKGROUP,
+        };
+        if items_per_group == 0 {
+            return Err(internal("items per workgroup", 16, 0));
+        }
         let grid_rows = s.h_out.div_ceil(rows_per_item);
         let items = u64::from(grid_rows) * u64::from(items_per_row);
-        // item = x0 + lw.x·WG + lid may run up to WORKGROUP − 1 past x_end before the check.
-        if items + u64::from(WORKGROUP) > u64::from(u32::MAX) {
+        // item = x0 + lw.x·WG + lid (or m0 + mm) may run up to a workgroup's items − 1
+        // past x_end before the check.
+        if items + u64::from(items_per_group) > u64::from(u32::MAX) {
             return Err(Error::SizeOverflow {
                 what: "output work items",
                 limit: "u32 indices",
             });
         }
         let groups = [
-            items.div_ceil(u64::from(WORKGROUP)),
+            items.div_ceil(u64::from(items_per_group)),
             u64::from(y_units),
             u64::from(s.n),
         ];
@@ -284,6 +344,7 @@ impl GridMap {
         }
         Ok(Self {
             items_per_row,
+            items_per_group,
             rows_per_item,
             grid_rows,
             y_units,
@@ -542,7 +603,7 @@ impl Planner<'_> {
         let ipr = self.map.items_per_row;
         // Every value below is an element index or count within a tensor of at
         // most u32::MAX elements (validated shapes), or an item index below
-        // h_out·items_per_row + WORKGROUP (checked in GridMap::of).
+        // h_out·items_per_row + items_per_group (checked in GridMap::of).
         let to32 = |what: &'static str, v: u64| {
             u32::try_from(v).map_err(|_| Error::SizeOverflow {
                 what,
@@ -552,7 +613,7 @@ impl Planner<'_> {
         let x0 = span.oh.0 * ipr;
         let x_end = span.oh.1 * ipr;
         let grid = [
-            (x_end - x0).div_ceil(WORKGROUP),
+            (x_end - x0).div_ceil(self.map.items_per_group),
             span.y.1 - span.y.0,
             span.n.1 - span.n.0,
         ];
@@ -773,9 +834,10 @@ impl Schedule {
     ///
     /// What the host guarantees, chunk by chunk (the basis of running the
     /// kernels without runtime bounds checks):
-    /// - the grid is `[ceil((x_end − x0)/WG), y1 − y0, n1 − n0]` with
-    ///   `x0 = oh0·ipr`, `x_end = oh1·ipr`: an invocation that passes the
-    ///   shader's `lw.z < grid_z` and `item < x_end` tests has
+    /// - the grid is `[ceil((x_end − x0)/items_per_group), y1 − y0, n1 − n0]`
+    ///   with `x0 = oh0·ipr`, `x_end = oh1·ipr` (`conv2d_shared`: `ipr = w_out`
+    ///   items are output pixels, `BM` per workgroup): an invocation that
+    ///   passes the shader's `lw.z < grid_z` and `item < x_end` (`m < x_end`) tests has
     ///   `oh ∈ [oh0, oh1)`, unit `y ∈ [y0, y1)`, image `n ∈ [n0, n1)`;
     /// - the input window holds, for those images, every channel of the
     ///   units' groups and every row in [`Planner::input_rows`] — the hull of
@@ -788,7 +850,9 @@ impl Schedule {
     ///   `co_local < c_out/groups` and `ow < w_out` before storing);
     /// - the weight window holds the units' whole weight blocks, which the
     ///   specialisation constants index exactly (`K_W = k_w`, `COB4` of the
-    ///   layout: checked in `GridMap::of`, with the weight buffer's size);
+    ///   layout; for `conv2d_shared` also `K_H = k_h` and `16·TN` = the
+    ///   block's channels: checked in `GridMap::of`, with the weight buffer's
+    ///   size);
     /// - every spatial quantity is below [`MAX_SPATIAL`], so no `i32`
     ///   conversion or sum in the shaders wraps.
     ///
@@ -869,10 +933,11 @@ mod tests {
     use crate::plan::{self, AdapterProfile, LayerSig};
 
     fn cpu() -> AdapterProfile {
-        AdapterProfile {
-            device_type: wgpu::DeviceType::Cpu,
-            backend: wgpu::Backend::Vulkan,
-        }
+        AdapterProfile::new(
+            wgpu::DeviceType::Cpu,
+            wgpu::Backend::Vulkan,
+            &wgpu::Limits::default(),
+        )
     }
 
     #[test]
@@ -1080,6 +1145,64 @@ mod tests {
                 binding: 1 << 20,
                 align: 256,
                 max_groups: 4,
+            },
+        );
+        assert!(sc.report().folded > 0);
+    }
+
+    #[test]
+    fn shared_kernel_chunks_at_every_level() {
+        let small = |binding| Budget {
+            binding,
+            align: 256,
+            max_groups: 65535,
+        };
+        let shared = Some(Kernel::Conv2dShared);
+        let pad1 = Conv2dParams::default().padding(Padding::uniform(1));
+        let mut levels = Vec::new();
+        for (s, binding) in [
+            (fwd([1, 3, 8, 8], [20, 3, 3, 3], pad1), 1 << 20),
+            (fwd([5, 3, 13, 7], [20, 3, 3, 3], pad1), 8192),
+            (fwd([1, 64, 2, 2], [100, 64, 3, 3], pad1), 160 << 10),
+            (fwd([1, 8, 12, 12], [40, 2, 3, 3], pad1.groups(4)), 4096),
+            (fwd([2, 6, 30, 17], [20, 6, 3, 3], pad1), 8192),
+            (
+                fwd([1, 16, 40, 50], [70, 16, 1, 1], Conv2dParams::default()),
+                16 << 10,
+            ),
+            (
+                fwd(
+                    [1, 4, 41, 23],
+                    [24, 4, 3, 3],
+                    Conv2dParams::default()
+                        .stride(2, 3)
+                        .dilation(2, 1)
+                        .padding(Padding::new(3, 0, 1, 2)),
+                ),
+                8192,
+            ),
+        ] {
+            let plan = plan::plan(&s, Activation::None, &cpu(), shared);
+            assert_eq!(plan.key.kernel, Kernel::Conv2dShared);
+            levels.push(check_schedule(&s, shared, small(binding)).level);
+        }
+        for level in [
+            ChunkLevel::Whole,
+            ChunkLevel::Batch,
+            ChunkLevel::Channels,
+            ChunkLevel::Rows,
+        ] {
+            assert!(levels.contains(&level), "{level:?} not reached: {levels:?}");
+        }
+        // Folding: 2 pixel tiles x 2 channel blocks x 4 images, at most 3 per dimension.
+        let s = fwd([4, 5, 9, 9], [70, 5, 3, 3], pad1);
+        let sc = check_schedule(
+            &s,
+            shared,
+            Budget {
+                binding: 1 << 20,
+                align: 256,
+                max_groups: 3,
             },
         );
         assert!(sc.report().folded > 0);

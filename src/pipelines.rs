@@ -38,6 +38,10 @@ pub enum Kernel {
     /// upsampled input, reading the input through the upsampling index math
     /// (never materialised); register-blocked like `conv2d_tiled`.
     Conv2dUpsampled,
+    /// `shaders/conv2d_shared.wgsl`: implicit GEMM with input and weight
+    /// tiles staged in workgroup memory (barriers), `TM`×`TN` outputs per
+    /// invocation — the classic GPU GEMM, for discrete and integrated GPUs.
+    Conv2dShared,
 }
 
 /// The bind-group layout a kernel's module declares.
@@ -53,21 +57,23 @@ pub enum Bindings {
 
 impl Kernel {
     /// Every kernel, in declaration order.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 7] = [
         Kernel::Conv2dDirect,
         Kernel::Conv2dTiled,
         Kernel::Conv2dDepthwise,
         Kernel::ConvTranspose2d,
         Kernel::Upsample,
         Kernel::Conv2dUpsampled,
+        Kernel::Conv2dShared,
     ];
 
     /// The kernel families that can run any forward convolution (what
     /// [`crate::LayerOptions::force_kernel`] chooses among for a `Conv2d`).
-    pub const FORWARD: [Kernel; 3] = [
+    pub const FORWARD: [Kernel; 4] = [
         Kernel::Conv2dDirect,
         Kernel::Conv2dTiled,
         Kernel::Conv2dDepthwise,
+        Kernel::Conv2dShared,
     ];
 
     /// Short name (the shader's file stem).
@@ -79,6 +85,7 @@ impl Kernel {
             Kernel::ConvTranspose2d => "conv_transpose2d",
             Kernel::Upsample => "upsample",
             Kernel::Conv2dUpsampled => "conv2d_upsampled",
+            Kernel::Conv2dShared => "conv2d_shared",
         }
     }
 
@@ -92,6 +99,7 @@ impl Kernel {
                 | Kernel::Conv2dTiled
                 | Kernel::Conv2dDepthwise
                 | Kernel::ConvTranspose2d
+                | Kernel::Conv2dShared
         )
     }
 
@@ -112,6 +120,7 @@ impl Kernel {
             Kernel::ConvTranspose2d => include_str!("../shaders/conv_transpose2d.wgsl"),
             Kernel::Upsample => include_str!("../shaders/upsample.wgsl"),
             Kernel::Conv2dUpsampled => include_str!("../shaders/conv2d_upsampled.wgsl"),
+            Kernel::Conv2dShared => include_str!("../shaders/conv2d_shared.wgsl"),
         }
     }
 }
@@ -235,7 +244,11 @@ impl KernelKey {
                 replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))
             }
-            Kernel::Conv2dDirect | Kernel::Upsample | Kernel::Conv2dUpsampled => Ok(out),
+            // Loops over specialisation constants only: GPU compilers unroll them.
+            Kernel::Conv2dDirect
+            | Kernel::Upsample
+            | Kernel::Conv2dUpsampled
+            | Kernel::Conv2dShared => Ok(out),
         }
     }
 }
@@ -397,10 +410,18 @@ impl PipelineCache {
             // - private arrays (`seg`, `acc`, `xs`) are indexed by loop counters
             //   bounded by specialisation constants: `px·S_W + kw·D_W ≤
             //   (PIX−1)·S_W + (K_W−1)·D_W < SEG`, `px·COB4 + c < PIX·COB4`, `px < PIX`;
+            //   `conv2d_shared`'s private `acc`, `a` (`i·TN + j < TM·TN`, `i < TM`) and
+            //   workgroup arrays: `a_tile[kk·BM + mm]` with `kk < BK` (`lid / BM +
+            //   i·(WG / BM) < WG·TM / BM = BK`) or `tm + 16·i < BM`, `b_tile[e·4 + c]`
+            //   with `e < BK·BN/4`, `b_tile[kk·BN + tn + 16·j]` with `tn + 16·j < BN`;
+            //   its loads are behind `m < x_end`, `k < K`, `0 ≤ ih < h_in`,
+            //   `0 ≤ iw < w_in` (and `co < c_out/groups` for stores), inside the same
+            //   windows; its barriers are in uniform control flow;
             // - loops: every loop counts a `u32` up by at least 1 (the transposed
             //   kernel's `kh += tap_step_h`: `tap_step_h ≥ 1`, checked in
-            //   `Schedule::build`) to a bound that is a constant or a uniform value,
-            //   far below `u32::MAX`, so none can wrap or run forever;
+            //   `Schedule::build`; `conv2d_shared`'s `k0 += 16` to K ≤ u32::MAX − 16,
+            //   checked in `GridMap::of`) to a bound that is a constant or a uniform
+            //   value, far below `u32::MAX`, so none can wrap or run forever;
             // - divisions: divisors are `p.w_out`, `p.blocks_w`, `p.c_out_per_group`,
             //   `p.dil_h` (≥ 1, validated),
             //   `p.blocks_per_group`, `p.stride_h`, `grid_x`, `grid_x·grid_y`

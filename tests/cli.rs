@@ -492,7 +492,23 @@ fn shaders_dump_writes_valid_modules() {
             "no {kernel} module"
         );
     }
-    for p in files.iter().take(5) {
+    // Planned as for a discrete GPU: the workgroup-memory GEMM appears.
+    let gpu = tempfile::tempdir().expect("dir");
+    let o = wgconv(&[
+        "shaders",
+        "--dump",
+        &gpu.path().display().to_string(),
+        "--device-type",
+        "discrete",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    let shared: Vec<_> = std::fs::read_dir(gpu.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.display().to_string().contains("conv2d_shared"))
+        .collect();
+    assert!(!shared.is_empty());
+    for p in files.iter().take(5).chain(shared.iter().take(2)) {
         let src = std::fs::read_to_string(p).expect("read");
         let module = naga::front::wgsl::parse_str(&src).expect("parses");
         naga::valid::Validator::new(

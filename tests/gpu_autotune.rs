@@ -8,7 +8,7 @@ use common::Rng;
 use wgconv::plan::tile_candidates;
 use wgconv::{
     Activation, Conv2d, Conv2dParams, ConvTranspose2d, ConvTranspose2dParams, Engine,
-    EngineOptions, LayerOptions, Padding, Tolerance,
+    EngineOptions, Kernel, LayerOptions, Padding, Tolerance,
 };
 
 fn tuned_engine(cache: &std::path::Path) -> Option<Engine> {
@@ -40,14 +40,21 @@ fn tuned_layers_match_the_reference_and_the_choice_persists() {
 
     // A dense conv, a depthwise conv and a stride-2 transposed conv: each has
     // several candidate tiles, and each candidate changes the dispatch grid.
+    // The dense layer is pinned to the register-blocked kernel: on a GPU the
+    // planner gives it `conv2d_shared`, which has no tiles to tune.
+    let tiled = LayerOptions {
+        force_kernel: Some(Kernel::Conv2dTiled),
+        ..LayerOptions::default()
+    };
     let dense_in = [1, 8, 19, 37];
-    let dense = Conv2d::new(
+    let dense = Conv2d::with_options(
         &engine,
         &data(16 * 8 * 9),
         [16, 8, 3, 3],
         Some(&data(16)),
         Conv2dParams::default().padding(Padding::uniform(1)),
         Activation::Relu,
+        tiled,
     )
     .unwrap();
     let dw_in = [2, 6, 21, 33];
@@ -76,13 +83,17 @@ fn tuned_layers_match_the_reference_and_the_choice_persists() {
     )
     .unwrap();
 
-    let profile = wgconv::plan::AdapterProfile::from_info(engine.info());
-    for (name, shape) in [
-        ("dense", dense.shape_for(dense_in).unwrap()),
-        ("depthwise", dw.shape_for(dw_in).unwrap()),
-        ("transposed", tconv.shape_for(t_in).unwrap()),
+    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+    for (name, shape, force) in [
+        (
+            "dense",
+            dense.shape_for(dense_in).unwrap(),
+            tiled.force_kernel,
+        ),
+        ("depthwise", dw.shape_for(dw_in).unwrap(), None),
+        ("transposed", tconv.shape_for(t_in).unwrap(), None),
     ] {
-        let n = tile_candidates(&shape, Activation::None, &profile, None).len();
+        let n = tile_candidates(&shape, Activation::None, &profile, force).len();
         assert!(n >= 2, "{name}: only {n} candidate tiles");
     }
 
@@ -136,7 +147,7 @@ fn every_candidate_tile_matches_the_reference() {
         eprintln!("SKIPPED: no GPU adapter");
         return;
     };
-    let profile = wgconv::plan::AdapterProfile::from_info(engine.info());
+    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
     let mut rng = Rng::new(11);
     let forward = [
         (

@@ -369,10 +369,11 @@ fn upsample_conv_sweep_covers_every_kind() {
 /// (about a second each on lavapipe); this keeps the count from creeping up.
 #[test]
 fn upsample_conv_sweep_specialisations_stay_few() {
-    let profile = wgconv::plan::AdapterProfile {
-        device_type: wgpu::DeviceType::Cpu,
-        backend: wgpu::Backend::Vulkan,
-    };
+    let profile = wgconv::plan::AdapterProfile::new(
+        wgpu::DeviceType::Cpu,
+        wgpu::Backend::Vulkan,
+        &wgpu::Limits::default(),
+    );
     let mut rng = Rng::new(0x0c0a_5ed0);
     let keys: std::collections::BTreeSet<String> = (0..90)
         .map(|i| {

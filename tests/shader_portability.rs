@@ -26,9 +26,8 @@ fn profiles() -> Vec<AdapterProfile> {
         wgpu::DeviceType::IntegratedGpu,
     ]
     .into_iter()
-    .map(|device_type| AdapterProfile {
-        device_type,
-        backend: wgpu::Backend::Vulkan,
+    .map(|device_type| {
+        AdapterProfile::new(device_type, wgpu::Backend::Vulkan, &wgpu::Limits::default())
     })
     .collect()
 }
@@ -39,6 +38,7 @@ fn suite_keys() -> BTreeSet<KernelKey> {
         let shape = layer.shape().unwrap();
         for profile in profiles() {
             for act in ACTIVATIONS {
+                // The planner's choice, then every forward family forced.
                 for force in std::iter::once(None).chain(Kernel::FORWARD.map(Some)) {
                     keys.insert(plan(&shape, act, &profile, force).key);
                 }
@@ -62,6 +62,9 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         ("PIX", &[1, 2, 3, 4, 8, 16]),
         ("COB4", &[1, 2, 3, 4]),
         ("K_W", &[1, 2, 3, 4, 5, 6, 7]),
+        ("K_H", &[1, 2, 3, 4, 5, 6, 7]),
+        ("TM", &[1, 2, 4]),
+        ("TN", &[1, 2, 4]),
         ("S_W", &[1, 2, 3, 4]),
         ("D_W", &[1, 2, 3, 4]),
         ("ACT", &[0, 1, 2, 3, 4]),

@@ -585,7 +585,7 @@ impl<P: OpParams> ConvLayer<P> {
                 actual: weight.len(),
             });
         }
-        let profile = AdapterProfile::from_info(engine.info());
+        let profile = AdapterProfile::from_info(engine.info(), engine.limits());
         let sig = params.sig(weight_shape);
         let (_, layout) = plan::weight_layout(&sig, &profile, options.force_kernel);
         let packed = plan::repack_weight(weight, &sig, layout);
@@ -920,6 +920,7 @@ mod tests {
             Kernel::Conv2dDepthwise,
             Kernel::ConvTranspose2d,
             Kernel::Conv2dUpsampled,
+            Kernel::Conv2dShared,
         ] {
             let src = k.source();
             let start = src.find("struct Params {").expect("struct Params") + 15;

@@ -111,7 +111,7 @@ impl UpsampleConv2d {
         Ok(Self {
             weight_shape,
             params,
-            profile: AdapterProfile::from_info(engine.info()),
+            profile: AdapterProfile::from_info(engine.info(), engine.limits()),
             host_weight: weight.into(),
             host_bias: bias.map(Into::into),
             layout,

@@ -22,8 +22,35 @@ pub struct Args {
     /// Seed of the conformance suite to cover.
     #[arg(long, default_value_t = conformance::DEFAULT_SEED)]
     seed: u64,
+    /// Plan as if the selected adapter (or, without one, a Vulkan adapter with
+    /// WebGPU's default limits) were of this type; the planner's kernel
+    /// choice is per device type (e.g. `conv2d_shared` on GPUs, `conv2d_tiled`
+    /// on CPU drivers).
+    #[arg(long, value_name = "TYPE")]
+    device_type: Option<DeviceType>,
     #[command(flatten)]
     adapter: AdapterArgs,
+}
+
+/// `--device-type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceType {
+    /// A discrete GPU.
+    Discrete,
+    /// An integrated GPU.
+    Integrated,
+    /// A CPU driver (lavapipe, llvmpipe, WARP).
+    Cpu,
+}
+
+impl From<DeviceType> for wgpu::DeviceType {
+    fn from(t: DeviceType) -> Self {
+        match t {
+            DeviceType::Discrete => wgpu::DeviceType::DiscreteGpu,
+            DeviceType::Integrated => wgpu::DeviceType::IntegratedGpu,
+            DeviceType::Cpu => wgpu::DeviceType::Cpu,
+        }
+    }
 }
 
 /// Every distinct kernel key for the bench and conformance suites and the
@@ -62,16 +89,26 @@ pub fn run(args: &Args) -> Outcome {
     // The planner looks at the adapter; use the one the engine would select,
     // without creating a device.
     let reports = wgconv::engine::enumerate_adapters(&args.adapter.options());
-    let (profile, on) = match reports.iter().find(|r| r.selected) {
-        Some(r) => (AdapterProfile::from_info(&r.info), r.info.name.clone()),
+    let (mut profile, mut on) = match reports.iter().find(|r| r.selected) {
+        Some(r) => (
+            AdapterProfile::from_info(&r.info, &r.limits),
+            r.info.name.clone(),
+        ),
         None => (
-            AdapterProfile {
-                device_type: wgpu::DeviceType::DiscreteGpu,
-                backend: wgpu::Backend::Vulkan,
-            },
-            "no adapter; planning for a discrete Vulkan GPU".into(),
+            AdapterProfile::new(
+                wgpu::DeviceType::DiscreteGpu,
+                wgpu::Backend::Vulkan,
+                &wgpu::Limits::default(),
+            ),
+            "no adapter; planning for a Vulkan adapter with WebGPU's default limits".into(),
         ),
     };
+    if let Some(t) = args.device_type {
+        profile.device_type = t.into();
+        on = format!("{on}, as device type {:?}", profile.device_type);
+    } else if !reports.iter().any(|r| r.selected) {
+        on = "no adapter; planning for a discrete Vulkan GPU".into();
+    }
     std::fs::create_dir_all(&args.dump)
         .with_context(|| format!("--dump {}: cannot create directory", args.dump.display()))?;
     let keys = keys(&profile, args.seed);
