@@ -152,15 +152,20 @@ fn run(engine: &Engine, rng: &mut Rng, case: &Case, kernel: Option<Kernel>) -> O
 #[test]
 fn random_sweep_matches_reference() {
     let engine = gpu_or_skip!();
-    let mut rng = Rng::new(0x5eed_c0de);
+    // Cases and data from separate generators: the cases are exactly those
+    // `sweep_covers_every_kind` checks, whatever kernels each one runs on.
+    let mut cases = Rng::new(0x5eed_c0de);
+    let mut rng = Rng::new(0xda7a_5eed);
     let mut failures = Vec::new();
     let mut runs = 0;
     const CASES: usize = 320;
     for i in 0..CASES {
-        let case = random_case(&mut rng, i);
-        // The planner's kernel, and the fallback that must run everything. Every
-        // third case also runs the kernels the planner did not pick.
-        let mut kernels = vec![None, Some(Kernel::Conv2dDirect)];
+        let case = random_case(&mut cases, i);
+        // The planner's kernel, the fallback that must run everything, and the
+        // workgroup-memory GEMM (the GPU planner's choice; lavapipe's planner never
+        // picks it, so it is forced here). Every third case also runs the kernels
+        // the planner did not pick.
+        let mut kernels = vec![None, Some(Kernel::Conv2dDirect), Some(Kernel::Conv2dShared)];
         if i % 3 == 0 {
             kernels.push(Some(Kernel::Conv2dTiled));
             if case.weight[1] == 1 && case.params.groups > 1 {
@@ -180,7 +185,135 @@ fn random_sweep_matches_reference() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(runs >= 2 * CASES);
+    assert!(runs >= 3 * CASES);
+}
+
+/// `conv2d_shared` on the shapes its tiling is most likely to get wrong: K
+/// not a multiple of the K step (and shorter than one), channels not a
+/// multiple of the N tile, odd grouped channels, stride with dilation and
+/// asymmetric padding, 1×1, batch 2, outputs narrower or shorter than the M
+/// tile, several M and N tiles.
+#[test]
+fn shared_kernel_targeted_cases() {
+    let engine = gpu_or_skip!();
+    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+    let mut rng = Rng::new(0x54a7ed);
+    let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
+        input,
+        weight,
+        params,
+        bias: true,
+        activation: act,
+    };
+    let pad1 = Conv2dParams::default().padding(Padding::uniform(1));
+    let cases = [
+        // K = 3·3·3 = 27: one full K step and a partial one.
+        case([1, 3, 17, 19], [20, 3, 3, 3], pad1, Activation::Relu),
+        // K = 5·1·3 = 15: less than one K step.
+        case(
+            [1, 5, 9, 30],
+            [16, 5, 1, 3],
+            Conv2dParams::default(),
+            Activation::None,
+        ),
+        // K = 7·5·5 = 175, c_out 100: two N tiles of 64, the second partial.
+        case(
+            [1, 7, 21, 23],
+            [100, 7, 5, 5],
+            Conv2dParams::default().padding(Padding::uniform(2)),
+            Activation::Silu,
+        ),
+        // c_out 17 (TN = 2: 32-channel tile, 15 idle), 70 (64 + 6).
+        case([1, 16, 12, 12], [17, 16, 3, 3], pad1, Activation::Relu6),
+        case(
+            [1, 32, 20, 20],
+            [70, 32, 3, 3],
+            pad1,
+            Activation::LeakyRelu(0.1),
+        ),
+        // Grouped, odd channels per group: 3 groups of 5 -> 7, 2 groups of 9 -> 33.
+        case(
+            [1, 15, 11, 13],
+            [21, 5, 3, 3],
+            pad1.groups(3),
+            Activation::None,
+        ),
+        case(
+            [2, 18, 10, 9],
+            [66, 9, 3, 3],
+            pad1.groups(2),
+            Activation::Relu,
+        ),
+        // Stride 2, dilation (2, 3), asymmetric padding.
+        case(
+            [1, 6, 23, 29],
+            [24, 6, 3, 3],
+            Conv2dParams::default()
+                .stride(2, 2)
+                .dilation(2, 3)
+                .padding(Padding::new(1, 2, 0, 3)),
+            Activation::None,
+        ),
+        case(
+            [2, 4, 16, 17],
+            [40, 4, 3, 2],
+            Conv2dParams::default()
+                .stride(2, 3)
+                .dilation(3, 2)
+                .padding(Padding::new(3, 0, 2, 1)),
+            Activation::Silu,
+        ),
+        // 1x1, stride 1 and 2.
+        case(
+            [1, 32, 14, 15],
+            [48, 32, 1, 1],
+            Conv2dParams::default(),
+            Activation::None,
+        ),
+        case(
+            [1, 24, 15, 15],
+            [80, 24, 1, 1],
+            Conv2dParams::default().stride(2, 2),
+            Activation::Relu,
+        ),
+        // Batch 2, several M tiles (37·41 pixels) and a 64-wide N tile.
+        case([2, 8, 37, 41], [64, 8, 3, 3], pad1, Activation::None),
+        // Outputs smaller than the M tile: 3 pixels, 1 pixel, 1x17.
+        case(
+            [1, 9, 5, 3],
+            [32, 9, 3, 3],
+            Conv2dParams::default().padding(Padding::new(0, 1, 0, 1)),
+            Activation::Relu,
+        ),
+        case(
+            [1, 16, 1, 1],
+            [20, 16, 1, 1],
+            Conv2dParams::default(),
+            Activation::None,
+        ),
+        case(
+            [2, 5, 1, 17],
+            [18, 5, 1, 5],
+            Conv2dParams::default().padding(Padding::new(0, 2, 0, 2)),
+            Activation::Relu6,
+        ),
+        // Depthwise forced onto it (K = 9, one input channel per group).
+        case(
+            [1, 8, 9, 9],
+            [16, 1, 3, 3],
+            pad1.groups(8),
+            Activation::None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for c in &cases {
+        let shape = Conv2dShape::conv2d(c.input, c.weight, None, &c.params).unwrap();
+        let planned =
+            wgconv::plan::plan(&shape, c.activation, &profile, Some(Kernel::Conv2dShared));
+        assert_eq!(planned.key.kernel, Kernel::Conv2dShared, "{c:?}");
+        failures.extend(run(engine, &mut rng, c, Some(Kernel::Conv2dShared)));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
