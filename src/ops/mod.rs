@@ -505,7 +505,9 @@ pub trait OpParams: Copy + std::fmt::Debug + Send + Sync + 'static {
 pub struct LayerOptions {
     /// Run this kernel family instead of the planner's choice (every forward
     /// family runs every forward convolution; tests use this to keep them
-    /// all correct). Ignored when the kernel cannot run the op.
+    /// all correct). Ignored when the kernel cannot run the op: a forward
+    /// family for a transposed op, or `conv2d_shared` on an adapter below
+    /// WebGPU's workgroup limits (`conv2d_tiled` runs instead).
     pub force_kernel: Option<Kernel>,
     /// Run this tile shape instead of the planner's (or the autotuner's)
     /// choice; reduced to fit when too large for the shape. Tests use it to
