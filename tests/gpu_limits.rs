@@ -409,6 +409,75 @@ fn trusted_modules_compute_the_same_bits() {
     }
 }
 
+/// `conv2d_shared` (forced: lavapipe's planner never picks it) under the
+/// same contract: batch, channel-block and row-band chunks (staged and
+/// direct), folded dispatches, and trusted modules give the unchunked bits.
+#[test]
+fn shared_kernel_chunks_folds_and_runs_trusted() {
+    let _ = gpu_or_skip!();
+    let _serial = serial();
+    let shared = |c: Case| Case {
+        kernel: Some(Kernel::Conv2dShared),
+        ..c
+    };
+    let strided = Conv2dParams::default()
+        .stride(2, 1)
+        .dilation(2, 2)
+        .padding(Padding::new(3, 1, 0, 2));
+    for (engine, c, level) in [
+        (
+            chunking(),
+            shared(case([5, 15, 61, 59], [16, 15, 3, 3], pad1())),
+            ChunkLevel::Batch,
+        ),
+        (
+            chunking(),
+            shared(case([1, 48, 80, 80], [96, 12, 3, 3], pad1().groups(4))),
+            ChunkLevel::Channels,
+        ),
+        (
+            chunking(),
+            shared(case([1, 32, 128, 96], [24, 32, 3, 3], pad1())),
+            ChunkLevel::Rows,
+        ),
+        (
+            chunking(),
+            shared(case(
+                [1, 16, 200, 100],
+                [32, 16, 1, 1],
+                Conv2dParams::default(),
+            )),
+            ChunkLevel::Rows,
+        ),
+        (
+            chunking(),
+            shared(case([2, 9, 240, 130], [20, 9, 3, 2], strided)),
+            ChunkLevel::Rows,
+        ),
+        (
+            folding(),
+            shared(case([2, 16, 90, 90], [80, 16, 3, 3], pad1())),
+            ChunkLevel::Whole,
+        ),
+        (
+            trusted(),
+            shared(case([1, 32, 128, 96], [24, 32, 3, 3], pad1())),
+            ChunkLevel::Rows,
+        ),
+        (
+            trusted(),
+            shared(case([2, 9, 240, 130], [20, 9, 3, 2], strided)),
+            ChunkLevel::Rows,
+        ),
+    ] {
+        let s = same_as_unchunked(engine, &c);
+        assert_eq!(s.level, level, "{c:?}: {s:?}");
+        if level == ChunkLevel::Whole {
+            assert!(s.folded > 0, "{c:?}: {s:?}");
+        }
+    }
+}
+
 #[test]
 fn unchunkable_shapes_are_typed_errors() {
     let _ = gpu_or_skip!();
