@@ -71,14 +71,9 @@ impl DepthwiseSeparable {
     /// # Errors
     /// As [`ConvLayer::record`].
     pub fn forward(&self, engine: &Engine, input: &GpuTensor) -> Result<GpuTensor> {
-        let mut encoder = engine
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgconv separable"),
-            });
-        let mid = self.depthwise.record(engine, &mut encoder, input)?;
-        let out = self.pointwise.record(engine, &mut encoder, &mid)?;
-        engine.queue().submit([encoder.finish()]);
-        Ok(out)
+        crate::ops::submit_recorded(engine, "wgconv separable", |enc| {
+            let mid = self.depthwise.record(engine, enc, input)?;
+            self.pointwise.record(engine, enc, &mid)
+        })
     }
 }

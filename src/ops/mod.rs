@@ -121,6 +121,23 @@ impl ConvUniforms {
     }
 }
 
+/// Records with `record` into a new command encoder labelled `label`, submits
+/// it and checks the device: the `forward` of every op. The result stays on
+/// the GPU.
+pub(crate) fn submit_recorded(
+    engine: &Engine,
+    label: &str,
+    record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<GpuTensor>,
+) -> Result<GpuTensor> {
+    let mut encoder = engine
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    let out = record(&mut encoder)?;
+    engine.queue().submit([encoder.finish()]);
+    engine.check_lost()?;
+    Ok(out)
+}
+
 /// What an op's uniforms depend on: the input shape and the kernel key (a
 /// tuned tile changes the grid, and so the uniforms).
 pub(crate) type UniformKey = ([usize; 4], KernelKey);
@@ -827,15 +844,9 @@ impl<P: OpParams> ConvLayer<P> {
     /// # Errors
     /// As [`ConvLayer::record`].
     pub fn forward(&self, engine: &Engine, input: &GpuTensor) -> Result<GpuTensor> {
-        let mut encoder = engine
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgconv layer"),
-            });
-        let out = self.record(engine, &mut encoder, input)?;
-        engine.queue().submit([encoder.finish()]);
-        engine.check_lost()?;
-        Ok(out)
+        submit_recorded(engine, "wgconv layer", |enc| {
+            self.record(engine, enc, input)
+        })
     }
 
     /// Runs the layer on the GPU and on the CPU reference and compares them.

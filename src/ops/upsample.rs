@@ -175,15 +175,9 @@ impl Upsample {
     /// # Errors
     /// As [`Upsample::record`].
     pub fn forward(&self, engine: &Engine, input: &GpuTensor) -> Result<GpuTensor> {
-        let mut encoder = engine
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgconv upsample"),
-            });
-        let out = self.record(engine, &mut encoder, input)?;
-        engine.queue().submit([encoder.finish()]);
-        engine.check_lost()?;
-        Ok(out)
+        crate::ops::submit_recorded(engine, "wgconv upsample", |enc| {
+            self.record(engine, enc, input)
+        })
     }
 
     /// Runs the op on the GPU and on the CPU reference and compares them.

@@ -241,15 +241,9 @@ impl UpsampleConv2d {
     /// # Errors
     /// As [`UpsampleConv2d::record`].
     pub fn forward(&self, engine: &Engine, input: &GpuTensor) -> Result<GpuTensor> {
-        let mut encoder = engine
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgconv upsample conv"),
-            });
-        let out = self.record(engine, &mut encoder, input)?;
-        engine.queue().submit([encoder.finish()]);
-        engine.check_lost()?;
-        Ok(out)
+        crate::ops::submit_recorded(engine, "wgconv upsample conv", |enc| {
+            self.record(engine, enc, input)
+        })
     }
 
     /// Runs the layer on the GPU and on the CPU reference and compares them.
