@@ -347,8 +347,10 @@ fn folded_dispatches_match() {
         // y (24 output channels) folded on the depthwise kernel.
         case([2, 12, 40, 33], [24, 1, 5, 5], pad1().groups(12)),
         case([1, 40, 72, 72], [80, 8, 3, 3], pad1().groups(5)),
+        // x folded on the transposed kernel: 120 rows × 8 blocks of 8 column
+        // steps = 960 items, 15 workgroups.
         tcase(
-            [2, 8, 40, 40],
+            [2, 8, 60, 60],
             [8, 24, 4, 4],
             ConvTranspose2dParams::default()
                 .stride(2, 2)
