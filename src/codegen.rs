@@ -284,7 +284,7 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
             line(format!("    var a{y}_{px} = 0.0;"));
         }
     }
-    for (u, r) in rows.iter().enumerate() {
+    for r in &rows {
         line("    {".into());
         line(format!("        let r = ih0 + {r};"));
         line("        let rv = r >= 0 && r < hin;".into());
@@ -309,7 +309,6 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
                 }
             }
         }
-        let _ = u;
         line("    }".into());
     }
     line(STORE_GUARD.into());
