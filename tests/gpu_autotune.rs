@@ -182,7 +182,8 @@ fn every_candidate_tile_matches_the_reference() {
                 .stride(2, 1)
                 .padding(Padding::uniform(1)),
         ),
-        ([1, 16, 7, 33], [8, 16, 1, 1], Conv2dParams::default()),
+        // Pointwise with 40 outputs: 32-channel blocks, the second one ragged.
+        ([1, 16, 7, 33], [40, 16, 1, 1], Conv2dParams::default()),
     ];
     let mut runs = 0;
     for (input, weight, params) in forward {

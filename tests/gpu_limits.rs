@@ -230,8 +230,8 @@ fn chunks_by_output_channels() {
     let _serial = serial();
     let e = chunking();
     let cases = [
-        // Pointwise, 64 output channels of 100x100: 16-channel blocks.
-        case([1, 8, 100, 100], [64, 8, 1, 1], Conv2dParams::default()),
+        // Pointwise, 64 output channels of 80x80: two 32-channel blocks of 800 KiB.
+        case([1, 8, 80, 80], [64, 8, 1, 1], Conv2dParams::default()),
         // Depthwise with multiplier 2 (depthwise kernel: one channel per unit).
         case([1, 32, 96, 96], [64, 1, 3, 3], pad1().groups(32)),
         // Grouped: each unit reads its group's 12 input channels only.
