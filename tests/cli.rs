@@ -519,3 +519,150 @@ fn shaders_dump_writes_valid_modules() {
         .expect("validates");
     }
 }
+
+fn peers(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/peers")
+        .join(file)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn bench_plot_draws_an_svg_with_peer_bars() {
+    gpu_or_skip!();
+    let dir = tempfile::tempdir().expect("dir");
+    let fast = [
+        "bench",
+        "--layer",
+        "dw3,dw3s2",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+    ];
+    // Ours only.
+    let svg = dir.path().join("ours.svg");
+    let mut a = fast.to_vec();
+    let s = svg.display().to_string();
+    a.extend(["--plot", &s]);
+    let o = wgconv(&a);
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    for want in ["dw3", "dw3s2", "wgconv", "GFLOP/s", "<text", "<rect"] {
+        assert!(text.contains(want), "no {want:?} in the SVG");
+    }
+    assert!(!text.contains("Burn"));
+    // With a peer: its legend entry and its values (0.96 and 0.72 GFLOP/s).
+    let svg = dir.path().join("peer.svg");
+    let json = dir.path().join("peer.json");
+    let (s, j, peer) = (
+        svg.display().to_string(),
+        json.display().to_string(),
+        peers("burn-0.22.1-lavapipe.json"),
+    );
+    let mut a = fast.to_vec();
+    a.extend(["--plot", &s, "--compare", &peer, "--json", &j]);
+    let o = wgconv(&a);
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    for want in ["dw3", "dw3s2", "wgconv", "Burn 0.22.1 wgpu", "0.96", "0.72"] {
+        assert!(text.contains(want), "no {want:?} in the SVG");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("GFLOP/s") && header.contains("vs peer"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    assert_eq!(v["peer"], "Burn 0.22.1 wgpu (lavapipe)");
+    assert_eq!(v["layers"][0]["peer_gflops"], 0.96);
+    assert!(v["layers"][0]["vs_peer"].is_f64());
+    // Only the two charts: no temporary file left behind.
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ours.svg", "peer.json", "peer.svg"]);
+}
+
+#[test]
+fn bench_compare_without_plot_prints_the_ratio_and_accepts_median_ms() {
+    gpu_or_skip!();
+    let dir = tempfile::tempdir().expect("dir");
+    // A peer with only median_ms: GFLOP/s come from our FLOPs; no label: the stem names it.
+    let peer = dir.path().join("mine.json");
+    std::fs::write(&peer, r#"{"layers": [{"name": "dw3", "median_ms": 8.13}]}"#).expect("w");
+    let p = peer.display().to_string();
+    let o = wgconv(&[
+        "bench",
+        "--layer",
+        "dw3,dw3s2",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--compare",
+        &p,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", stderr_lines(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains("vs peer"), "{stdout}");
+    // dw3 is 8.13 MFLOP: 8.13 ms is 1 GFLOP/s, so the ratio is our GFLOP/s.
+    let dw3: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(dw3[0], "dw3");
+    let ours: f64 = dw3[3].parse().expect("GFLOP/s");
+    let ratio: f64 = dw3[6].trim_end_matches('x').parse().expect("ratio");
+    assert!((ratio / ours - 1.0).abs() < 0.05, "{ours} vs {ratio}");
+    let dw3s2: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!((dw3s2[0], dw3s2[6]), ("dw3s2", "-"));
+    assert!(stdout.contains("over mine's (1 of 2 layers"), "{stdout}");
+}
+
+#[test]
+fn bench_plot_and_compare_bad_input_fail_before_benchmarking() {
+    let dir = tempfile::tempdir().expect("dir");
+    let svg = dir.path().join("chart.svg");
+    let s = svg.display().to_string();
+    let missing = dir.path().join("nodir").join("chart.svg");
+    let png = dir.path().join("chart.png");
+    let sub = dir.path().join("sub.svg");
+    std::fs::create_dir(&sub).expect("mkdir");
+    for (plot, needle) in [
+        (&missing, "directory does not exist"),
+        (&png, "must end in .svg"),
+        (&sub, "is a directory"),
+    ] {
+        let p = plot.display().to_string();
+        let o = wgconv(&["bench", "--layer", "dw3", "--plot", &p]);
+        assert_bad(&o, needle, &missing);
+        assert!(stderr_lines(&o)[0].contains(&format!("--plot {p}")));
+        assert!(o.stdout.is_empty());
+    }
+    assert!(!png.exists() && sub.is_dir());
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, "{not json").expect("w");
+    let no_layers = dir.path().join("nolayers.json");
+    std::fs::write(&no_layers, r#"{"label": "x", "results": []}"#).expect("w");
+    let no_speed = dir.path().join("nospeed.json");
+    std::fs::write(&no_speed, r#"{"layers": [{"name": "dw3"}]}"#).expect("w");
+    for (file, needle) in [
+        (dir.path().join("absent.json"), "absent.json"),
+        (bad_json, "bad.json"),
+        (no_layers, "missing field `layers`"),
+        (no_speed, "\"median_ms\""),
+    ] {
+        let f = file.display().to_string();
+        let o = wgconv(&["bench", "--layer", "dw3", "--plot", &s, "--compare", &f]);
+        assert_bad(&o, needle, &svg);
+        assert!(stderr_lines(&o)[0].contains("--compare"));
+        // Before the engine starts: nothing printed on stdout.
+        assert!(o.stdout.is_empty());
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 4);
+}

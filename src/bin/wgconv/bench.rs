@@ -18,6 +18,8 @@ use wgconv::{
 
 use crate::args::{self, AdapterArgs, Pair};
 use crate::info::{adapter_json, AdapterJson};
+use crate::peer::Peer;
+use crate::plot::{self, Bar};
 use crate::Outcome;
 
 /// Launches per wall-clock sample (one sync per sample).
@@ -72,6 +74,15 @@ pub struct Args {
     /// Write the results as CSV.
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+    /// Draw GFLOP/s per layer as an SVG bar chart (log axis), with the
+    /// --compare peer's bars beside ours.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// A peer's results to compare with, in the --json schema
+    /// (`{"label"?, "layers": [{"name", "gflops" or "median_ms"}]}`); adds a
+    /// "vs peer" column (our speed / theirs) and the peer's bars to --plot.
+    #[arg(long, value_name = "FILE.json")]
+    compare: Option<PathBuf>,
     #[command(flatten)]
     adapter: AdapterArgs,
 }
@@ -86,6 +97,12 @@ struct LayerResult {
     kernel: String,
     max_abs_err: Option<f64>,
     check_passed: Option<bool>,
+    /// The --compare peer's GFLOP/s on this layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_gflops: Option<f64>,
+    /// Our speed over the peer's (`gflops / peer_gflops`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_peer: Option<f64>,
     timing: &'static str,
     flops: u64,
     bytes_moved: u64,
@@ -114,6 +131,9 @@ struct Report {
     warmup: usize,
     runs: u64,
     cold_start: ColdStart,
+    /// The --compare peer's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
     layers: Vec<LayerResult>,
     skipped: Vec<Skipped>,
 }
@@ -336,6 +356,13 @@ pub fn run(args: &Args) -> Outcome {
             check_out_path(flag, p)?;
         }
     }
+    if let Some(p) = &args.plot {
+        plot::check_path("--plot", p)?;
+    }
+    let peer = match &args.compare {
+        Some(p) => Some(Peer::load("--compare", p)?),
+        None => None,
+    };
     let t0 = Instant::now();
     let engine = wgconv::Engine::with_options(&wgconv::EngineOptions {
         autotune: args.autotune,
@@ -399,11 +426,15 @@ pub fn run(args: &Args) -> Outcome {
             let cmp = reference::compare(&cpu, act, &y, Tolerance::F32Accumulation).map_err(ctx)?;
             (Some(cmp.max_abs), Some(cmp.passed))
         };
+        let gflops = shape.flops() as f64 / secs / 1e9;
+        let peer_gflops = peer.as_ref().and_then(|p| p.gflops(name, shape.flops()));
         results.push(LayerResult {
             name: name.into(),
             median_ms,
             min_ms,
-            gflops: shape.flops() as f64 / secs / 1e9,
+            gflops,
+            peer_gflops,
+            vs_peer: peer_gflops.map(|p| gflops / p),
             gbps: shape.bytes_moved() as f64 / secs / 1e9,
             kernel,
             max_abs_err,
@@ -421,20 +452,39 @@ pub fn run(args: &Args) -> Outcome {
         first_pipeline_ms: 0.0,
         first_conv_ms: 0.0,
     });
-    // Table.
+    // Table; with --compare a "vs peer" column goes before the kernel.
+    let vs = |r: Option<&LayerResult>| match (&peer, r) {
+        (None, _) => String::new(),
+        (Some(_), None) => format!(" {:>8}", "vs peer"),
+        (Some(_), Some(r)) => format!(
+            " {:>8}",
+            r.vs_peer.map_or("-".into(), |v| if v < 0.1 {
+                format!("{v:.3}x")
+            } else {
+                format!("{v:.2}x")
+            })
+        ),
+    };
     println!(
-        "{:<8} {:>10} {:>10} {:>9} {:>8} {:>11}  kernel",
-        "layer", "median ms", "min ms", "GFLOP/s", "GB/s", "max abs err"
+        "{:<8} {:>10} {:>10} {:>9} {:>8} {:>11}{}  kernel",
+        "layer",
+        "median ms",
+        "min ms",
+        "GFLOP/s",
+        "GB/s",
+        "max abs err",
+        vs(None)
     );
     for r in &results {
         println!(
-            "{:<8} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>11}  {}",
+            "{:<8} {:>10.3} {:>10.3} {:>9.2} {:>8.2} {:>11}{}  {}",
             r.name,
             r.median_ms,
             r.min_ms,
             r.gflops,
             r.gbps,
             r.max_abs_err.map_or("-".into(), |e| format!("{e:.2e}")),
+            vs(Some(r)),
             r.kernel
         );
     }
@@ -445,6 +495,14 @@ pub fn run(args: &Args) -> Outcome {
         "timing: {timing}; cold start: engine {:.1} ms, first pipeline {:.1} ms, first conv {:.1} ms",
         cold.engine_ms, cold.first_pipeline_ms, cold.first_conv_ms
     );
+    if let Some(p) = &peer {
+        let matched = results.iter().filter(|r| r.vs_peer.is_some()).count();
+        println!(
+            "vs peer: our GFLOP/s over {}'s ({matched} of {} layers matched by name)",
+            p.label,
+            results.len()
+        );
+    }
     let report = Report {
         adapter: adapter_json(
             engine.info(),
@@ -456,6 +514,7 @@ pub fn run(args: &Args) -> Outcome {
         warmup: args.warmup,
         runs: args.runs,
         cold_start: cold,
+        peer: peer.as_ref().map(|p| p.label.clone()),
         layers: results,
         skipped,
     };
@@ -483,6 +542,26 @@ pub fn run(args: &Args) -> Outcome {
             ));
         }
         std::fs::write(p, s).with_context(|| format!("--csv {}: cannot write", p.display()))?;
+    }
+    if let Some(p) = &args.plot {
+        let bars: Vec<Bar> = report
+            .layers
+            .iter()
+            .map(|r| Bar {
+                name: r.name.clone(),
+                ours: r.gflops,
+                peer: r.peer_gflops,
+            })
+            .collect();
+        let title = format!("wgconv bench: GFLOP/s per layer on {}", report.adapter.name);
+        plot::bar_chart(
+            p,
+            &title,
+            "wgconv",
+            peer.as_ref().map(|p| p.label.as_str()),
+            &bars,
+        )
+        .map_err(|e| anyhow!("--plot {}: {e:#}", p.display()))?;
     }
     Ok(())
 }

@@ -10,6 +10,8 @@ mod args;
 mod bench;
 mod conv;
 mod info;
+mod peer;
+mod plot;
 mod shaders;
 mod test;
 
