@@ -247,6 +247,58 @@ pub enum Error {
         /// naga's message.
         message: String,
     },
+    /// Two tensors that must have the same shape do not.
+    #[error("{what} has shape {actual:?} but must match {expected:?}")]
+    ShapeMismatch {
+        /// Which tensor ("second input", ...).
+        what: &'static str,
+        /// The shape it must match.
+        expected: Vec<usize>,
+        /// Its shape.
+        actual: Vec<usize>,
+    },
+    /// A pooling window of zero on some axis.
+    #[error("pool window must be at least 1×1 (got {h}×{w})")]
+    ZeroPoolKernel {
+        /// Window height.
+        h: u32,
+        /// Window width.
+        w: u32,
+    },
+    /// A pooling window larger than the (unpadded) input.
+    #[error("pool window {axis} {kernel} exceeds input {axis} {input}")]
+    PoolWindowLargerThanInput {
+        /// Which axis.
+        axis: Axis,
+        /// The window extent on that axis.
+        kernel: u32,
+        /// The input extent on that axis.
+        input: usize,
+    },
+    /// An op that needs at least one input got none.
+    #[error("{what} needs at least one input")]
+    NoInputs {
+        /// The op.
+        what: &'static str,
+    },
+    /// A concatenation input whose batch, height or width differs from the
+    /// first input's.
+    #[error("concat input {index} has shape {actual:?}, but every input needs the batch, height and width of input 0 {expected:?}")]
+    ConcatMismatch {
+        /// Position of the input in the list.
+        index: usize,
+        /// The first input's shape.
+        expected: Vec<usize>,
+        /// This input's shape.
+        actual: Vec<usize>,
+    },
+    /// The output tensor shares its buffer with an input: a pass cannot read
+    /// and write one buffer (wgpu rejects the aliasing).
+    #[error("the output shares its buffer with input {input}")]
+    AliasedOutput {
+        /// Position of the input (0 for the first).
+        input: usize,
+    },
     /// A batch norm's `var + eps` is not positive (and finite) for a channel.
     #[error("batch norm channel {channel}: var ({var}) + eps ({eps}) must be positive")]
     BatchNormVariance {

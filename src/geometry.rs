@@ -913,6 +913,244 @@ impl UpsampleConv2dShape {
     }
 }
 
+/// What a pooling window reduces to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolMode {
+    /// The largest value of the window (PyTorch `MaxPool2d`; WGSL's `max`
+    /// leaves NaN handling to the driver).
+    Max,
+    /// The mean of the window (PyTorch `AvgPool2d`; without padding the
+    /// divisor is always `k_h·k_w`).
+    Avg,
+}
+
+impl PoolMode {
+    /// The code the pooling shader switches on (`MODE` specialisation
+    /// constant).
+    pub fn code(self) -> u32 {
+        match self {
+            PoolMode::Max => 0,
+            PoolMode::Avg => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PoolMode::Max => "max",
+            PoolMode::Avg => "avg",
+        })
+    }
+}
+
+/// Parameters of a 2-D pooling: PyTorch `MaxPool2d` / `AvgPool2d` with no
+/// padding, no dilation and `ceil_mode=False`, so the output extent is
+/// `(in − k) / s + 1` (floor) per axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pool2dParams {
+    /// Max or average.
+    pub mode: PoolMode,
+    /// Window `(k_h, k_w)`, each at least 1.
+    pub kernel: (u32, u32),
+    /// Stride `(stride_h, stride_w)`, each at least 1.
+    pub stride: (u32, u32),
+}
+
+impl Pool2dParams {
+    /// 2×2 max pooling with stride 2 (halves H and W).
+    pub const fn max2x2() -> Self {
+        Self {
+            mode: PoolMode::Max,
+            kernel: (2, 2),
+            stride: (2, 2),
+        }
+    }
+    /// 2×2 average pooling with stride 2 (halves H and W).
+    pub const fn avg2x2() -> Self {
+        Self {
+            mode: PoolMode::Avg,
+            kernel: (2, 2),
+            stride: (2, 2),
+        }
+    }
+    /// Checks what the parameters alone fix.
+    ///
+    /// # Errors
+    /// [`Error::ZeroPoolKernel`] and [`Error::ZeroStride`].
+    pub fn validate(&self) -> Result<()> {
+        let (k_h, k_w) = self.kernel;
+        if k_h == 0 || k_w == 0 {
+            return Err(Error::ZeroPoolKernel { h: k_h, w: k_w });
+        }
+        let (s_h, s_w) = self.stride;
+        if s_h == 0 || s_w == 0 {
+            return Err(Error::ZeroStride { h: s_h, w: s_w });
+        }
+        Ok(())
+    }
+}
+
+/// A 2-D pooling resolved against its input shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pool2dShape {
+    /// Max or average.
+    pub mode: PoolMode,
+    /// Batch.
+    pub n: u32,
+    /// Channels.
+    pub c: u32,
+    /// Input height.
+    pub h_in: u32,
+    /// Input width.
+    pub w_in: u32,
+    /// Window height.
+    pub k_h: u32,
+    /// Window width.
+    pub k_w: u32,
+    /// Stride along H.
+    pub stride_h: u32,
+    /// Stride along W.
+    pub stride_w: u32,
+    /// Output height, `(h_in − k_h) / stride_h + 1`.
+    pub h_out: u32,
+    /// Output width, `(w_in − k_w) / stride_w + 1`.
+    pub w_out: u32,
+}
+
+impl Pool2dShape {
+    /// Resolves a pooling of `input` (`[n, c, h, w]`).
+    ///
+    /// # Errors
+    /// [`Error::ZeroPoolKernel`], [`Error::ZeroStride`],
+    /// [`Error::EmptyDimension`], [`Error::SizeOverflow`] (more than
+    /// `u32::MAX` elements), and [`Error::PoolWindowLargerThanInput`] when
+    /// the window does not fit in the input on some axis.
+    pub fn new(input: [usize; 4], params: &Pool2dParams) -> Result<Self> {
+        params.validate()?;
+        nonzero_shape("input", &input)?;
+        checked_elements("input", &input)?;
+        let [n, c, h_in, w_in] = input;
+        let (k_h, k_w) = params.kernel;
+        let (stride_h, stride_w) = params.stride;
+        let out = |axis, extent: usize, k: u32, s: u32| -> Result<u32> {
+            // extent ≤ u32::MAX (checked_elements), so the quotient fits.
+            let room = extent
+                .checked_sub(k as usize)
+                .ok_or(Error::PoolWindowLargerThanInput {
+                    axis,
+                    kernel: k,
+                    input: extent,
+                })?;
+            to_u32("output", room / s as usize + 1)
+        };
+        let h_out = out(Axis::Height, h_in, k_h, stride_h)?;
+        let w_out = out(Axis::Width, w_in, k_w, stride_w)?;
+        Ok(Self {
+            mode: params.mode,
+            n: to_u32("input", n)?,
+            c: to_u32("input", c)?,
+            h_in: to_u32("input", h_in)?,
+            w_in: to_u32("input", w_in)?,
+            k_h,
+            k_w,
+            stride_h,
+            stride_w,
+            h_out,
+            w_out,
+        })
+    }
+
+    /// The parameters this shape was resolved with.
+    pub fn params(&self) -> Pool2dParams {
+        Pool2dParams {
+            mode: self.mode,
+            kernel: (self.k_h, self.k_w),
+            stride: (self.stride_h, self.stride_w),
+        }
+    }
+    /// `[n, c, h_in, w_in]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h_in, self.w_in].map(|v| v as usize)
+    }
+    /// `[n, c, h_out, w_out]`.
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h_out, self.w_out].map(|v| v as usize)
+    }
+    /// Elements of the input.
+    pub fn input_len(&self) -> usize {
+        self.input_shape().iter().product()
+    }
+    /// Elements of the output.
+    pub fn output_len(&self) -> usize {
+        self.output_shape().iter().product()
+    }
+    /// Elements per window, `k_h·k_w` (at most the input plane, so it fits).
+    pub fn window_len(&self) -> u32 {
+        self.k_h * self.k_w
+    }
+}
+
+/// The output shape of an element-wise binary op: both inputs must have the
+/// same shape (no broadcasting), which is the output's.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when the shapes differ, [`Error::EmptyDimension`]
+/// and [`Error::SizeOverflow`] (more than `u32::MAX` elements).
+pub fn eltwise_shape(a: [usize; 4], b: [usize; 4]) -> Result<[usize; 4]> {
+    if a != b {
+        return Err(Error::ShapeMismatch {
+            what: "second input",
+            expected: a.to_vec(),
+            actual: b.to_vec(),
+        });
+    }
+    nonzero_shape("input", &a)?;
+    checked_elements("input", &a)?;
+    Ok(a)
+}
+
+/// The output shape of a global average pooling, `[n, c, 1, 1]`.
+///
+/// # Errors
+/// [`Error::EmptyDimension`] and [`Error::SizeOverflow`].
+pub fn global_pool_shape(input: [usize; 4]) -> Result<[usize; 4]> {
+    nonzero_shape("input", &input)?;
+    checked_elements("input", &input)?;
+    Ok([input[0], input[1], 1, 1])
+}
+
+/// The output shape of a concatenation along channels:
+/// `[n, Σ c_i, h, w]` for inputs `[n, c_i, h, w]`.
+///
+/// # Errors
+/// [`Error::NoInputs`] for an empty list, [`Error::ConcatMismatch`] when an
+/// input's `n`, `h` or `w` differs from the first input's,
+/// [`Error::EmptyDimension`] and [`Error::SizeOverflow`] (for any input or
+/// the output).
+pub fn concat_shape(inputs: &[[usize; 4]]) -> Result<[usize; 4]> {
+    let first = *inputs.first().ok_or(Error::NoInputs { what: "concat" })?;
+    let mut c = 0usize;
+    for (index, s) in inputs.iter().enumerate() {
+        if [s[0], s[2], s[3]] != [first[0], first[2], first[3]] {
+            return Err(Error::ConcatMismatch {
+                index,
+                expected: first.to_vec(),
+                actual: s.to_vec(),
+            });
+        }
+        nonzero_shape("input", s)?;
+        checked_elements("input", s)?;
+        c = c.checked_add(s[1]).ok_or(Error::SizeOverflow {
+            what: "output",
+            limit: "u32 element indices",
+        })?;
+    }
+    let out = [first[0], c, first[2], first[3]];
+    checked_elements("output", &out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1396,5 +1634,91 @@ mod tests {
         }
         assert!("leaky_relu:x".parse::<Activation>().is_err());
         assert!("gelu".parse::<Activation>().is_err());
+    }
+
+    #[test]
+    fn pool_output_sizes() {
+        // (input, params, expected output); sizes as PyTorch's MaxPool2d computes them.
+        let mp = |k: u32, s: u32| Pool2dParams {
+            mode: PoolMode::Max,
+            kernel: (k, k),
+            stride: (s, s),
+        };
+        let table: &[([usize; 4], Pool2dParams, [usize; 4])] = &[
+            ([1, 64, 112, 112], mp(3, 2), [1, 64, 55, 55]),
+            ([1, 3, 224, 224], Pool2dParams::max2x2(), [1, 3, 112, 112]),
+            ([2, 5, 7, 7], Pool2dParams::avg2x2(), [2, 5, 3, 3]),
+            ([1, 1, 4, 4], mp(4, 1), [1, 1, 1, 1]),
+            ([1, 1, 5, 9], mp(1, 3), [1, 1, 2, 3]),
+            (
+                [1, 2, 6, 1],
+                Pool2dParams {
+                    mode: PoolMode::Avg,
+                    kernel: (3, 1),
+                    stride: (1, 5),
+                },
+                [1, 2, 4, 1],
+            ),
+        ];
+        for &(input, params, expected) in table {
+            let s = Pool2dShape::new(input, &params).unwrap();
+            assert_eq!(s.output_shape(), expected, "{input:?} {params:?}");
+            assert_eq!(s.params(), params);
+        }
+    }
+
+    #[test]
+    fn pool_errors_carry_the_numbers() {
+        let p = |k: (u32, u32), s: (u32, u32)| Pool2dParams {
+            mode: PoolMode::Max,
+            kernel: k,
+            stride: s,
+        };
+        assert!(matches!(
+            Pool2dShape::new([1, 1, 4, 4], &p((0, 2), (1, 1))),
+            Err(Error::ZeroPoolKernel { h: 0, w: 2 })
+        ));
+        assert!(matches!(
+            Pool2dShape::new([1, 1, 4, 4], &p((2, 2), (1, 0))),
+            Err(Error::ZeroStride { h: 1, w: 0 })
+        ));
+        assert!(matches!(
+            Pool2dShape::new([1, 1, 4, 3], &p((2, 4), (1, 1))),
+            Err(Error::PoolWindowLargerThanInput {
+                axis: Axis::Width,
+                kernel: 4,
+                input: 3
+            })
+        ));
+        assert!(matches!(
+            Pool2dShape::new([1, 0, 4, 4], &Pool2dParams::max2x2()),
+            Err(Error::EmptyDimension { .. })
+        ));
+    }
+
+    #[test]
+    fn eltwise_concat_and_global_pool_shapes() {
+        assert_eq!(
+            eltwise_shape([1, 2, 3, 4], [1, 2, 3, 4]).unwrap(),
+            [1, 2, 3, 4]
+        );
+        assert!(matches!(
+            eltwise_shape([1, 2, 3, 4], [1, 2, 4, 3]),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert_eq!(global_pool_shape([2, 7, 5, 3]).unwrap(), [2, 7, 1, 1]);
+        assert_eq!(
+            concat_shape(&[[2, 3, 4, 5], [2, 1, 4, 5], [2, 8, 4, 5]]).unwrap(),
+            [2, 12, 4, 5]
+        );
+        assert!(matches!(concat_shape(&[]), Err(Error::NoInputs { .. })));
+        assert!(matches!(
+            concat_shape(&[[1, 3, 4, 5], [1, 3, 4, 6]]),
+            Err(Error::ConcatMismatch { index: 1, .. })
+        ));
+        assert!(matches!(
+            concat_shape(&[[1, 1 << 30, 2, 2], [1, 1 << 30, 2, 2]]),
+            Err(Error::SizeOverflow { .. })
+        ));
     }
 }

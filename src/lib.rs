@@ -44,12 +44,16 @@ pub use chunk::{ChunkLevel, Chunking};
 pub use engine::{AdapterReport, Engine, EngineOptions};
 pub use error::{Axis, Error, Result};
 pub use geometry::{
-    Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding,
-    UpsampleConv2dParams, UpsampleConv2dShape, UpsampleMode, UpsampleParams, UpsampleShape,
+    Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding, Pool2dParams,
+    Pool2dShape, PoolMode, UpsampleConv2dParams, UpsampleConv2dShape, UpsampleMode, UpsampleParams,
+    UpsampleShape,
 };
 pub use ops::batch_norm::BatchNorm;
+pub use ops::concat::Concat;
 pub use ops::conv2d::{Conv2d, DepthwiseSeparable};
 pub use ops::conv_transpose2d::ConvTranspose2d;
+pub use ops::eltwise::Add;
+pub use ops::pool::{GlobalAvgPool, Pool2d};
 pub use ops::upsample::Upsample;
 pub use ops::upsample_conv2d::UpsampleConv2d;
 pub use ops::{ConvLayer, LayerOptions, OpParams};

@@ -42,6 +42,15 @@ pub enum Kernel {
     /// tiles staged in workgroup memory (barriers), `TM`×`TN` outputs per
     /// invocation — the classic GPU GEMM, for discrete and integrated GPUs.
     Conv2dShared,
+    /// `shaders/add.wgsl`: element-wise sum of two tensors with a fused
+    /// activation, one element per invocation.
+    Add,
+    /// `shaders/pool2d.wgsl`: max or average pooling (no padding), one
+    /// output element per invocation.
+    Pool2d,
+    /// `shaders/global_avg_pool.wgsl`: the mean of each plane, one plane
+    /// per invocation.
+    GlobalAvgPool,
 }
 
 /// The bind-group layout a kernel's module declares.
@@ -53,11 +62,14 @@ pub enum Bindings {
     /// 0 uniform params, 1 input (read-only storage), 2 output (read-write
     /// storage): weightless ops.
     Unary,
+    /// 0 uniform params, 1 and 2 inputs (read-only storage), 3 output
+    /// (read-write storage): element-wise binary ops.
+    Binary,
 }
 
 impl Kernel {
     /// Every kernel, in declaration order.
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::Conv2dDirect,
         Kernel::Conv2dTiled,
         Kernel::Conv2dDepthwise,
@@ -65,6 +77,9 @@ impl Kernel {
         Kernel::Upsample,
         Kernel::Conv2dUpsampled,
         Kernel::Conv2dShared,
+        Kernel::Add,
+        Kernel::Pool2d,
+        Kernel::GlobalAvgPool,
     ];
 
     /// The kernel families that can run any forward convolution (what
@@ -86,6 +101,9 @@ impl Kernel {
             Kernel::Upsample => "upsample",
             Kernel::Conv2dUpsampled => "conv2d_upsampled",
             Kernel::Conv2dShared => "conv2d_shared",
+            Kernel::Add => "add",
+            Kernel::Pool2d => "pool2d",
+            Kernel::GlobalAvgPool => "global_avg_pool",
         }
     }
 
@@ -106,7 +124,8 @@ impl Kernel {
     /// The bind-group layout of the kernel's module.
     pub fn bindings(self) -> Bindings {
         match self {
-            Kernel::Upsample => Bindings::Unary,
+            Kernel::Upsample | Kernel::Pool2d | Kernel::GlobalAvgPool => Bindings::Unary,
+            Kernel::Add => Bindings::Binary,
             _ => Bindings::Conv,
         }
     }
@@ -121,6 +140,9 @@ impl Kernel {
             Kernel::Upsample => include_str!("../shaders/upsample.wgsl"),
             Kernel::Conv2dUpsampled => include_str!("../shaders/conv2d_upsampled.wgsl"),
             Kernel::Conv2dShared => include_str!("../shaders/conv2d_shared.wgsl"),
+            Kernel::Add => include_str!("../shaders/add.wgsl"),
+            Kernel::Pool2d => include_str!("../shaders/pool2d.wgsl"),
+            Kernel::GlobalAvgPool => include_str!("../shaders/global_avg_pool.wgsl"),
         }
     }
 }
@@ -248,7 +270,10 @@ impl KernelKey {
             Kernel::Conv2dDirect
             | Kernel::Upsample
             | Kernel::Conv2dUpsampled
-            | Kernel::Conv2dShared => Ok(out),
+            | Kernel::Conv2dShared
+            | Kernel::Add
+            | Kernel::Pool2d
+            | Kernel::GlobalAvgPool => Ok(out),
         }
     }
 }
@@ -301,6 +326,15 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
             "wgconv unary layout",
             vec![uniform, storage(1, true), storage(2, false)],
         ),
+        Bindings::Binary => (
+            "wgconv binary layout",
+            vec![
+                uniform,
+                storage(1, true),
+                storage(2, true),
+                storage(3, false),
+            ],
+        ),
     };
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(label),
@@ -314,6 +348,8 @@ pub(crate) struct PipelineCache {
     pipeline_layout: wgpu::PipelineLayout,
     pub(crate) unary_layout: wgpu::BindGroupLayout,
     unary_pipeline_layout: wgpu::PipelineLayout,
+    pub(crate) binary_layout: wgpu::BindGroupLayout,
+    binary_pipeline_layout: wgpu::PipelineLayout,
     map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
     compiled: AtomicUsize,
     compile_nanos: AtomicU64,
@@ -336,11 +372,20 @@ impl PipelineCache {
                 bind_group_layouts: &[Some(&unary_layout)],
                 immediate_size: 0,
             });
+        let binary_layout = bind_layout(device, Bindings::Binary);
+        let binary_pipeline_layout =
+            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("wgconv binary pipeline layout"),
+                bind_group_layouts: &[Some(&binary_layout)],
+                immediate_size: 0,
+            });
         Self {
             conv_layout,
             pipeline_layout,
             unary_layout,
             unary_pipeline_layout,
+            binary_layout,
+            binary_pipeline_layout,
             map: Mutex::new(HashMap::new()),
             compiled: AtomicUsize::new(0),
             compile_nanos: AtomicU64::new(0),
@@ -440,6 +485,7 @@ impl PipelineCache {
             layout: Some(match key.kernel.bindings() {
                 Bindings::Conv => &self.pipeline_layout,
                 Bindings::Unary => &self.unary_pipeline_layout,
+                Bindings::Binary => &self.binary_pipeline_layout,
             }),
             module: &module,
             entry_point: Some("main"),

@@ -7,7 +7,9 @@
 //! [`plan`] adds the choices that depend on the output size. [`plan`] always
 //! agrees with [`weight_layout`] for the same layer.
 
-use crate::geometry::{Activation, Conv2dShape, ConvKind, UpsampleConv2dShape, UpsampleShape};
+use crate::geometry::{
+    Activation, Conv2dShape, ConvKind, Pool2dShape, PoolMode, UpsampleConv2dShape, UpsampleShape,
+};
 use crate::pipelines::{Kernel, KernelKey};
 
 /// What the planner knows of the adapter.
@@ -277,20 +279,71 @@ const MAX_GROUPS_PER_DIM: u32 = 65_535;
 /// invocation over a flat index folded into a 2-D grid of at most
 /// 65 535 workgroups per row. `blocks_w` is the row stride in invocations.
 pub fn plan_upsample(shape: &UpsampleShape) -> Plan {
-    // The output has at most u32::MAX elements (validated), so this fits.
-    let total_groups = (shape.output_len() as u64).div_ceil(u64::from(WORKGROUP));
-    let x = total_groups.min(u64::from(MAX_GROUPS_PER_DIM)) as u32;
-    let y = total_groups.div_ceil(u64::from(x)) as u32;
-    Plan {
-        key: KernelKey {
+    flat_plan(
+        KernelKey {
             kernel: Kernel::Upsample,
             consts: vec![("MODE", shape.mode.code())],
         },
+        shape.output_len() as u64,
+    )
+}
+
+/// A one-item-per-invocation plan over `items` (at most `u32::MAX`, as
+/// every validated tensor), in workgroups of [`WORKGROUP`] folded into a 2-D
+/// grid of at most 65 535 workgroups per row; `blocks_w` is the row stride
+/// in invocations (the shaders' `row_stride`).
+fn flat_plan(key: KernelKey, items: u64) -> Plan {
+    let total_groups = items.max(1).div_ceil(u64::from(WORKGROUP));
+    let x = total_groups.min(u64::from(MAX_GROUPS_PER_DIM)) as u32;
+    let y = total_groups.div_ceil(u64::from(x)) as u32;
+    Plan {
+        key,
         layout: WeightLayout::Natural,
         groups: [x, y, 1],
         blocks_w: x * WORKGROUP,
         blocks_per_group: 1,
     }
+}
+
+/// Plans an element-wise add of `len` elements: [`Kernel::Add`], one
+/// element per invocation on a 2-D grid like [`plan_upsample`]'s. The
+/// activation is a uniform, so every add shares one pipeline.
+pub fn plan_add(len: usize) -> Plan {
+    flat_plan(KernelKey::plain(Kernel::Add), len as u64)
+}
+
+/// Plans a pooling: [`Kernel::Pool2d`] specialised on the mode, one output
+/// element per invocation on a 2-D grid like [`plan_upsample`]'s.
+pub fn plan_pool2d(shape: &Pool2dShape) -> Plan {
+    flat_plan(
+        KernelKey {
+            kernel: Kernel::Pool2d,
+            consts: vec![("MODE", shape.mode.code())],
+        },
+        shape.output_len() as u64,
+    )
+}
+
+/// Every pipeline key the weightless network ops can plan: [`plan_add`],
+/// [`plan_pool2d`] in each [`PoolMode`] and [`plan_global_avg_pool`] (their
+/// keys do not depend on the shape).
+pub fn network_op_keys() -> Vec<KernelKey> {
+    let mut keys = vec![plan_add(1).key];
+    for mode in [PoolMode::Max, PoolMode::Avg] {
+        keys.push(KernelKey {
+            kernel: Kernel::Pool2d,
+            consts: vec![("MODE", mode.code())],
+        });
+    }
+    keys.push(plan_global_avg_pool(1).key);
+    keys
+}
+
+/// Plans a global average pooling of `planes` (= n·c) planes:
+/// [`Kernel::GlobalAvgPool`], one plane per invocation on a 2-D grid like
+/// [`plan_upsample`]'s.
+pub fn plan_global_avg_pool(planes: usize) -> Plan {
+    flat_plan(KernelKey::plain(Kernel::GlobalAvgPool), planes as u64)
 }
 
 /// A kernel launch: the specialised pipeline key and the dispatch size.
@@ -353,7 +406,12 @@ pub fn tile_candidates(
         return Vec::new();
     };
     let options: &[(u32, u32)] = match default.key.kernel {
-        Kernel::Conv2dDirect | Kernel::Upsample | Kernel::Conv2dUpsampled => &[],
+        Kernel::Conv2dDirect
+        | Kernel::Upsample
+        | Kernel::Conv2dUpsampled
+        | Kernel::Add
+        | Kernel::Pool2d
+        | Kernel::GlobalAvgPool => &[],
         Kernel::Conv2dDepthwise => &[(8, 1), (8, 2), (8, 4), (4, 4), (4, 2), (16, 2)],
         Kernel::Conv2dTiled | Kernel::ConvTranspose2d => &[(2, 1), (4, 1), (8, 1)],
         Kernel::Conv2dShared => &[],
@@ -404,7 +462,12 @@ pub fn plan_with(
     match kernel {
         // weight_layout never picks a kernel of another op for a convolution;
         // should it, the direct kernel still runs every forward convolution.
-        Kernel::Conv2dDirect | Kernel::Upsample | Kernel::Conv2dUpsampled => Plan {
+        Kernel::Conv2dDirect
+        | Kernel::Upsample
+        | Kernel::Conv2dUpsampled
+        | Kernel::Add
+        | Kernel::Pool2d
+        | Kernel::GlobalAvgPool => Plan {
             key: KernelKey::plain(Kernel::Conv2dDirect),
             layout,
             groups: [
@@ -891,6 +954,9 @@ mod tests {
             Kernel::ConvTranspose2d,
             Kernel::Upsample,
             Kernel::Conv2dUpsampled,
+            Kernel::Add,
+            Kernel::Pool2d,
+            Kernel::GlobalAvgPool,
         ] {
             assert_eq!(
                 plan(&s, Activation::None, &cpu(), Some(k)),

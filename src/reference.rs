@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::geometry::{
-    Activation, Conv2dShape, ConvKind, UpsampleConv2dShape, UpsampleMode, UpsampleShape,
+    self, Activation, Conv2dShape, ConvKind, Pool2dParams, Pool2dShape, PoolMode,
+    UpsampleConv2dShape, UpsampleMode, UpsampleShape,
 };
 
 /// Output of the reference: exact-as-f64 values, and for each element the sum
@@ -363,6 +364,155 @@ fn transposed(s: &Conv2dShape, input: &[f32], weight: &[f32], acc: &mut [f64], m
     }
 }
 
+/// Rounding steps an average adds on the GPU beyond its sum, counted into
+/// [`RefOutput::terms`].
+///
+/// The shaders sum the `count` values of a window or plane (at most
+/// `count − 1` roundings, in any order), then multiply by
+/// `fl(1 / count)`, rounded once on the host: the reciprocal's rounding and
+/// the product's are 2 more. Each term so meets at most `count + 1`
+/// roundings, and the error of the average is at most
+/// `γ_{count+1} · Σ|x| / count`: [`pool2d`] (average) and
+/// [`global_avg_pool`] report `terms = count − 1 + 2` and `magnitude =
+/// Σ|x| / count`, and [`compare`] allows `γ_{terms+1}·magnitude` (one
+/// rounding to spare, as for a convolution).
+pub const AVERAGE_ROUNDINGS: u64 = 2;
+
+/// The element-wise sum `activation(a + b)` in f64. `magnitude` is
+/// `|a| + |b|` and `terms` 2 (one rounding, the sum's, with a spare; the
+/// activation's own error is [`compare`]'s business).
+///
+/// # Errors
+/// [`Error::DataLength`] when the slices' lengths differ.
+pub fn add(a: &[f32], b: &[f32], activation: Activation) -> Result<RefOutput> {
+    check_len("b", &[a.len()], b.len())?;
+    let values = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| activation.apply(f64::from(x) + f64::from(y)))
+        .collect();
+    let magnitude = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x).abs() + f64::from(y).abs())
+        .collect();
+    Ok(RefOutput {
+        values,
+        magnitude,
+        terms: 2,
+    })
+}
+
+/// Max or average pooling of `input` (shape `shape`). Max is exact:
+/// `magnitude = |value|`, `terms = 0` (a max never rounds; [`compare`] then
+/// allows a few ulps, and the tests demand bit equality). Average:
+/// `Σ window / (k_h·k_w)` with `magnitude = Σ|window| / (k_h·k_w)` and
+/// `terms = k_h·k_w + 1` (see [`AVERAGE_ROUNDINGS`]).
+///
+/// # Errors
+/// As [`Pool2dShape::new`], and [`Error::DataLength`] when `input` does not
+/// match `shape`.
+pub fn pool2d(params: &Pool2dParams, input: &[f32], shape: [usize; 4]) -> Result<RefOutput> {
+    let s = Pool2dShape::new(shape, params)?;
+    check_len("input", &shape, input.len())?;
+    let [h_in, w_in] = [s.h_in, s.w_in].map(|v| v as usize);
+    let [h_out, w_out] = [s.h_out, s.w_out].map(|v| v as usize);
+    let [k_h, k_w, s_h, s_w] = [s.k_h, s.k_w, s.stride_h, s.stride_w].map(|v| v as usize);
+    let count = f64::from(s.window_len());
+    let mut values = Vec::with_capacity(s.output_len());
+    let mut magnitude = Vec::with_capacity(s.output_len());
+    for plane in input.chunks_exact(h_in * w_in) {
+        for oh in 0..h_out {
+            for ow in 0..w_out {
+                let window = (0..k_h).flat_map(|kh| {
+                    let row = (oh * s_h + kh) * w_in + ow * s_w;
+                    plane[row..row + k_w].iter().map(|&x| f64::from(x))
+                });
+                match s.mode {
+                    PoolMode::Max => {
+                        let m = window.fold(f64::NEG_INFINITY, f64::max);
+                        values.push(m);
+                        magnitude.push(m.abs());
+                    }
+                    PoolMode::Avg => {
+                        let (sum, abs) = window.fold((0.0, 0.0), |(s, a), x| (s + x, a + x.abs()));
+                        values.push(sum / count);
+                        magnitude.push(abs / count);
+                    }
+                }
+            }
+        }
+    }
+    Ok(RefOutput {
+        values,
+        magnitude,
+        terms: match s.mode {
+            PoolMode::Max => 0,
+            PoolMode::Avg => u64::from(s.window_len()) - 1 + AVERAGE_ROUNDINGS,
+        },
+    })
+}
+
+/// Global average pooling, `[n, c, h, w] -> [n, c, 1, 1]`: the mean of each
+/// plane, with `magnitude = Σ|plane| / (h·w)` and `terms = h·w + 1` (see
+/// [`AVERAGE_ROUNDINGS`]).
+///
+/// # Errors
+/// As [`geometry::global_pool_shape`], and [`Error::DataLength`] when
+/// `input` does not match `shape`.
+pub fn global_avg_pool(input: &[f32], shape: [usize; 4]) -> Result<RefOutput> {
+    geometry::global_pool_shape(shape)?;
+    check_len("input", &shape, input.len())?;
+    let plane_len = shape[2] * shape[3];
+    let count = plane_len as f64;
+    let (values, magnitude) = input
+        .chunks_exact(plane_len)
+        .map(|plane| {
+            let (sum, abs) = plane.iter().fold((0.0, 0.0), |(s, a), &x| {
+                (s + f64::from(x), a + f64::from(x).abs())
+            });
+            (sum / count, abs / count)
+        })
+        .unzip();
+    Ok(RefOutput {
+        values,
+        magnitude,
+        terms: plane_len as u64 - 1 + AVERAGE_ROUNDINGS,
+    })
+}
+
+/// Concatenation along channels of `(data, shape)` inputs: exact (a copy),
+/// `magnitude = |value|`, `terms = 0`.
+///
+/// # Errors
+/// As [`geometry::concat_shape`], and [`Error::DataLength`] when a slice
+/// does not match its shape.
+pub fn concat(inputs: &[(&[f32], [usize; 4])]) -> Result<RefOutput> {
+    let shapes: Vec<[usize; 4]> = inputs.iter().map(|&(_, s)| s).collect();
+    let out = geometry::concat_shape(&shapes)?;
+    for &(data, shape) in inputs {
+        check_len("input", &shape, data.len())?;
+    }
+    let plane = out[2] * out[3];
+    let mut values = Vec::with_capacity(out.iter().product());
+    for image in 0..out[0] {
+        for &(data, [_, c, _, _]) in inputs {
+            let block = c * plane;
+            values.extend(
+                data[image * block..(image + 1) * block]
+                    .iter()
+                    .map(|&x| f64::from(x)),
+            );
+        }
+    }
+    let magnitude = values.iter().map(|v: &f64| v.abs()).collect();
+    Ok(RefOutput {
+        values,
+        magnitude,
+        terms: 0,
+    })
+}
+
 /// Unit roundoff of f32 (round to nearest).
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -701,5 +851,32 @@ mod tests {
             Tolerance::F32Accumulation
         )
         .is_err());
+    }
+
+    #[test]
+    fn weightless_references_by_hand() {
+        let r = add(&[1.0, -3.0], &[2.0, 1.0], Activation::Relu).unwrap();
+        assert_eq!(r.values, vec![3.0, 0.0]);
+        assert_eq!(r.magnitude, vec![3.0, 4.0]);
+        assert!(matches!(
+            add(&[1.0], &[1.0, 2.0], Activation::None),
+            Err(Error::DataLength { .. })
+        ));
+        // 1×1×2×4, 2×2 windows, stride 2.
+        let x = [1.0, 5.0, -2.0, 0.0, 3.0, -4.0, 7.0, 1.0];
+        let m = pool2d(&Pool2dParams::max2x2(), &x, [1, 1, 2, 4]).unwrap();
+        assert_eq!((m.values.clone(), m.terms), (vec![5.0, 7.0], 0));
+        let a = pool2d(&Pool2dParams::avg2x2(), &x, [1, 1, 2, 4]).unwrap();
+        assert_eq!(a.values, vec![1.25, 1.5]);
+        assert_eq!(a.magnitude, vec![3.25, 2.5]);
+        assert_eq!(a.terms, 4 + 1);
+        let g = global_avg_pool(&x, [1, 2, 2, 2]).unwrap();
+        assert_eq!(g.values, vec![1.0, 1.75]);
+        assert_eq!(g.terms, 5);
+        let c = concat(&[(&x[..4], [1, 1, 2, 2]), (&x[4..], [1, 1, 2, 2])]).unwrap();
+        assert_eq!(c.to_f32(), x.to_vec());
+        // Two images: each image's blocks are interleaved.
+        let c = concat(&[(&[1.0, 2.0], [2, 1, 1, 1]), (&[3.0, 4.0], [2, 1, 1, 1])]).unwrap();
+        assert_eq!(c.to_f32(), vec![1.0, 3.0, 2.0, 4.0]);
     }
 }

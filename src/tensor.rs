@@ -84,6 +84,32 @@ impl GpuTensor {
         })
     }
 
+    /// The first `shape`'s element count of this tensor's buffer, as a
+    /// tensor of that shape: no copy, the same buffer (shared), so writing
+    /// one writes the other. A tensor pool uses it to run an op into a
+    /// buffer larger than the op's output; every op reads a tensor's size
+    /// from its shape, never from its buffer, and touches only those
+    /// elements.
+    ///
+    /// # Errors
+    /// [`Error::EmptyDimension`] and [`Error::SizeOverflow`] for an invalid
+    /// shape, [`Error::BadShape`] when `shape` has more elements than this
+    /// tensor.
+    #[doc(hidden)]
+    pub fn view(&self, shape: [usize; 4]) -> Result<GpuTensor> {
+        if checked_len("view", shape)? > self.len() {
+            return Err(Error::BadShape {
+                what: "view",
+                expected: "at most as many elements as the viewed tensor",
+                actual: shape.to_vec(),
+            });
+        }
+        Ok(Self {
+            buffer: Arc::clone(&self.buffer),
+            shape,
+        })
+    }
+
     /// `[n, c, h, w]`.
     pub fn shape(&self) -> [usize; 4] {
         self.shape

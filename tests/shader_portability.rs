@@ -1,13 +1,13 @@
 //! Every shader specialisation the planner emits for the bench suite (every
 //! activation, every forward kernel family), for the upsampling decoder
-//! layers, and for every value each specialisation constant takes in the
-//! test sweeps, validated by naga and translated to SPIR-V, MSL, HLSL and
-//! GLSL. No GPU needed.
+//! layers and for the weightless network ops (add, pooling), and for every
+//! value each specialisation constant takes in the test sweeps, validated by
+//! naga and translated to SPIR-V, MSL, HLSL and GLSL. No GPU needed.
 
 use std::collections::BTreeSet;
 
 use wgconv::pipelines::{check_portability, Kernel, KernelKey};
-use wgconv::plan::{plan, plan_upsample, plan_upsample_conv2d, AdapterProfile};
+use wgconv::plan::{network_op_keys, plan, plan_upsample, plan_upsample_conv2d, AdapterProfile};
 use wgconv::suite::{SUITE, UPSAMPLE_LAYERS};
 use wgconv::Activation;
 
@@ -45,6 +45,7 @@ fn suite_keys() -> BTreeSet<KernelKey> {
             }
         }
     }
+    keys.extend(network_op_keys());
     for layer in &UPSAMPLE_LAYERS {
         let shape = layer.shape().unwrap();
         keys.insert(plan_upsample(&shape.upsample).key);

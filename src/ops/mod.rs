@@ -6,8 +6,11 @@
 //! here.
 
 pub mod batch_norm;
+pub mod concat;
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod eltwise;
+pub mod pool;
 pub mod upsample;
 pub mod upsample_conv2d;
 
@@ -183,6 +186,53 @@ pub(crate) fn dispatch(
     uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
     buffers: &[&wgpu::Buffer],
 ) -> Result<()> {
+    let whole: Vec<_> = buffers.iter().map(|&b| (b, None)).collect();
+    dispatch_bound(engine, encoder, plan, uniform, &whole)
+}
+
+/// [`dispatch`] with each tensor bound as the window of its own elements
+/// (offset 0, `len·4` bytes) instead of its whole buffer: a tensor may be a
+/// [`GpuTensor::view`] of a larger (pooled) buffer, and then the kernel can
+/// reach only the tensor. The output is the last tensor.
+///
+/// # Errors
+/// [`Error::ExceedsLimit`] when a tensor is larger than one storage binding
+/// (these kernels are not chunked), and as [`dispatch`].
+pub(crate) fn dispatch_tensors(
+    engine: &Engine,
+    encoder: &mut wgpu::CommandEncoder,
+    plan: &Plan,
+    uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
+    tensors: &[&GpuTensor],
+) -> Result<()> {
+    let mut windows = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let bytes = t.len() as u64 * 4;
+        engine.check_binding("tensor binding", bytes)?;
+        windows.push((t.buffer(), wgpu::BufferSize::new(bytes)));
+    }
+    dispatch_bound(engine, encoder, plan, uniform, &windows)
+}
+
+/// Returns [`Error::AliasedOutput`] when `output` lives in the buffer of one
+/// of `inputs` (a pass cannot read and write one buffer; copies cannot copy a
+/// buffer onto itself).
+pub(crate) fn check_aliasing(output: &GpuTensor, inputs: &[&GpuTensor]) -> Result<()> {
+    match inputs.iter().position(|t| t.buffer() == output.buffer()) {
+        Some(input) => Err(Error::AliasedOutput { input }),
+        None => Ok(()),
+    }
+}
+
+/// Records one dispatch with `buffers[i]` bound at binding `i + 1` (from
+/// offset 0, `size` bytes or the whole buffer).
+fn dispatch_bound(
+    engine: &Engine,
+    encoder: &mut wgpu::CommandEncoder,
+    plan: &Plan,
+    uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
+    buffers: &[(&wgpu::Buffer, Option<wgpu::BufferSize>)],
+) -> Result<()> {
     engine.check_dispatch(plan.groups)?;
     engine.scoped(|| {
         let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
@@ -190,13 +240,18 @@ pub(crate) fn dispatch(
         let layout = match plan.key.kernel.bindings() {
             Bindings::Conv => &engine.pipelines.conv_layout,
             Bindings::Unary => &engine.pipelines.unary_layout,
+            Bindings::Binary => &engine.pipelines.binary_layout,
         };
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&*uniform)
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once((&*uniform, None))
             .chain(buffers.iter().copied())
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
+            .map(|(i, (buffer, size))| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size,
+                }),
             })
             .collect();
         let bind = engine
@@ -962,6 +1017,79 @@ mod tests {
                         || f.trim_end().ends_with("u32")
                 });
             assert!(types_ok, "{}: every field but alpha is u32", k.name());
+        }
+    }
+
+    /// `(name, type)` of each field of `struct Params` in `kernel`'s shader.
+    fn shader_params(kernel: Kernel) -> Vec<(String, String)> {
+        let src = kernel.source();
+        let start = src.find("struct Params {").expect("struct Params") + 15;
+        let body = &src[start..start + src[start..].find('}').expect("}")];
+        body.lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .flat_map(|l| l.split(','))
+            .filter_map(|f| f.split_once(':'))
+            .map(|(n, t)| (n.trim().to_string(), t.trim().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn weightless_uniforms_mirror_their_shaders() {
+        // (kernel, Rust struct size, fields in order with their WGSL types)
+        type Fields = &'static [(&'static str, &'static str)];
+        let cases: [(Kernel, usize, Fields); 3] = [
+            (
+                Kernel::Add,
+                std::mem::size_of::<super::eltwise::AddUniforms>(),
+                &[
+                    ("total", "u32"),
+                    ("row_stride", "u32"),
+                    ("act", "u32"),
+                    ("alpha", "f32"),
+                ],
+            ),
+            (
+                Kernel::Pool2d,
+                std::mem::size_of::<super::pool::Pool2dUniforms>(),
+                &[
+                    ("h_in", "u32"),
+                    ("w_in", "u32"),
+                    ("h_out", "u32"),
+                    ("w_out", "u32"),
+                    ("k_h", "u32"),
+                    ("k_w", "u32"),
+                    ("stride_h", "u32"),
+                    ("stride_w", "u32"),
+                    ("total", "u32"),
+                    ("row_stride", "u32"),
+                    ("inv_area", "f32"),
+                    ("pad0", "u32"),
+                ],
+            ),
+            (
+                Kernel::GlobalAvgPool,
+                std::mem::size_of::<super::pool::GlobalAvgPoolUniforms>(),
+                &[
+                    ("planes", "u32"),
+                    ("plane_len", "u32"),
+                    ("row_stride", "u32"),
+                    ("inv_area", "f32"),
+                ],
+            ),
+        ];
+        for (kernel, size, fields) in cases {
+            let expected: Vec<(String, String)> = fields
+                .iter()
+                .map(|&(n, t)| (n.to_string(), t.to_string()))
+                .collect();
+            assert_eq!(shader_params(kernel), expected, "{}", kernel.name());
+            assert_eq!(size, fields.len() * 4, "{}", kernel.name());
+            assert_eq!(
+                size % 16,
+                0,
+                "{}: uniform structs are 16-byte multiples",
+                kernel.name()
+            );
         }
     }
 }

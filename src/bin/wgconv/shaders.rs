@@ -1,6 +1,7 @@
 //! `wgconv shaders --dump DIR`: every WGSL module the planner would build
-//! for the bench suite, the conformance suite and the decoder layers of the
-//! upsampling kernels, validated with naga.
+//! for the bench suite, the conformance suite, the decoder layers of the
+//! upsampling kernels and the weightless network ops (add, pooling),
+//! validated with naga.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,8 +54,9 @@ impl From<DeviceType> for wgpu::DeviceType {
     }
 }
 
-/// Every distinct kernel key for the bench and conformance suites and the
-/// upsampling decoder layers ([`UPSAMPLE_LAYERS`]) on an adapter profile.
+/// Every distinct kernel key for the bench and conformance suites, the
+/// upsampling decoder layers ([`UPSAMPLE_LAYERS`]) and the weightless network
+/// ops ([`plan::network_op_keys`]) on an adapter profile.
 pub fn keys(profile: &AdapterProfile, seed: u64) -> BTreeMap<String, KernelKey> {
     let mut shapes: Vec<(Conv2dShape, Activation)> = Vec::new();
     for l in &SUITE {
@@ -71,6 +73,9 @@ pub fn keys(profile: &AdapterProfile, seed: u64) -> BTreeMap<String, KernelKey> 
     for (s, act) in shapes {
         let p = plan::plan(&s, act, profile, None);
         keys.insert(p.key.to_string(), p.key);
+    }
+    for key in plan::network_op_keys() {
+        keys.insert(key.to_string(), key);
     }
     for l in &UPSAMPLE_LAYERS {
         if let Ok(s) = l.shape() {
