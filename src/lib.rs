@@ -32,6 +32,8 @@ pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod geometry;
+pub mod net;
+pub mod nets;
 pub mod npy;
 pub mod ops;
 pub mod pipelines;
@@ -47,6 +49,7 @@ pub use geometry::{
     Activation, Conv2dParams, Conv2dShape, ConvKind, ConvTranspose2dParams, Padding,
     UpsampleConv2dParams, UpsampleConv2dShape, UpsampleMode, UpsampleParams, UpsampleShape,
 };
+pub use net::{Network, NetworkBuilder};
 pub use ops::batch_norm::BatchNorm;
 pub use ops::conv2d::{Conv2d, DepthwiseSeparable};
 pub use ops::conv_transpose2d::ConvTranspose2d;
