@@ -309,6 +309,25 @@ pub enum Error {
         /// The epsilon.
         eps: f32,
     },
+    /// A network value used with a builder it does not belong to.
+    #[error("value {value} does not belong to this network builder (it has {values} values)")]
+    UnknownValue {
+        /// The handle's index.
+        value: usize,
+        /// Values the network has.
+        values: usize,
+    },
+    /// A network layer failed; `source` says why.
+    #[error("layer {layer}: {source}")]
+    Layer {
+        /// The layer's name.
+        layer: String,
+        /// What went wrong.
+        source: Box<Error>,
+    },
+    /// Two network layers share a name (names key the plan report and timings).
+    #[error("two layers are named {0:?}")]
+    DuplicateLayer(String),
 }
 
 /// `Result` with [`Error`].

@@ -32,6 +32,8 @@ pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod geometry;
+pub mod net;
+pub mod nets;
 pub mod npy;
 pub mod ops;
 pub mod pipelines;
@@ -48,6 +50,7 @@ pub use geometry::{
     Pool2dShape, PoolMode, UpsampleConv2dParams, UpsampleConv2dShape, UpsampleMode, UpsampleParams,
     UpsampleShape,
 };
+pub use net::{Network, NetworkBuilder};
 pub use ops::batch_norm::BatchNorm;
 pub use ops::concat::Concat;
 pub use ops::conv2d::{Conv2d, DepthwiseSeparable};

@@ -214,13 +214,16 @@ pub fn read_f32(path: &Path, max_elements: u64) -> Result<NpyArray, NpyError> {
     })
 }
 
-/// Writes `data` with `shape` as a little-endian f32 C-order `.npy` file,
-/// atomically: to a temporary file beside `path`, renamed on success.
+/// Writes a file atomically: `write` fills a temporary file beside `path`,
+/// which is synced and renamed to `path` on success.
 ///
 /// # Errors
-/// I/O errors; on error no file is left at `path` (nor the temporary).
-pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
-    use npyz::WriterBuilder;
+/// I/O errors and `write`'s; on error no file is left at `path` (nor the
+/// temporary).
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -231,20 +234,8 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let file = File::create(&tmp)?;
-        let mut w = BufWriter::new(file);
-        {
-            let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-            let mut npy = npyz::WriteOptions::<f32>::new()
-                .dtype(npyz::DType::Plain(
-                    "<f4".parse().map_err(|_| std::io::Error::other("dtype"))?,
-                ))
-                .shape(&shape)
-                .writer(&mut w)
-                .begin_nd()?;
-            npy.extend(data.iter().copied())?;
-            npy.finish()?;
-        }
+        let mut w = BufWriter::new(File::create(&tmp)?);
+        write(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -253,6 +244,27 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes `data` with `shape` as a little-endian f32 C-order `.npy` file,
+/// atomically ([`write_atomic`]).
+///
+/// # Errors
+/// I/O errors; on error no file is left at `path` (nor the temporary).
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> std::io::Result<()> {
+    use npyz::WriterBuilder;
+    write_atomic(path, |w| {
+        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let mut npy = npyz::WriteOptions::<f32>::new()
+            .dtype(npyz::DType::Plain(
+                "<f4".parse().map_err(|_| std::io::Error::other("dtype"))?,
+            ))
+            .shape(&shape)
+            .writer(w)
+            .begin_nd()?;
+        npy.extend(data.iter().copied())?;
+        npy.finish()
+    })
 }
 
 #[cfg(test)]

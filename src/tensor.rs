@@ -110,6 +110,14 @@ impl GpuTensor {
         })
     }
 
+    /// A tensor of `shape` held in the first elements of `buffer` (which
+    /// may be larger: the network's pooled buffers are reused across
+    /// tensors). The caller guarantees the buffer holds the shape.
+    pub(crate) fn in_buffer(buffer: Arc<wgpu::Buffer>, shape: [usize; 4]) -> Self {
+        debug_assert!(buffer.size() >= shape.iter().product::<usize>() as u64 * 4);
+        Self { buffer, shape }
+    }
+
     /// `[n, c, h, w]`.
     pub fn shape(&self) -> [usize; 4] {
         self.shape

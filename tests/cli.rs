@@ -666,3 +666,77 @@ fn bench_plot_and_compare_bad_input_fail_before_benchmarking() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 4);
 }
+
+#[test]
+fn plan_net_prints_the_report() {
+    gpu_or_skip!();
+    let o = wgconv(&["plan", "--net", "all", "--size", "small"]);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "context_module",
+        "context_module_large",
+        "mobilenet_v2_block",
+        "mobilenet_v2",
+        "aspp",
+        "resnext_block",
+        "decoder",
+        "decoder_upsample",
+    ] {
+        assert!(out.contains(&format!("{name} — ")), "{name} missing:\n{out}");
+    }
+    assert!(out.contains("the standard conv it replaces"), "{out}");
+    assert!(out.contains("memory: peak"), "{out}");
+    // JSON, for the published size of one network.
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("plan.json");
+    let o = wgconv(&["plan", "--net", "context_module", "--json", json.to_str().unwrap_or("")]);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("json");
+    let layers = v[0]["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 8);
+    assert_eq!(layers[5]["receptive_field"], "65×65");
+    assert_eq!(v[0]["macs"], 7 * 21 * 21 * 9 * 64 * 64 + 21 * 21 * 64 * 64);
+}
+
+#[test]
+fn bench_net_times_and_checks_a_network() {
+    gpu_or_skip!();
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("net.json");
+    let o = wgconv(&[
+        "bench",
+        "--net",
+        "resnext_block,decoder_upsample",
+        "--size",
+        "small",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--breakdown",
+        "--json",
+        json.to_str().unwrap_or(""),
+    ]);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("resnext_block") && out.contains("grouped_3x3"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("json");
+    let nets = v["layers"].as_array().expect("layers");
+    assert_eq!(nets.len(), 2);
+    for n in nets {
+        for field in ["name", "median_ms", "min_ms", "gflops", "kernel", "max_abs_err"] {
+            assert!(!n[field].is_null(), "{field} missing in {n}");
+        }
+        assert_eq!(n["check_passed"], true);
+        assert!(n["memory"]["peak_bytes"].as_u64().unwrap_or(0) > 0);
+    }
+    // Unknown network: one line, exit 2.
+    let o = wgconv(&["bench", "--net", "resnet9000"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr_lines(&o);
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(err[0].starts_with("wgconv: error: --net resnet9000: unknown network"), "{err:?}");
+}

@@ -127,11 +127,11 @@ impl ConvUniforms {
 /// Records with `record` into a new command encoder labelled `label`, submits
 /// it and checks the device: the `forward` of every op. The result stays on
 /// the GPU.
-pub(crate) fn submit_recorded(
+pub(crate) fn submit_recorded<T>(
     engine: &Engine,
     label: &str,
-    record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<GpuTensor>,
-) -> Result<GpuTensor> {
+    record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<T>,
+) -> Result<T> {
     let mut encoder = engine
         .device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
@@ -344,6 +344,11 @@ impl LayerCore {
                 schedules: Mutex::new(HashMap::new()),
             })
         })
+    }
+
+    /// Bytes of GPU memory the layer's weight and bias hold.
+    pub(crate) fn gpu_bytes(&self) -> u64 {
+        self.weight.size() + self.bias.size()
     }
 
     /// The schedule for `shape` (built and its uniforms uploaded on first use).
@@ -697,6 +702,11 @@ impl<P: OpParams> ConvLayer<P> {
     /// The host copy of the bias, if any.
     pub fn host_bias(&self) -> Option<&[f32]> {
         self.host_bias.as_deref()
+    }
+
+    /// Bytes of GPU memory the layer's packed weight and bias hold.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.core.gpu_bytes()
     }
 
     /// Resolves this layer against an input shape.

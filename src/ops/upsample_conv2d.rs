@@ -119,6 +119,11 @@ impl UpsampleConv2d {
         })
     }
 
+    /// Bytes of GPU memory the layer's packed weight and bias hold.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.core.gpu_bytes()
+    }
+
     /// The weight shape `[c_out, c_in/groups, k_h, k_w]`.
     pub fn weight_shape(&self) -> [usize; 4] {
         self.weight_shape

@@ -64,6 +64,17 @@ pub struct Args {
     /// Force wall-clock timing even when timestamps are available.
     #[arg(long)]
     wall: bool,
+    /// Time reference network(s) instead of layers: a name, an example
+    /// group, or all (see `wgconv plan --net all`); one submission per run,
+    /// GFLOP/s from the convolutions' multiply-adds.
+    #[arg(long, value_name = "NAME", value_delimiter = ',', conflicts_with_all = ["layer", "shape"])]
+    net: Vec<String>,
+    /// With --net: the published size or the small test size.
+    #[arg(long, value_enum, default_value = "full", requires = "net")]
+    size: crate::net::SizeArg,
+    /// With --net: also print each layer's median time.
+    #[arg(long, requires = "net")]
+    breakdown: bool,
     /// Autotune: time each layer's candidate tile shapes first and run the
     /// fastest (remembered per adapter in the autotune cache file).
     #[arg(long)]
@@ -138,13 +149,18 @@ struct Report {
     skipped: Vec<Skipped>,
 }
 
-fn check_out_path(flag: &str, p: &Path) -> anyhow::Result<()> {
+pub fn check_out_path(flag: &str, p: &Path) -> anyhow::Result<()> {
     if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !d.is_dir() {
             return Err(anyhow!("{flag} {}: directory does not exist", p.display()));
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file, then a rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    wgconv::npy::write_atomic(path, |w| std::io::Write::write_all(w, bytes))
 }
 
 fn selected_layers(args: &Args) -> anyhow::Result<Vec<SuiteLayer>> {
@@ -212,60 +228,16 @@ fn time_gpu<P: OpParams>(
     x: &GpuTensor,
     runs: u32,
 ) -> anyhow::Result<Vec<f64>> {
-    let device = engine.device();
-    let count = 2 * runs;
-    let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("wgconv bench"),
-        ty: wgpu::QueryType::Timestamp,
-        count,
-    });
-    let size = u64::from(count) * 8;
-    let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("wgconv bench resolve"),
-        size,
-        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("wgconv bench staging"),
-        size,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("wgconv bench"),
-    });
-    let mut outs = Vec::with_capacity(runs as usize);
-    for i in 0..runs {
-        enc.write_timestamp(&qs, 2 * i);
-        outs.push(conv.record(engine, &mut enc, x)?);
-        enc.write_timestamp(&qs, 2 * i + 1);
-    }
-    enc.resolve_query_set(&qs, 0..count, &resolve, 0);
-    enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, size);
-    engine.queue().submit([enc.finish()]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    engine.wait()?;
-    rx.recv()
-        .map_err(|_| anyhow!("timestamp readback callback dropped"))?
-        .map_err(|e| anyhow!("timestamp readback failed: {e}"))?;
-    let ticks: Vec<u64> = {
-        let view = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| anyhow!("timestamp readback failed: {e}"))?;
-        bytemuck::pod_collect_to_vec::<u8, u64>(&view)
-    };
-    staging.unmap();
-    drop(outs);
-    let period = f64::from(engine.queue().get_timestamp_period());
-    Ok(ticks
-        .chunks_exact(2)
-        .map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1e6)
-        .collect())
+    let stamps = crate::timestamps::record_timed(engine, 2 * runs, |enc, qs| {
+        let mut outs = Vec::with_capacity(runs as usize);
+        for i in 0..runs {
+            enc.write_timestamp(qs, 2 * i);
+            outs.push(conv.record(engine, enc, x)?);
+            enc.write_timestamp(qs, 2 * i + 1);
+        }
+        Ok(outs)
+    })?;
+    Ok(stamps.chunks_exact(2).map(|t| (t[1] - t[0]).max(0.0)).collect())
 }
 
 /// Per-sample wall-clock ms per launch.
@@ -363,6 +335,9 @@ pub fn run(args: &Args) -> Outcome {
         Some(p) => Some(Peer::load("--compare", p)?),
         None => None,
     };
+    if !args.net.is_empty() {
+        crate::net::select(&args.net)?;
+    }
     let t0 = Instant::now();
     let engine = wgconv::Engine::with_options(&wgconv::EngineOptions {
         autotune: args.autotune,
@@ -382,6 +357,17 @@ pub fn run(args: &Args) -> Outcome {
         args.warmup,
         args.runs
     );
+    if !args.net.is_empty() {
+        let opts = crate::net::BenchOptions {
+            names: &args.net,
+            size: args.size,
+            warmup: args.warmup,
+            runs: args.runs,
+            check: !args.no_check,
+            breakdown: args.breakdown,
+        };
+        return crate::net::run_bench(&engine, timestamps, &opts, args.json.as_ref());
+    }
     let mut results = Vec::new();
     let skipped: Vec<Skipped> = Vec::new();
     let mut cold: Option<ColdStart> = None;

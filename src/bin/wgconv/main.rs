@@ -12,8 +12,10 @@ mod conv;
 mod info;
 mod peer;
 mod plot;
+mod net;
 mod shaders;
 mod test;
+mod timestamps;
 
 use std::process::ExitCode;
 
@@ -40,6 +42,9 @@ enum Command {
     Test(test::Args),
     /// Benchmark the suite layers or an ad-hoc shape.
     Bench(bench::Args),
+    /// Print a reference network's plan: per layer the output shape,
+    /// receptive field, parameters, multiply-adds and kernel, and the totals.
+    Plan(net::PlanArgs),
     /// Write every WGSL module the planner would build, validated with naga.
     Shaders(shaders::Args),
 }
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         Command::Test(a) => test::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Shaders(a) => shaders::run(&a),
+        Command::Plan(a) => net::plan(&a),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
