@@ -595,6 +595,25 @@ fn outputs_in_larger_buffers_write_only_their_elements() {
     ));
 }
 
+/// A tensor larger than one storage binding is a typed error (these ops
+/// are not chunked), not a validation panic.
+#[test]
+fn tensors_beyond_one_binding_are_refused() {
+    let engine = gpu_or_skip!();
+    let max = engine.limits().max_storage_buffer_binding_size;
+    let len = max / 4 + 1;
+    if len * 4 > engine.limits().max_buffer_size || len > 1 << 26 {
+        eprintln!("SKIPPED: binding limit {max} too large to exceed cheaply");
+        return;
+    }
+    let x = GpuTensor::empty(engine, [1, 1, 1, len as usize]).unwrap();
+    assert!(matches!(
+        GlobalAvgPool::new().forward(engine, &x),
+        Err(Error::ExceedsLimit { size, .. }) if size == len * 4
+    ));
+    engine.check_lost().unwrap();
+}
+
 /// A ResNet-style tail in one encoder: max pool, residual add with ReLU,
 /// concat, global average pool — no readback between.
 #[test]
