@@ -21,15 +21,15 @@ use std::sync::{Arc, Mutex};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{
-    Activation, Conv2dParams, ConvKind, ConvTranspose2dParams, UpsampleConv2dParams,
-    UpsampleMode, UpsampleParams,
+    Activation, Conv2dParams, ConvKind, ConvTranspose2dParams, UpsampleConv2dParams, UpsampleMode,
+    UpsampleParams,
 };
+use crate::geometry::{Pool2dParams, PoolMode};
 use crate::ops::batch_norm::BatchNorm;
+use crate::ops::concat::Concat;
 use crate::ops::conv2d::Conv2d;
 use crate::ops::conv_transpose2d::ConvTranspose2d;
 use crate::ops::eltwise::Add;
-use crate::geometry::{Pool2dParams, PoolMode};
-use crate::ops::concat::Concat;
 use crate::ops::pool::{GlobalAvgPool, Pool2d};
 use crate::ops::upsample::Upsample;
 use crate::ops::upsample_conv2d::UpsampleConv2d;
@@ -82,7 +82,16 @@ macro_rules! layer_from {
         }
     )*};
 }
-layer_from!(Conv2d, ConvTranspose2d, Upsample, UpsampleConv2d, Add, Concat, Pool2d, GlobalAvgPool);
+layer_from!(
+    Conv2d,
+    ConvTranspose2d,
+    Upsample,
+    UpsampleConv2d,
+    Add,
+    Concat,
+    Pool2d,
+    GlobalAvgPool
+);
 
 /// How far an output pixel sees into the network input, per axis, in input
 /// pixels.
@@ -190,7 +199,8 @@ impl Layer {
         match self {
             Layer::Conv2d(l) => {
                 let p = l.params();
-                conv("conv", l.weight_shape(), p.stride, p.dilation, p.groups) + &act(l.activation())
+                conv("conv", l.weight_shape(), p.stride, p.dilation, p.groups)
+                    + &act(l.activation())
             }
             Layer::ConvTranspose2d(l) => {
                 let p = l.params();
@@ -322,10 +332,7 @@ impl Layer {
                 l.activation(),
             )),
             Layer::Concat(_) => Ok((reference::concat(inputs)?, Activation::None)),
-            Layer::Pool2d(l) => Ok((
-                reference::pool2d(l.params(), x, shape)?,
-                Activation::None,
-            )),
+            Layer::Pool2d(l) => Ok((reference::pool2d(l.params(), x, shape)?, Activation::None)),
             Layer::GlobalAvgPool(_) => {
                 Ok((reference::global_avg_pool(x, shape)?, Activation::None))
             }
@@ -393,9 +400,8 @@ impl Layer {
             Layer::ConvTranspose2d(l) => {
                 let (w, p) = (l.weight_shape(), l.params());
                 // An output reads ceil(dilated kernel / stride) adjacent inputs.
-                let reach = |k: usize, d: u32, s: u32| {
-                    ((k.max(1) as u32 - 1) * d + 1).div_ceil(s.max(1))
-                };
+                let reach =
+                    |k: usize, d: u32, s: u32| ((k.max(1) as u32 - 1) * d + 1).div_ceil(s.max(1));
                 f.finer(
                     [
                         reach(w[2], p.dilation.0, p.stride.0),
@@ -1133,9 +1139,10 @@ impl Network {
     /// As [`Network::shapes`].
     pub fn macs(&self, input: [usize; 4]) -> Result<u64> {
         let shapes = self.shapes(input)?;
-        self.nodes.iter().try_fold(0u64, |acc, n| {
-            Ok(acc + n.layer.macs(shapes[n.inputs[0].0])?)
-        })
+        self.nodes.iter().try_fold(
+            0u64,
+            |acc, n| Ok(acc + n.layer.macs(shapes[n.inputs[0].0])?),
+        )
     }
 
     /// Records the network on `input` into `encoder` and returns the output
@@ -1524,9 +1531,15 @@ mod tests {
         let mut rng = Rng::new(7);
         for _ in 0..500 {
             let layers = rng.range(1, 12) as usize;
-            let bytes: Vec<u64> = (0..=layers).map(|_| 4 * u64::from(rng.range(1, 64))).collect();
+            let bytes: Vec<u64> = (0..=layers)
+                .map(|_| 4 * u64::from(rng.range(1, 64)))
+                .collect();
             let inputs: Vec<Vec<usize>> = (0..layers)
-                .map(|i| (0..rng.range(1, 3)).map(|_| rng.range(0, i as u32) as usize).collect())
+                .map(|i| {
+                    (0..rng.range(1, 3))
+                        .map(|_| rng.range(0, i as u32) as usize)
+                        .collect()
+                })
                 .collect();
             let plan = MemoryPlan::new(&bytes, &inputs);
             check(&bytes, &inputs, &plan);

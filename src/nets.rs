@@ -12,8 +12,7 @@ use crate::conformance::Rng;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::geometry::{
-    Activation, Conv2dParams, ConvTranspose2dParams, Padding, UpsampleConv2dParams,
-    UpsampleParams,
+    Activation, Conv2dParams, ConvTranspose2dParams, Padding, UpsampleConv2dParams, UpsampleParams,
 };
 use crate::net::{Network, NetworkBuilder, Value};
 use crate::ops::batch_norm::BatchNorm;

