@@ -714,6 +714,7 @@ fn bench_net_times_and_checks_a_network() {
     gpu_or_skip!();
     let dir = tempfile::tempdir().expect("dir");
     let json = dir.path().join("net.json");
+    let svg = dir.path().join("net.svg");
     let o = wgconv(&[
         "bench",
         "--net",
@@ -727,6 +728,8 @@ fn bench_net_times_and_checks_a_network() {
         "--breakdown",
         "--json",
         json.to_str().unwrap_or(""),
+        "--plot",
+        svg.to_str().unwrap_or(""),
     ]);
     assert!(o.status.success(), "{:?}", stderr_lines(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -752,6 +755,9 @@ fn bench_net_times_and_checks_a_network() {
         assert_eq!(n["check_passed"], true);
         assert!(n["memory"]["peak_bytes"].as_u64().unwrap_or(0) > 0);
     }
+    let chart = std::fs::read_to_string(&svg).expect("svg");
+    assert!(chart.contains("resnext_block") && chart.contains("decoder_upsample"));
+    assert!(chart.contains("GFLOP/s per network"));
     // Unknown network: one line, exit 2.
     let o = wgconv(&["bench", "--net", "resnet9000"]);
     assert_eq!(o.status.code(), Some(2));

@@ -176,28 +176,15 @@ impl UniformCache {
 }
 
 /// Records one dispatch of `plan`: the uniform `uniform` returns at binding
-/// 0, then `buffers` at bindings 1, 2, … of the kernel's layout
-/// ([`crate::pipelines::Bindings`]; the output last). Device errors raised
-/// meanwhile are returned as values.
-pub(crate) fn dispatch(
-    engine: &Engine,
-    encoder: &mut wgpu::CommandEncoder,
-    plan: &Plan,
-    uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
-    buffers: &[&wgpu::Buffer],
-) -> Result<()> {
-    let whole: Vec<_> = buffers.iter().map(|&b| (b, None)).collect();
-    dispatch_bound(engine, encoder, plan, uniform, &whole)
-}
-
-/// [`dispatch`] with each tensor bound as the window of its own elements
-/// (offset 0, `len·4` bytes) instead of its whole buffer: a tensor may be a
+/// 0, then `tensors` at bindings 1, 2, … of the kernel's layout
+/// ([`crate::pipelines::Bindings`]), each bound as the window of its own
+/// elements (offset 0, `len·4` bytes) rather than its whole buffer: a tensor may be a
 /// [`GpuTensor::view`] of a larger (pooled) buffer, and then the kernel can
 /// reach only the tensor. The output is the last tensor.
 ///
 /// # Errors
 /// [`Error::ExceedsLimit`] when a tensor is larger than one storage binding
-/// (these kernels are not chunked), and as [`dispatch`].
+/// (these kernels are not chunked), and device errors raised meanwhile.
 pub(crate) fn dispatch_tensors(
     engine: &Engine,
     encoder: &mut wgpu::CommandEncoder,
@@ -543,12 +530,24 @@ impl LayerCore {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<()> {
-        dispatch(
+        // Input and output bound as their own elements (either may be a
+        // view of a larger pooled buffer); weight and bias whole.
+        let window = |t: &GpuTensor| -> Result<Option<wgpu::BufferSize>> {
+            let bytes = t.len() as u64 * 4;
+            engine.check_binding("tensor binding", bytes)?;
+            Ok(wgpu::BufferSize::new(bytes))
+        };
+        dispatch_bound(
             engine,
             encoder,
             plan,
             || self.uniforms.get(engine, (key, plan.key.clone()), uniforms),
-            &[input.buffer(), &self.weight, &self.bias, output.buffer()],
+            &[
+                (input.buffer(), window(input)?),
+                (&self.weight, None),
+                (&self.bias, None),
+                (output.buffer(), window(output)?),
+            ],
         )
     }
 }

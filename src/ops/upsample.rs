@@ -7,7 +7,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{UpsampleMode, UpsampleParams, UpsampleShape};
-use crate::ops::{dispatch, UniformCache};
+use crate::ops::{dispatch_tensors, UniformCache};
 use crate::plan::{self, Plan};
 use crate::reference::{self, Comparison, Tolerance};
 use crate::tensor::GpuTensor;
@@ -156,7 +156,9 @@ impl Upsample {
         output: &GpuTensor,
     ) -> Result<()> {
         let plan = plan::plan_upsample(shape);
-        dispatch(
+        // Bound as their own elements: either may be a view of a larger
+        // pooled buffer.
+        dispatch_tensors(
             engine,
             encoder,
             &plan,
@@ -166,7 +168,7 @@ impl Upsample {
                         UpsampleUniforms::new(shape, &plan)
                     })
             },
-            &[input.buffer(), output.buffer()],
+            &[input, output],
         )
     }
 

@@ -158,7 +158,9 @@ pub fn check_out_path(flag: &str, p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically (a temporary file, then a rename).
+/// Writes `bytes` to `path` atomically (a temporary file beside it, synced,
+/// then a rename): `path` is either the old file or the complete new one.
+/// Every output file of `wgconv bench`, `plan` and `test` goes through it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     wgconv::npy::write_atomic(path, |w| std::io::Write::write_all(w, bytes))
 }
@@ -368,6 +370,8 @@ pub fn run(args: &Args) -> Outcome {
             runs: args.runs,
             check: !args.no_check,
             breakdown: args.breakdown,
+            peer: peer.as_ref(),
+            plot: args.plot.as_ref(),
         };
         return crate::net::run_bench(&engine, timestamps, &opts, args.json.as_ref());
     }
@@ -508,7 +512,7 @@ pub fn run(args: &Args) -> Outcome {
         skipped,
     };
     if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+        write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("--json {}: cannot write", p.display()))?;
     }
     if let Some(p) = &args.csv {
@@ -530,7 +534,8 @@ pub fn run(args: &Args) -> Outcome {
                 r.bytes_moved
             ));
         }
-        std::fs::write(p, s).with_context(|| format!("--csv {}: cannot write", p.display()))?;
+        write_atomic(p, s.as_bytes())
+            .with_context(|| format!("--csv {}: cannot write", p.display()))?;
     }
     if let Some(p) = &args.plot {
         let bars: Vec<Bar> = report

@@ -301,6 +301,10 @@ pub struct BenchOptions<'a> {
     pub runs: u64,
     pub check: bool,
     pub breakdown: bool,
+    /// `--compare`: a peer's results, matched by network name.
+    pub peer: Option<&'a crate::peer::Peer>,
+    /// `--plot`: where to draw GFLOP/s per network.
+    pub plot: Option<&'a PathBuf>,
 }
 
 /// One network's timing, in the shape of `wgconv bench --json`'s layers
@@ -319,6 +323,12 @@ pub struct NetResult {
     pub input: [usize; 4],
     pub output: [usize; 4],
     pub first_run_ms: f64,
+    /// The --compare peer's GFLOP/s on this network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_gflops: Option<f64>,
+    /// Our speed over the peer's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_peer: Option<f64>,
     pub memory: MemoryJson,
     pub per_layer: Vec<LayerTime>,
 }
@@ -446,11 +456,15 @@ pub fn bench(
         } else {
             (None, None)
         };
+        let gflops = 2.0 * macs as f64 / (median_ms / 1e3) / 1e9;
+        let peer_gflops = opts.peer.and_then(|p| p.gflops(name, 2 * macs));
         results.push(NetResult {
             name: name.into(),
             median_ms,
             min_ms,
-            gflops: 2.0 * macs as f64 / (median_ms / 1e3) / 1e9,
+            gflops,
+            peer_gflops,
+            vs_peer: peer_gflops.map(|p| gflops / p),
             kernel: format!("network ({} layers)", net.layers().len()),
             max_abs_err,
             check_passed,
@@ -524,6 +538,35 @@ pub fn run_bench(
     } else {
         "wall"
     };
+    if let Some(peer) = opts.peer {
+        for r in &results {
+            if let Some(v) = r.vs_peer {
+                println!("{}: {v:.2}× {}'s GFLOP/s", r.name, peer.label);
+            }
+        }
+    }
+    if let Some(p) = opts.plot {
+        let bars: Vec<crate::plot::Bar> = results
+            .iter()
+            .map(|r| crate::plot::Bar {
+                name: r.name.clone(),
+                ours: r.gflops,
+                peer: r.peer_gflops,
+            })
+            .collect();
+        let title = format!(
+            "wgconv bench: GFLOP/s per network on {}",
+            engine.info().name
+        );
+        crate::plot::bar_chart(
+            p,
+            &title,
+            "wgconv",
+            opts.peer.map(|p| p.label.as_str()),
+            &bars,
+        )
+        .map_err(|e| anyhow!("--plot {}: {e:#}", p.display()))?;
+    }
     if let Some(p) = json {
         let report = NetReport {
             adapter: adapter_json(

@@ -10,8 +10,7 @@
 //! file is written atomically: rendered in memory, written to a temporary
 //! file in the same directory, then renamed over the target.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use plotters::coord::ranged1d::SegmentValue;
@@ -80,7 +79,7 @@ pub fn bar_chart(
     bars: &[Bar],
 ) -> anyhow::Result<()> {
     let svg = render(title, ours_label, peer_label, bars)?;
-    write_atomic(path, svg.as_bytes())
+    crate::bench::write_atomic(path, svg.as_bytes()).context("cannot write")
 }
 
 fn plottable(v: f64) -> Option<f64> {
@@ -279,37 +278,6 @@ fn render(
         root.present().map_err(e)?;
     }
     Ok(svg)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory
-/// and a rename, so `path` is either the old file or the complete new one.
-/// The error does not name `path`: the caller adds it with its flag.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.context("cannot write")
 }
 
 #[cfg(test)]

@@ -191,7 +191,7 @@ pub fn run(args: &Args) -> Outcome {
             runs,
         };
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text)
+        crate::bench::write_atomic(path, text.as_bytes())
             .with_context(|| format!("--json {}: cannot write", path.display()))?;
     }
     println!("{passed} passed, {failed} failed");
