@@ -14,6 +14,28 @@
 //! keeps the pool at about the two largest adjacent activations;
 //! [`Network::memory`] reports the peak, and [`Network::verify`] checks the
 //! pooled run bit for bit against a run with a buffer per value.
+//!
+//! ```no_run
+//! use wgconv::{Activation, BatchNorm, Conv2dParams, Engine, Network, Padding};
+//! # fn main() -> wgconv::Result<()> {
+//! let engine = Engine::new()?;
+//! let mut b = Network::builder(&engine, [1, 64, 56, 56])?;
+//! let x = b.input();
+//! let (w, ones, zeros) = (vec![0.01; 64 * 64 * 9], vec![1.0; 64], vec![0.0; 64]);
+//! let bn = BatchNorm { gamma: &ones, beta: &zeros, mean: &zeros, var: &ones, eps: 1e-5 };
+//! let same = Conv2dParams::default().padding(Padding::uniform(1));
+//! // conv → BN (folded at load time) → ReLU, twice, then the residual add.
+//! let h = b.conv2d_bn("conv1", x, &w, [64, 64, 3, 3], &bn, same, Activation::Relu)?;
+//! let h = b.conv2d_bn("conv2", h, &w, [64, 64, 3, 3], &bn, same, Activation::None)?;
+//! let y = b.add("residual", x, h, Activation::Relu)?;
+//! let net = b.build(y)?;
+//! let input = vec![0.5; 64 * 56 * 56];
+//! let out: Vec<f32> = net.run(&engine, &input, [1, 64, 56, 56])?; // one submission, one readback
+//! let check = net.verify(&engine, &input, [1, 64, 56, 56], true)?;
+//! assert!(check.passed());
+//! println!("peak GPU memory: {} bytes", net.memory([1, 64, 56, 56])?.peak_bytes());
+//! # let _ = out; Ok(()) }
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
