@@ -61,9 +61,12 @@ impl TiledSpec {
 
 /// The opening of every generated `main`, under the chunk contract of
 /// `src/chunk.rs`: the logical workgroup of this chunk (`logical_wid`), and
-/// the item from `x0`, clamped below `x_end` — items past the end compute a
-/// clamped item and skip only the store, so the hot loop runs without a
-/// divergent exit.
+/// the item from `x0`; items past `x_end` exit at once. (They used to compute
+/// a clamped item and skip only the store, to keep the hot loop free of a
+/// divergent exit; but when a layer has fewer items than a workgroup — 7×7
+/// pointwise layers have 7 — that ran up to 64 copies of the work: exiting
+/// measured 6–7× faster on such layers on lavapipe, and no slower on the
+/// suite layers. The clamp stays, as a bound the host proof relies on.)
 const PROLOGUE: &str = "@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lw = logical_wid(wid);
@@ -71,14 +74,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     let flat = p.x0 + lw.x * WG + lid;
+    if flat >= p.x_end {
+        return;
+    }
     let item = min(flat, p.x_end - 1u);
     let n = p.z0 + lw.z;
 ";
-
-/// Where every generated `main` leaves the items past `x_end`.
-const STORE_GUARD: &str = "    if flat >= p.x_end {
-        return;
-    }";
 
 /// Reads the `u32` constants of a specialised module (`const NAME: u32 = Vu;`).
 pub(crate) fn read_consts(src: &str) -> BTreeMap<String, u32> {
@@ -171,7 +172,6 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("        x_plane += plane;");
     line("        w_at += taps * COB4;");
     line("    }");
-    line(STORE_GUARD);
     line("    let oplane = p.out_cstride;");
     for px in 0..pix {
         let mut body = String::new();
@@ -311,7 +311,6 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
         }
         line("    }".into());
     }
-    line(STORE_GUARD.into());
     line("    let b = bias[co];".into());
     line(
         "    let o = (n * p.c_out + co) * p.out_cstride + oh0 * p.w_out + ow0 - p.out_base;".into(),
@@ -468,7 +467,6 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
         "        x_plane += plane;",
         "        w_at += w_ci_stride;",
         "    }",
-        STORE_GUARD,
         "    let oplane = p.out_cstride;",
         "    let o = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out - p.out_base;",
     ] {
