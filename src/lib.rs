@@ -23,6 +23,10 @@
 //! assert_eq!(host.len(), 16 * 8 * 8);
 //! # Ok(()) }
 //! ```
+//!
+//! Layers chain into networks that run as one submission with one readback,
+//! with a liveness-planned buffer pool: see [`net`] and the reference
+//! networks in [`nets`].
 #![warn(missing_docs)]
 
 pub mod autotune;
