@@ -605,16 +605,17 @@ impl<'e> NetworkBuilder<'e> {
         params: Conv2dParams,
         activation: Activation,
     ) -> Result<Value> {
-        let (w, b) = bn
-            .fold(
-                ConvKind::Forward,
-                weight,
-                weight_shape,
-                params.groups as usize,
-                None,
-            )
-            .map_err(|e| named(name, e))?;
-        self.conv2d(name, x, &w, weight_shape, Some(&b), params, activation)
+        let folded = fold(
+            name,
+            Some(bn),
+            ConvKind::Forward,
+            weight,
+            weight_shape,
+            params.groups,
+            None,
+        )?;
+        let (w, b) = with_folded(&folded, weight, None);
+        self.conv2d(name, x, w, weight_shape, b, params, activation)
     }
 
     /// Adds a transposed convolution (weight `[c_in, c_out/groups, k_h, k_w]`),
@@ -635,22 +636,16 @@ impl<'e> NetworkBuilder<'e> {
         params: ConvTranspose2dParams,
         activation: Activation,
     ) -> Result<Value> {
-        let folded;
-        let (weight, bias) = match bn {
-            Some(bn) => {
-                folded = bn
-                    .fold(
-                        ConvKind::Transposed,
-                        weight,
-                        weight_shape,
-                        params.groups as usize,
-                        bias,
-                    )
-                    .map_err(|e| named(name, e))?;
-                (&folded.0[..], Some(&folded.1[..]))
-            }
-            None => (weight, bias),
-        };
+        let folded = fold(
+            name,
+            bn,
+            ConvKind::Transposed,
+            weight,
+            weight_shape,
+            params.groups,
+            bias,
+        )?;
+        let (weight, bias) = with_folded(&folded, weight, bias);
         let l = ConvTranspose2d::new(self.engine, weight, weight_shape, bias, params, activation)
             .map_err(|e| named(name, e))?;
         self.layer(name, l, &[x])
@@ -683,22 +678,16 @@ impl<'e> NetworkBuilder<'e> {
         params: UpsampleConv2dParams,
         activation: Activation,
     ) -> Result<Value> {
-        let folded;
-        let (weight, bias) = match bn {
-            Some(bn) => {
-                folded = bn
-                    .fold(
-                        ConvKind::Forward,
-                        weight,
-                        weight_shape,
-                        params.conv.groups as usize,
-                        bias,
-                    )
-                    .map_err(|e| named(name, e))?;
-                (&folded.0[..], Some(&folded.1[..]))
-            }
-            None => (weight, bias),
-        };
+        let folded = fold(
+            name,
+            bn,
+            ConvKind::Forward,
+            weight,
+            weight_shape,
+            params.conv.groups,
+            bias,
+        )?;
+        let (weight, bias) = with_folded(&folded, weight, bias);
         let l = UpsampleConv2d::new(self.engine, weight, weight_shape, bias, params, activation)
             .map_err(|e| named(name, e))?;
         self.layer(name, l, &[x])
@@ -778,6 +767,35 @@ impl<'e> NetworkBuilder<'e> {
             nodes,
             prepared: Mutex::new(HashMap::new()),
         })
+    }
+}
+
+/// `bn` folded into a convolution's weight and bias ([`BatchNorm::fold`]),
+/// if there is one; errors name the layer.
+#[allow(clippy::too_many_arguments)]
+fn fold(
+    layer: &str,
+    bn: Option<&BatchNorm<'_>>,
+    kind: ConvKind,
+    weight: &[f32],
+    weight_shape: [usize; 4],
+    groups: u32,
+    bias: Option<&[f32]>,
+) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+    bn.map(|bn| bn.fold(kind, weight, weight_shape, groups as usize, bias))
+        .transpose()
+        .map_err(|e| named(layer, e))
+}
+
+/// The folded weight and bias if there are some, else the originals.
+fn with_folded<'a>(
+    folded: &'a Option<(Vec<f32>, Vec<f32>)>,
+    weight: &'a [f32],
+    bias: Option<&'a [f32]>,
+) -> (&'a [f32], Option<&'a [f32]>) {
+    match folded {
+        Some((w, b)) => (w, Some(b)),
+        None => (weight, bias),
     }
 }
 

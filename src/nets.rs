@@ -37,13 +37,17 @@ pub struct NetSpec {
     /// One line: what it is and at which size.
     pub about: &'static str,
     build: fn(&mut NetworkBuilder<'_>, &mut Init, Size) -> Result<Value>,
-    input: fn(Size) -> [usize; 4],
+    /// Input shapes at [`Size::Full`] and [`Size::Small`].
+    inputs: [[usize; 4]; 2],
 }
 
 impl NetSpec {
     /// The input shape at `size`.
     pub fn input_shape(&self, size: Size) -> [usize; 4] {
-        (self.input)(size)
+        match size {
+            Size::Full => self.inputs[0],
+            Size::Small => self.inputs[1],
+        }
     }
 
     /// Builds the network on `engine` with weights from `seed`.
@@ -72,56 +76,56 @@ pub const NETS: [NetSpec; 8] = [
         group: "context_module",
         about: "dilated context module, basic: 7 3×3 layers (dilation 1,1,2,4,8,16,1) + 1×1, C = 21 at 64×64",
         build: context_basic,
-        input: context_input,
+        inputs: [[1, 21, 64, 64], [1, 4, 24, 24]],
     },
     NetSpec {
         name: "context_module_large",
         group: "context_module",
         about: "dilated context module, large: channels 2C,2C,4C,8C,16C,32C,32C then C, C = 21 at 64×64",
         build: context_large,
-        input: context_input,
+        inputs: [[1, 21, 64, 64], [1, 4, 24, 24]],
     },
     NetSpec {
         name: "mobilenet_v2_block",
         group: "mobilenet_v2",
         about: "inverted residual: 1×1 expand ×6 + ReLU6, 3×3 depthwise + ReLU6, 1×1 project, residual; 24 ch at 56×56",
         build: mobilenet_block,
-        input: mobilenet_block_input,
+        inputs: [[1, 24, 56, 56], [1, 8, 10, 10]],
     },
     NetSpec {
         name: "mobilenet_v2",
         group: "mobilenet_v2",
         about: "MobileNetV2 feature extractor (width 1.0, 17 inverted residuals, 1280 features) at 224×224",
         build: mobilenet_v2,
-        input: mobilenet_input,
+        inputs: [[1, 3, 224, 224], [1, 3, 32, 32]],
     },
     NetSpec {
         name: "aspp",
         group: "aspp",
         about: "DeepLabv3 ASPP head: 1×1, 3×3 dilated 6/12/18, image pooling, concat, 1×1; 2048 → 256 ch at 33×33",
         build: aspp,
-        input: aspp_input,
+        inputs: [[1, 2048, 33, 33], [1, 16, 9, 9]],
     },
     NetSpec {
         name: "resnext_block",
         group: "resnext_block",
         about: "ResNeXt-50 block: 1×1 256→128, 3×3 grouped (G = 32), 1×1 →256, residual; at 56×56",
         build: resnext_block,
-        input: resnext_input,
+        inputs: [[1, 256, 56, 56], [1, 64, 8, 8]],
     },
     NetSpec {
         name: "decoder",
         group: "decoder",
         about: "DCGAN generator: z 100 → 4×4×512, then four 4×4 stride-2 transposed convs to 3×64×64",
         build: decoder_transposed,
-        input: decoder_input,
+        inputs: [[1, 100, 1, 1], [1, 16, 1, 1]],
     },
     NetSpec {
         name: "decoder_upsample",
         group: "decoder",
         about: "the DCGAN generator with nearest ×2 upsample + 3×3 conv (fused) in place of the stride-2 transposed convs",
         build: decoder_upsample,
-        input: decoder_input,
+        inputs: [[1, 100, 1, 1], [1, 16, 1, 1]],
     },
 ];
 
@@ -206,13 +210,6 @@ fn conv_bn(
         .dilation(dilation, dilation)
         .groups(groups);
     b.conv2d_bn(name, x, &w, shape, &bn.get(), params, act)
-}
-
-fn context_input(size: Size) -> [usize; 4] {
-    match size {
-        Size::Full => [1, 21, 64, 64],
-        Size::Small => [1, 4, 24, 24],
-    }
 }
 
 /// Yu & Koltun's context module: layers 1–7 are 3×3 with dilation 1, 1, 2,
@@ -328,24 +325,10 @@ fn inverted_residual(
     Ok(h)
 }
 
-fn mobilenet_block_input(size: Size) -> [usize; 4] {
-    match size {
-        Size::Full => [1, 24, 56, 56],
-        Size::Small => [1, 8, 10, 10],
-    }
-}
-
 fn mobilenet_block(b: &mut NetworkBuilder<'_>, init: &mut Init, _: Size) -> Result<Value> {
     let x = b.input();
     let c = b.shape(x)?[1];
     inverted_residual(b, init, "block", x, c, 1, 6)
-}
-
-fn mobilenet_input(size: Size) -> [usize; 4] {
-    match size {
-        Size::Full => [1, 3, 224, 224],
-        Size::Small => [1, 3, 32, 32],
-    }
 }
 
 /// MobileNetV2 (Sandler et al. 2018, Table 2) up to the 1280-channel
@@ -406,13 +389,6 @@ fn mobilenet_v2(b: &mut NetworkBuilder<'_>, init: &mut Init, size: Size) -> Resu
     )
 }
 
-fn aspp_input(size: Size) -> [usize; 4] {
-    match size {
-        Size::Full => [1, 2048, 33, 33],
-        Size::Small => [1, 16, 9, 9],
-    }
-}
-
 /// DeepLabv3's ASPP head (Chen et al. 2017) at output stride 16.
 fn aspp(b: &mut NetworkBuilder<'_>, init: &mut Init, size: Size) -> Result<Value> {
     let out = match size {
@@ -448,13 +424,6 @@ fn aspp(b: &mut NetworkBuilder<'_>, init: &mut Init, size: Size) -> Result<Value
     conv_bn(b, init, "aspp.project", cat, out, 1, 1, 1, 1, relu)
 }
 
-fn resnext_input(size: Size) -> [usize; 4] {
-    match size {
-        Size::Full => [1, 256, 56, 56],
-        Size::Small => [1, 64, 8, 8],
-    }
-}
-
 /// ResNeXt-50 (32×4d) conv2 block (Xie et al. 2017, Fig. 3c).
 fn resnext_block(b: &mut NetworkBuilder<'_>, init: &mut Init, size: Size) -> Result<Value> {
     let width = match size {
@@ -468,13 +437,6 @@ fn resnext_block(b: &mut NetworkBuilder<'_>, init: &mut Init, size: Size) -> Res
     let h = conv_bn(b, init, "grouped_3x3", h, width, 3, 1, 1, 32, relu)?;
     let h = conv_bn(b, init, "expand_1x1", h, c, 1, 1, 1, 1, Activation::None)?;
     b.add("residual", x, h, relu)
-}
-
-fn decoder_input(size: Size) -> [usize; 4] {
-    match size {
-        Size::Full => [1, 100, 1, 1],
-        Size::Small => [1, 16, 1, 1],
-    }
 }
 
 fn decoder_width(size: Size) -> usize {
