@@ -799,6 +799,14 @@ fn with_folded<'a>(
     }
 }
 
+/// Bytes of each value (f32).
+fn value_bytes(shapes: &[[usize; 4]]) -> Vec<u64> {
+    shapes
+        .iter()
+        .map(|s| s.iter().product::<usize>() as u64 * 4)
+        .collect()
+}
+
 fn named(layer: &str, e: Error) -> Error {
     Error::Layer {
         layer: layer.into(),
@@ -1095,11 +1103,7 @@ impl Network {
             return Ok(Arc::clone(p));
         }
         let shapes = self.shapes(input)?;
-        let bytes: Vec<u64> = shapes
-            .iter()
-            .map(|s| s.iter().product::<usize>() as u64 * 4)
-            .collect();
-        let memory = MemoryPlan::new(&bytes, &self.inputs());
+        let memory = MemoryPlan::new(&value_bytes(&shapes), &self.inputs());
         let buffers = engine.scoped(|| {
             memory
                 .slot_bytes
@@ -1131,11 +1135,7 @@ impl Network {
     /// # Errors
     /// As [`Network::shapes`].
     pub fn memory_plan(&self, input: [usize; 4]) -> Result<MemoryPlan> {
-        let bytes: Vec<u64> = self
-            .shapes(input)?
-            .iter()
-            .map(|s| s.iter().product::<usize>() as u64 * 4)
-            .collect();
+        let bytes = value_bytes(&self.shapes(input)?);
         Ok(MemoryPlan::new(&bytes, &self.inputs()))
     }
 
@@ -1144,11 +1144,7 @@ impl Network {
     /// # Errors
     /// As [`Network::shapes`].
     pub fn memory(&self, input: [usize; 4]) -> Result<MemoryReport> {
-        let shapes = self.shapes(input)?;
-        let bytes: Vec<u64> = shapes
-            .iter()
-            .map(|s| s.iter().product::<usize>() as u64 * 4)
-            .collect();
+        let bytes = value_bytes(&self.shapes(input)?);
         let plan = MemoryPlan::new(&bytes, &self.inputs());
         let last = bytes.len() - 1;
         Ok(MemoryReport {

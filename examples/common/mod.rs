@@ -36,6 +36,11 @@ fn run(group: &str) -> wgconv::Result<bool> {
     let mut all_passed = true;
     for spec in nets::select(group) {
         println!("\n{}: {}", spec.name, spec.about);
+        if size == Size::Small {
+            println!(
+                "  (small test size: the same structure with fewer channels and smaller images)"
+            );
+        }
         let net = spec.build(&engine, size, 1)?;
         let shape = spec.input_shape(size);
         let x = spec.input(size, 1);

@@ -213,10 +213,13 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| r.unit()).collect()
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median (sorts `v`); 0 for none.
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 {
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0

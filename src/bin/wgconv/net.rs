@@ -341,18 +341,6 @@ pub struct LayerTime {
     pub kernel: String,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Per-run timestamps: `[run][0..=layers]` in ms from the run's start.
 fn time_gpu(
     engine: &Engine,
@@ -430,10 +418,10 @@ pub fn bench(
                 timing = "gpu-timestamp";
                 let report = net.report(engine, input_shape).map_err(ctx)?;
                 for (l, layer) in report.into_iter().enumerate() {
-                    let d: Vec<f64> = stamps.iter().map(|t| t[l + 1] - t[l]).collect();
+                    let mut d: Vec<f64> = stamps.iter().map(|t| t[l + 1] - t[l]).collect();
                     per_layer.push(LayerTime {
                         name: layer.name,
-                        median_ms: median(d),
+                        median_ms: crate::bench::median(&mut d),
                         kernel: layer.kernel,
                     });
                 }
@@ -443,7 +431,7 @@ pub fn bench(
             samples = time_wall(engine, &net, &xt, opts.runs)?;
         }
         let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
-        let median_ms = median(samples);
+        let median_ms = crate::bench::median(&mut samples);
         let macs = net.macs(input_shape).map_err(ctx)?;
         let (max_abs_err, check_passed) = if opts.check {
             let check = net.verify(engine, &x, input_shape, false).map_err(ctx)?;
