@@ -309,3 +309,11 @@ fn builder_errors_are_typed_and_name_the_layer() {
     let e = b.build(x);
     assert!(matches!(e, Err(Error::BadShape { .. })), "{e:?}");
 }
+
+/// Networks can be shared across threads (every cache inside is locked).
+#[test]
+fn networks_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Network>();
+    check::<wgconv::net::Layer>();
+}
