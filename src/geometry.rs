@@ -913,6 +913,163 @@ impl UpsampleConv2dShape {
     }
 }
 
+/// One spatial axis of the sub-pixel identity: nearest upsampling by `s`
+/// followed by a stride-1 convolution (kernel `k`, dilation `d`, padding
+/// `p_b`/`p_e`) is exactly a transposed convolution of the real input with
+/// stride `s`, dilation 1 and a derived kernel.
+///
+/// Output `o = s·q + r` (phase `r ∈ [0, s)`) reads, for forward tap `t`,
+/// upsampled index `o + t·d − p_b`, i.e. input `q + δ(r, t)` with
+/// `δ(r, t) = ⌊(r + t·d − p_b) / s⌋`, and it is zero padding exactly when
+/// `q + δ` is outside `[0, in)` (the upsampled index is outside `[0, s·in)`
+/// iff its quotient by `s` is outside `[0, in)`). The transposed gather
+/// `o + P = i·s + k'` with `i = q + δ` puts that tap at
+/// `k' = r + P − s·δ = P + p_b − t·d + ((r + t·d − p_b) mod s)`: for each `t`
+/// the phases cover `k' ∈ P + p_b − t·d + [0, s)`, so over all taps
+/// `k' ∈ P + [p_b − (k−1)·d, p_b + s − 1]`. Hence (with `R = (k−1)·d`):
+///
+/// - `P = max(R − p_b, 0)` (a begin padding beyond `R` leaves `p_b − R`
+///   always-zero taps at the kernel's start instead of a negative padding);
+/// - `K' = R + s + (P − (R − p_b))`;
+/// - output `(in − 1)·s − P − P_e + K' + op = s·in + p_b − P_e + op` must
+///   equal the forward `s·in + p_b + p_e − R`: `op − P_e = p_e − R =: E`.
+///   `E ≤ 0`: `P_e = −E`; `0 < E < s`: output padding `E`; `E ≥ s`: `E`
+///   always-zero taps appended to the kernel (each adds one output).
+///
+/// The derived weight at `k'` sums the forward taps that map there (one
+/// per `t` at most for each phase, so a phase never sums more than `k`
+/// nonzero weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubPixelAxis {
+    /// Upsampling scale: the transposed stride.
+    pub scale: u32,
+    /// Forward kernel taps.
+    pub k: u32,
+    /// Forward dilation.
+    pub dilation: u32,
+    /// Forward begin padding (top or left).
+    pub pad_begin: u32,
+    /// Transposed kernel extent `K'`.
+    pub k_t: u32,
+    /// Transposed begin padding `P`.
+    pub pad_t_begin: u32,
+    /// Transposed end padding `P_e`.
+    pub pad_t_end: u32,
+    /// Transposed output padding.
+    pub output_padding: u32,
+}
+
+impl SubPixelAxis {
+    /// The axis for scale `s`, forward kernel `k`, dilation `d` and padding
+    /// `(p_b, p_e)`; `None` if a size does not fit `u32`.
+    pub fn new(s: u32, k: u32, d: u32, p_b: u32, p_e: u32) -> Option<Self> {
+        if s == 0 || k == 0 || d == 0 {
+            return None;
+        }
+        let (s64, pb, pe) = (i64::from(s), i64::from(p_b), i64::from(p_e));
+        let reach = (i64::from(k) - 1) * i64::from(d);
+        let p = (reach - pb).max(0);
+        let mut k_t = reach + s64 + (p - (reach - pb));
+        let e = pe - reach;
+        let (pad_end, op) = if e <= 0 {
+            (-e, 0)
+        } else if e < s64 {
+            (0, e)
+        } else {
+            k_t += e;
+            (0, 0)
+        };
+        Some(Self {
+            scale: s,
+            k,
+            dilation: d,
+            pad_begin: p_b,
+            k_t: u32::try_from(k_t).ok()?,
+            pad_t_begin: u32::try_from(p).ok()?,
+            pad_t_end: u32::try_from(pad_end).ok()?,
+            output_padding: u32::try_from(op).ok()?,
+        })
+    }
+
+    /// The transposed tap `k'` that forward tap `t` becomes for output
+    /// phase `r < scale`.
+    pub fn tap(&self, r: u32, t: u32) -> usize {
+        let td = i64::from(t) * i64::from(self.dilation);
+        let pb = i64::from(self.pad_begin);
+        let k = i64::from(self.pad_t_begin) + pb - td
+            + (i64::from(r) + td - pb).rem_euclid(i64::from(self.scale));
+        k as usize
+    }
+
+    /// Taps per output phase the transposed kernel loops over, `⌈K'/s⌉`.
+    pub fn taps_per_phase(&self) -> u32 {
+        self.k_t.div_ceil(self.scale)
+    }
+}
+
+/// A nearest-upsample + stride-1 convolution as a transposed convolution
+/// (see [`SubPixelAxis`]): its parameters and weight shape `[c_in,
+/// c_out/groups, K'_h, K'_w]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubPixel {
+    /// The height axis.
+    pub h: SubPixelAxis,
+    /// The width axis.
+    pub w: SubPixelAxis,
+    /// The transposed convolution's parameters (groups as the forward's).
+    pub params: ConvTranspose2dParams,
+    /// The transposed weight shape.
+    pub weight_shape: [usize; 4],
+}
+
+impl UpsampleConv2dParams {
+    /// The transposed convolution this op equals, for a forward weight
+    /// `[c_out, c_in/groups, k_h, k_w]`: `Some` for nearest upsampling with
+    /// a stride-1 convolution whose derived sizes fit, `None` otherwise
+    /// (bilinear is not a pure sub-pixel identity at the borders).
+    pub fn sub_pixel(&self, weight: [usize; 4]) -> Option<SubPixel> {
+        if self.upsample.mode != UpsampleMode::Nearest || self.conv.stride != (1, 1) {
+            return None;
+        }
+        let (s, c, pad) = (self.upsample.scale, self.conv, self.conv.padding);
+        let h = SubPixelAxis::new(
+            s.0,
+            u32::try_from(weight[2]).ok()?,
+            c.dilation.0,
+            pad.top,
+            pad.bottom,
+        )?;
+        let w = SubPixelAxis::new(
+            s.1,
+            u32::try_from(weight[3]).ok()?,
+            c.dilation.1,
+            pad.left,
+            pad.right,
+        )?;
+        let groups = c.groups as usize;
+        if groups == 0 || !weight[0].is_multiple_of(groups) {
+            return None;
+        }
+        Some(SubPixel {
+            h,
+            w,
+            params: ConvTranspose2dParams {
+                stride: s,
+                padding: Padding::new(h.pad_t_begin, w.pad_t_begin, h.pad_t_end, w.pad_t_end),
+                output_padding: (h.output_padding, w.output_padding),
+                dilation: (1, 1),
+                groups: c.groups,
+            },
+            weight_shape: [
+                weight[1].checked_mul(groups)?,
+                weight[0] / groups,
+                h.k_t as usize,
+                w.k_t as usize,
+            ],
+        })
+    }
+}
+
 /// What a pooling window reduces to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PoolMode {

@@ -473,6 +473,257 @@ fn fused_equals_materialised_upsample_then_conv2d() {
     }
 }
 
+/// A random nearest + stride-1 case (the sub-pixel path) of the family
+/// `i % 4`: dense, grouped, depthwise (with multiplier), dilated; asymmetric
+/// padding (including padding beyond the kernel's reach) and non-square
+/// scales throughout, every activation.
+fn random_sub_pixel_case(rng: &mut Rng, i: usize) -> Case {
+    loop {
+        let (groups, cpg_in, cpg_out) = match i % 4 {
+            1 => (rng.range(2, 3), rng.range(2, 4), rng.range(1, 5)),
+            2 => (rng.pick(&[3, 5, 8]), 1, rng.range(1, 3)),
+            _ => (1, rng.range(1, 8), rng.pick(&[1, 2, 3, 5, 8, 16])),
+        };
+        let dilation = if i % 4 == 3 {
+            (rng.range(1, 3), rng.range(2, 3))
+        } else {
+            (1, 1)
+        };
+        let (k_h, k_w) = (rng.range(1, 5), rng.range(1, 5));
+        let padding = if rng.chance(60) {
+            Padding::new(
+                rng.range(0, 5),
+                rng.range(0, 5),
+                rng.range(0, 5),
+                rng.range(0, 5),
+            )
+        } else {
+            Padding::symmetric(dilation.0 * (k_h - 1) / 2, dilation.1 * (k_w - 1) / 2)
+        };
+        let (h, w) = if rng.chance(20) {
+            rng.pick(&ODD_SIZES)
+        } else {
+            (rng.range(1, 8), rng.range(1, 9))
+        };
+        let case = Case {
+            input: [
+                rng.range(1, 2) as usize,
+                (groups * cpg_in) as usize,
+                h as usize,
+                w as usize,
+            ],
+            weight: [
+                (groups * cpg_out) as usize,
+                cpg_in as usize,
+                k_h as usize,
+                k_w as usize,
+            ],
+            params: UpsampleConv2dParams {
+                upsample: UpsampleParams::nearest(rng.range(1, 4), rng.range(1, 4)),
+                conv: Conv2dParams::default()
+                    .padding(padding)
+                    .dilation(dilation.0, dilation.1)
+                    .groups(groups),
+            },
+            bias: rng.chance(70),
+            activation: ACTIVATIONS[i % 5],
+        };
+        if UpsampleConv2dShape::new(case.input, case.weight, None, &case.params).is_ok() {
+            return case;
+        }
+    }
+}
+
+/// Nearest upsampling + stride-1 convolution runs as a transposed
+/// convolution with a derived weight; it matches the (unchanged) reference
+/// under the same tolerance, and through `record_into` too.
+#[test]
+fn sub_pixel_sweep_matches_reference() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0x5b_91c5);
+    const CASES: usize = 60;
+    let cases: Vec<Case> = (0..CASES)
+        .map(|i| random_sub_pixel_case(&mut rng, i))
+        .collect();
+    let has = |f: &dyn Fn(&Case) -> bool| cases.iter().any(f);
+    let conv = |c: &Case| c.params.conv;
+    let scale = |c: &Case| c.params.upsample.scale;
+    assert!(has(&|c| conv(c).dilation.0 > 1), "dilation");
+    assert!(has(&|c| conv(c).groups > 1 && c.weight[1] > 1), "grouped");
+    assert!(
+        has(&|c| conv(c).groups > 1 && c.weight[1] == 1 && c.weight[0] > c.input[1]),
+        "depthwise with multiplier"
+    );
+    assert!(
+        has(&|c| conv(c).padding.top != conv(c).padding.bottom
+            && conv(c).padding.left != conv(c).padding.right),
+        "asymmetric padding"
+    );
+    assert!(
+        has(&|c| conv(c).padding.top as usize > conv(c).dilation.0 as usize * (c.weight[2] - 1)),
+        "begin padding beyond the kernel's reach"
+    );
+    assert!(has(&|c| scale(c) == (2, 3)), "scale (2, 3)");
+    assert!(has(&|c| scale(c).0 != scale(c).1), "non-square scale");
+    for a in ACTIVATIONS {
+        assert!(has(&|c| c.activation == a), "{a}");
+    }
+    let mut failures = Vec::new();
+    let mut sub_pixel = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let d = data(&mut rng, case);
+        let l = layer(engine, case, &d);
+        sub_pixel += usize::from(l.is_sub_pixel());
+        let x = GpuTensor::upload(engine, &d.x, case.input).unwrap();
+        let shape = l.shape_for(case.input).unwrap();
+        let y = if i % 3 == 0 {
+            let y = GpuTensor::empty(engine, shape.output_shape()).unwrap();
+            let mut enc = engine.device().create_command_encoder(&Default::default());
+            l.record_into(engine, &mut enc, &x, &y).unwrap();
+            engine.queue().submit([enc.finish()]);
+            y
+        } else {
+            l.forward(engine, &x).unwrap()
+        };
+        assert_eq!(y.shape(), shape.output_shape());
+        let gpu = y.read(engine).unwrap();
+        let cmp = compare(
+            &reference_of(case, &d),
+            case.activation,
+            &gpu,
+            Tolerance::F32Accumulation,
+        )
+        .unwrap();
+        if !cmp.passed {
+            let key = l.plan_for(case.input).unwrap().key;
+            failures.push(format!("{case:?} on {key}: {cmp}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {CASES} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Only a dilation or padding far beyond the scale keeps the fused kernel.
+    assert!(
+        sub_pixel * 10 >= CASES * 9,
+        "{sub_pixel} of {CASES} sub-pixel"
+    );
+}
+
+/// The sub-pixel path and the fused kernel (forced) agree: each is within
+/// the reference's bound of the exact result, so they differ by at most
+/// twice that bound; the plan names the kernel each actually runs, and the
+/// host weight stays the forward weight.
+#[test]
+fn sub_pixel_agrees_with_fused_kernel() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0xf05e_d5b1);
+    let cases = [
+        // The DCGAN decoder's layer shape, smaller.
+        (
+            UpsampleParams::nearest(2, 2),
+            Conv2dParams::default().padding(Padding::uniform(1)),
+            16,
+            8,
+            3,
+            Activation::Relu,
+        ),
+        (
+            UpsampleParams::nearest(2, 3),
+            Conv2dParams::default()
+                .padding(Padding::new(2, 0, 1, 3))
+                .dilation(1, 2)
+                .groups(2),
+            4,
+            6,
+            3,
+            Activation::Silu,
+        ),
+        (
+            UpsampleParams::nearest(3, 1),
+            Conv2dParams::default()
+                .groups(5)
+                .padding(Padding::new(0, 1, 2, 0)),
+            5,
+            10,
+            2,
+            Activation::LeakyRelu(0.1),
+        ),
+        (
+            UpsampleParams::nearest(4, 4),
+            Conv2dParams::default()
+                .padding(Padding::uniform(2))
+                .dilation(2, 2),
+            3,
+            4,
+            3,
+            Activation::None,
+        ),
+        (
+            UpsampleParams::nearest(1, 1),
+            Conv2dParams::default().padding(Padding::uniform(1)),
+            3,
+            4,
+            3,
+            Activation::Relu6,
+        ),
+    ];
+    for (up, conv, c_in, c_out, k, activation) in cases {
+        let case = Case {
+            input: [2, c_in, 5, 6],
+            weight: [c_out, c_in / conv.groups as usize, k, k],
+            params: UpsampleConv2dParams { upsample: up, conv },
+            bias: true,
+            activation,
+        };
+        let d = data(&mut rng, &case);
+        let sub = layer(engine, &case, &d);
+        let fused = UpsampleConv2d::new_fused(
+            engine,
+            &d.w,
+            case.weight,
+            d.b.as_deref(),
+            case.params,
+            case.activation,
+        )
+        .unwrap();
+        assert!(sub.is_sub_pixel() && !fused.is_sub_pixel(), "{case:?}");
+        assert!(sub
+            .plan_for(case.input)
+            .unwrap()
+            .key
+            .to_string()
+            .starts_with("conv_transpose2d"));
+        assert!(fused
+            .plan_for(case.input)
+            .unwrap()
+            .key
+            .to_string()
+            .starts_with("conv2d_upsampled"));
+        assert_eq!(sub.host_weight(), &d.w[..]);
+        assert_eq!(sub.weight_shape(), case.weight);
+        let x = GpuTensor::upload(engine, &d.x, case.input).unwrap();
+        let (a, b) = (
+            sub.forward(engine, &x).unwrap().read(engine).unwrap(),
+            fused.forward(engine, &x).unwrap().read(engine).unwrap(),
+        );
+        let r = reference_of(&case, &d);
+        for (name, got) in [("sub-pixel", &a), ("fused", &b)] {
+            let cmp = compare(&r, case.activation, got, Tolerance::F32Accumulation).unwrap();
+            assert!(cmp.passed, "{name} {case:?}: {cmp}");
+        }
+        let twice = RefOutput {
+            values: b.iter().map(|&v| f64::from(v)).collect(),
+            magnitude: r.magnitude.iter().map(|m| 2.0 * m).collect(),
+            terms: r.terms,
+        };
+        let cmp = compare(&twice, case.activation, &a, Tolerance::F32Accumulation).unwrap();
+        assert!(cmp.passed, "sub-pixel vs fused {case:?}: {cmp}");
+    }
+}
+
 /// `γ_n = n·u / (1 − n·u)` with u = 2⁻²⁴ (as in `reference::compare`).
 fn gamma(n: u64) -> f64 {
     let nu = n as f64 / (1u64 << 24) as f64;
