@@ -86,12 +86,7 @@ fn upsample_sweep_matches_reference() {
             run_up(engine, &mut rng, &case, i % 4 == 3)
         })
         .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {CASES} failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, CASES);
 }
 
 #[test]
@@ -265,6 +260,39 @@ fn reference_of(case: &Case, d: &Data) -> RefOutput {
     reference::upsample_conv(&shape, &d.x, &d.w, d.b.as_deref(), case.activation).unwrap()
 }
 
+/// Reads `y` back and, if it is outside the bound against the reference,
+/// records the case and the kernel that ran it in `failures`.
+fn check_case(
+    engine: &Engine,
+    l: &UpsampleConv2d,
+    case: &Case,
+    d: &Data,
+    y: &GpuTensor,
+    failures: &mut Vec<String>,
+) {
+    let gpu = y.read(engine).unwrap();
+    let cmp = compare(
+        &reference_of(case, d),
+        case.activation,
+        &gpu,
+        Tolerance::F32Accumulation,
+    )
+    .unwrap();
+    if !cmp.passed {
+        let key = l.plan_for(case.input).unwrap().key;
+        failures.push(format!("{case:?} on {key}: {cmp}"));
+    }
+}
+
+fn assert_no_failures(failures: &[String], cases: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn upsample_conv_sweep_matches_reference() {
     let engine = gpu_or_skip!();
@@ -284,25 +312,9 @@ fn upsample_conv_sweep_matches_reference() {
         let shape = l.shape_for(case.input).unwrap();
         assert_eq!(y.shape(), shape.output_shape());
         assert_eq!(shape.conv.h_in, shape.upsample.h_out);
-        let gpu = y.read(engine).unwrap();
-        let cmp = compare(
-            &reference_of(&case, &d),
-            case.activation,
-            &gpu,
-            Tolerance::F32Accumulation,
-        )
-        .unwrap();
-        if !cmp.passed {
-            let key = l.plan_for(case.input).unwrap().key;
-            failures.push(format!("{case:?} on {key}: {cmp}"));
-        }
+        check_case(engine, &l, &case, &d, &y, &mut failures);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {CASES} failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, CASES);
 }
 
 #[test]
@@ -586,25 +598,9 @@ fn sub_pixel_sweep_matches_reference() {
             l.forward(engine, &x).unwrap()
         };
         assert_eq!(y.shape(), shape.output_shape());
-        let gpu = y.read(engine).unwrap();
-        let cmp = compare(
-            &reference_of(case, &d),
-            case.activation,
-            &gpu,
-            Tolerance::F32Accumulation,
-        )
-        .unwrap();
-        if !cmp.passed {
-            let key = l.plan_for(case.input).unwrap().key;
-            failures.push(format!("{case:?} on {key}: {cmp}"));
-        }
+        check_case(engine, &l, case, &d, &y, &mut failures);
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {CASES} failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures, CASES);
     // Only a dilation or padding far beyond the scale keeps the fused kernel.
     assert!(
         sub_pixel * 10 >= CASES * 9,
