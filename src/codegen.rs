@@ -40,6 +40,9 @@ pub struct TiledSpec {
     pub q: u32,
     /// The kernel is one row high: no loop over kernel rows.
     pub kh1: bool,
+    /// The layer runs as reduction segments: the code that reloads partial
+    /// sums and stores them raw is compiled in (`SEGS`).
+    pub segs: bool,
 }
 
 impl TiledSpec {
@@ -133,14 +136,37 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
             line(&format!("    var a{px}_{c} = vec4<f32>(0.0);"));
         }
     }
-    line("    var x_plane = (n * p.c_in + g * cpg) * plane;");
+    line("    let oplane = p.out_cstride;");
+    // A later reduction segment starts from the partial sums the previous one stored.
+    if spec.segs {
+        line("    if (p.flags & ACC_IN) != 0u {");
+        for px in 0..pix {
+            line(&format!("        if ow0 + {}u < p.w_out {{", px * q));
+            line(&format!(
+            "            let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
+            px * q
+        ));
+            for c in 0..cob4 {
+                for j in 0..4 {
+                    let co = c * 4 + j;
+                    let comp = ["x", "y", "z", "w"][j as usize];
+                    line(&format!(
+                    "            if co_in_group0 + {co}u < p.c_out_per_group {{ a{px}_{c}.{comp} = output[o{px} + (co_in_group0 + {co}u) * oplane]; }}"
+                ));
+                }
+            }
+            line("        }");
+        }
+        line("    }");
+    }
+    line("    var x_plane = (n * p.c_in + g * cpg + p.ci0) * plane;");
     line("    let taps = p.k_h * K_W;");
-    line("    var w_at = cb * cpg * taps * COB4 - p.w_base;");
+    line("    var w_at = (cb * cpg + p.ci0) * taps * COB4 - p.w_base;");
     // Kernel rows whose input row lies inside the image: kh in [kh_lo, kh_end). Lanes
     // that share an output row share the range, so padding rows cost no work.
     line("    let kh_lo = (u32(max(-ih0, 0)) + p.dil_h - 1u) / p.dil_h;");
     line("    let kh_end = select(0u, min(p.k_h, u32(hin - 1 - ih0) / p.dil_h + 1u), ih0 < hin);");
-    line("    for (var ci = 0u; ci < cpg; ci++) {");
+    line("    for (var ci = p.ci0; ci < p.ci1; ci++) {");
     if spec.kh1 {
         line("        if kh_lo < kh_end {");
         line("            let kh = 0u;");
@@ -172,7 +198,9 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("        x_plane += plane;");
     line("        w_at += taps * COB4;");
     line("    }");
-    line("    let oplane = p.out_cstride;");
+    if spec.segs {
+        line("    let fin = (p.flags & FINAL) != 0u;");
+    }
     for px in 0..pix {
         let mut body = String::new();
         let _ = writeln!(body, "    if ow0 + {}u < p.w_out {{", px * q);
@@ -185,9 +213,18 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
             for j in 0..4 {
                 let co = c * 4 + j;
                 let comp = ["x", "y", "z", "w"][j as usize];
+                let out = format!("output[o{px} + (co_in_group0 + {co}u) * oplane]");
+                let a = format!("a{px}_{c}.{comp}");
+                let value =
+                    format!("activate({a} + bias[g * p.c_out_per_group + co_in_group0 + {co}u])");
+                let value = if spec.segs {
+                    format!("select({a}, {value}, fin)")
+                } else {
+                    value
+                };
                 let _ = writeln!(
                     body,
-                    "        if co_in_group0 + {co}u < p.c_out_per_group {{ output[o{px} + (co_in_group0 + {co}u) * oplane] = activate(a{px}_{c}.{comp} + bias[g * p.c_out_per_group + co_in_group0 + {co}u]); }}"
+                    "        if co_in_group0 + {co}u < p.c_out_per_group {{ {out} = {value}; }}"
                 );
             }
         }
@@ -506,6 +543,7 @@ mod tests {
             d_w: 1,
             q: 1,
             kh1: false,
+            segs: false,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -521,6 +559,7 @@ mod tests {
             d_w: 12,
             q: 12,
             kh1: false,
+            segs: false,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -532,6 +571,7 @@ mod tests {
             d_w: 4,
             q: 2,
             kh1: false,
+            segs: false,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }
