@@ -189,6 +189,10 @@ struct GridMap {
     weight_elem: u64,
     /// `conv2d_tiled`'s uniform weight window; `None`: a storage window.
     uniform_weight: Option<UniformWeight>,
+    /// The kernel reads the input as vec4s (`conv2d_tiled` with `VIN = 1`):
+    /// every input window must start, and every channel plane, at a multiple
+    /// of 4 floats and span whole vec4s.
+    vec4_input: bool,
 }
 
 /// The weight window of `conv2d_tiled`: a uniform array of exactly `cap`
@@ -405,6 +409,7 @@ impl GridMap {
             weight_unit,
             weight_elem,
             uniform_weight,
+            vec4_input: spec(plan, "VIN") == Some(1),
         })
     }
 
@@ -722,6 +727,18 @@ impl Planner<'_> {
         u.y0 = span.y.0;
         u.z0 = span.n.0;
         u.w_base = to32("weight window", w_first)?;
+        if self.map.vec4_input {
+            let bytes = match input.window {
+                Window::Direct { size, .. } => size,
+                Window::Staged { runs, run_len, .. } => runs * run_len * 4,
+            };
+            if !input.base.is_multiple_of(4)
+                || !input.cstride.is_multiple_of(4)
+                || !bytes.is_multiple_of(16)
+            {
+                return Err(internal("vec4-aligned input window", 0, input.base));
+            }
+        }
         u.in_base = to32("input window", input.base)?;
         u.in_cstride = to32("input window", input.cstride)?;
         u.out_base = to32("output window", output.base)?;

@@ -43,6 +43,9 @@ pub struct TiledSpec {
     /// The layer runs as reduction segments: the code that reloads partial
     /// sums and stores them raw is compiled in (`SEGS`).
     pub segs: bool,
+    /// The input is bound as `array<vec4<f32>>` and read four columns per
+    /// load (`VIN`; the host's conditions are in `plan::tiled_vec4_input`).
+    pub vin: bool,
 }
 
 impl TiledSpec {
@@ -55,6 +58,12 @@ impl TiledSpec {
         offs.sort_unstable();
         offs.dedup();
         offs
+    }
+
+    /// Whether the columns can be read as vec4s (`vin`): PIX consecutive
+    /// columns, a multiple of 4.
+    pub fn vin_fits(&self) -> bool {
+        self.k_w == 1 && self.s_w == 1 && self.q == 1 && self.pix.is_multiple_of(4)
     }
 
     fn offset(&self, px: u32, kw: u32) -> u32 {
@@ -174,10 +183,24 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
     }
     line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in - p.in_base;");
-    for t in 0..offs.len() {
-        line(&format!(
-            "            let x{t} = select(0.0, input[row + ci{t}], cv{t});"
-        ));
+    if spec.vin {
+        // Columns 4k..4k+3 start on a multiple of 4 in a row of a multiple of 4
+        // floats: valid or invalid together, one aligned vec4 load (see tiled_vec4_input).
+        for k in 0..offs.len() / 4 {
+            let t = 4 * k;
+            line(&format!(
+                "            let v{k} = select(vec4<f32>(0.0), input[(row + ci{t}) / 4u], cv{t});"
+            ));
+            for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+                line(&format!("            let x{} = v{k}.{comp};", t + j));
+            }
+        }
+    } else {
+        for t in 0..offs.len() {
+            line(&format!(
+                "            let x{t} = select(0.0, input[row + ci{t}], cv{t});"
+            ));
+        }
     }
     line("            let wb = w_at + kh * (K_W * COB4);");
     for kw in 0..k_w {
@@ -544,6 +567,7 @@ mod tests {
             q: 1,
             kh1: false,
             segs: false,
+            vin: false,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -560,6 +584,7 @@ mod tests {
             q: 12,
             kh1: false,
             segs: false,
+            vin: false,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -572,6 +597,7 @@ mod tests {
             q: 2,
             kh1: false,
             segs: false,
+            vin: false,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }

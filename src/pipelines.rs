@@ -243,9 +243,23 @@ impl KernelKey {
                     q: get("Q")?,
                     kh1: get("KH1")? == 1,
                     segs: get("SEGS")? == 1,
+                    vin: get("VIN")? == 1,
                 };
-                replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
-                    .ok_or_else(|| err("no generated block".into()))
+                let out = replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))?;
+                if !spec.vin {
+                    return Ok(out);
+                }
+                if !spec.vin_fits() {
+                    return Err(err(
+                        "VIN needs K_W = S_W = Q = 1 and PIX a multiple of 4".into()
+                    ));
+                }
+                const SCALAR: &str = "var<storage, read> input: array<f32>;";
+                if !out.contains(SCALAR) {
+                    return Err(err("no scalar input binding".into()));
+                }
+                Ok(out.replace(SCALAR, "var<storage, read> input: array<vec4<f32>>;"))
             }
             Kernel::Conv2dDepthwise => {
                 let spec = codegen::DepthwiseSpec {

@@ -31,6 +31,9 @@ pub struct AdapterProfile {
     /// `min_uniform_buffer_offset_alignment`, bytes: where those windows may
     /// start.
     pub uniform_align: u32,
+    /// `min_storage_buffer_offset_alignment`, bytes: where storage windows
+    /// may start (vec4 input loads need 16-byte aligned windows).
+    pub storage_align: u32,
 }
 
 impl AdapterProfile {
@@ -57,6 +60,7 @@ impl AdapterProfile {
                 .min(limits.max_compute_workgroup_size_x),
             max_uniform_binding: limits.max_uniform_buffer_binding_size,
             uniform_align: limits.min_uniform_buffer_offset_alignment,
+            storage_align: limits.min_storage_buffer_offset_alignment,
         }
     }
 
@@ -633,6 +637,7 @@ pub fn plan_with(
                 ("KH1", u32::from(shape.k_h == 1)),
                 ("WCAP", tiled_weight_cap(&sig, cob4, adapter)),
                 ("SEGS", u32::from(tiled_segmented(&sig, cob4, adapter))),
+                ("VIN", u32::from(tiled_vec4_input(shape, pix, q, adapter))),
                 ("ACT", act),
             ];
             Plan {
@@ -693,6 +698,22 @@ pub fn tiled_segmented(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> b
     block + u64::from(uniform_slack(adapter)) > u64::from(tiled_weight_cap(sig, cob4, adapter))
 }
 
+/// Whether a `conv2d_tiled` plan reads its input as vec4s (`VIN`): a
+/// one-column, stride-1 kernel whose PIX consecutive columns start on a
+/// multiple of 4 in rows of a multiple of 4 floats, in windows that start
+/// 16-byte aligned. Each vec4 is then wholly inside or wholly outside the
+/// row, and one load replaces four. Measured on lavapipe, where every storage
+/// load is a per-lane loop, the `pw` suite layer: see the README.
+pub fn tiled_vec4_input(shape: &Conv2dShape, pix: u32, q: u32, adapter: &AdapterProfile) -> bool {
+    shape.k_w == 1
+        && shape.stride_w == 1
+        && q == 1
+        && pix.is_multiple_of(4)
+        && shape.padding.left.is_multiple_of(4)
+        && shape.w_in.is_multiple_of(4)
+        && adapter.storage_align.is_multiple_of(16)
+}
+
 /// The largest `WCAP` the adapter allows: a power of two of vec4s within
 /// `max_uniform_buffer_binding_size` and [`TILED_MAX_WCAP`].
 fn tiled_max_wcap(adapter: &AdapterProfile) -> u32 {
@@ -751,6 +772,7 @@ fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
         q,
         kh1: s.k_h == 1,
         segs: false,
+        vin: false,
     }
     .offsets()
     .len() as u32

@@ -316,6 +316,93 @@ fn shared_kernel_targeted_cases() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `conv2d_tiled` reads one-column stride-1 inputs four columns per load
+/// (`VIN`) where rows are a multiple of 4 floats and the left padding keeps
+/// every vec4 aligned; the cases straddle each condition.
+#[test]
+fn vec4_input_loads_where_aligned() {
+    let engine = gpu_or_skip!();
+    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+    let mut rng = Rng::new(0x7ec4);
+    let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
+        input,
+        weight,
+        params,
+        bias: true,
+        activation: act,
+    };
+    let pw = Conv2dParams::default();
+    let cases = [
+        // Rows of 12 and 20: PIX 8, the last block partly past the row.
+        (
+            case([1, 16, 5, 12], [24, 16, 1, 1], pw, Activation::Relu),
+            true,
+        ),
+        (
+            case([2, 8, 3, 20], [8, 8, 1, 1], pw, Activation::None),
+            true,
+        ),
+        // Left padding 4: the first vec4 is all padding; right padding 3 is not aligned
+        // but only ends the row. Top padding: whole rows of zeros.
+        (
+            case(
+                [1, 6, 4, 16],
+                [10, 6, 1, 1],
+                pw.padding(Padding::new(1, 4, 0, 3)),
+                Activation::Silu,
+            ),
+            true,
+        ),
+        // Grouped pointwise with two groups.
+        (
+            case([1, 8, 6, 8], [12, 4, 1, 1], pw.groups(2), Activation::Relu6),
+            true,
+        ),
+        // Not aligned: rows of 10, left padding 2, stride 2, a 1x3 kernel.
+        (
+            case([1, 8, 4, 10], [8, 8, 1, 1], pw, Activation::None),
+            false,
+        ),
+        (
+            case(
+                [1, 8, 4, 12],
+                [8, 8, 1, 1],
+                pw.padding(Padding::new(0, 2, 0, 2)),
+                Activation::None,
+            ),
+            false,
+        ),
+        (
+            case(
+                [1, 8, 8, 16],
+                [8, 8, 1, 1],
+                pw.stride(2, 2),
+                Activation::None,
+            ),
+            false,
+        ),
+        (
+            case([1, 8, 4, 16], [8, 8, 1, 3], pw, Activation::None),
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (c, vin) in &cases {
+        let shape = Conv2dShape::conv2d(c.input, c.weight, None, &c.params).unwrap();
+        let tiled = Some(Kernel::Conv2dTiled);
+        let planned = wgconv::plan::plan(&shape, c.activation, &profile, tiled);
+        assert_eq!(planned.key.kernel, Kernel::Conv2dTiled, "{c:?}");
+        let got = planned
+            .key
+            .consts
+            .iter()
+            .any(|&(n, v)| n == "VIN" && v == 1);
+        assert_eq!(got, *vin, "{c:?}: {}", planned.key);
+        failures.extend(run(engine, &mut rng, c, tiled));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn sweep_covers_every_kind() {
     // The generator really produces each class the issue names.
