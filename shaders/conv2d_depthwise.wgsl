@@ -40,6 +40,11 @@ const S_W: u32 = 1u;
 const D_H: u32 = 1u;
 const D_W: u32 = 1u;
 const ACT: u32 = 0u;
+// VIN = 1: the generated form binds the input as array<vec4<f32>> and reads the tile's
+// columns as aligned vec4s, the first column at position VA of its vec4 (see
+// plan::depthwise_vec4_input); the loop form below always reads scalars.
+const VIN: u32 = 0u;
+const VA: u32 = 0u;
 // specialise:end
 
 struct Params {

@@ -62,10 +62,11 @@ const KH1: u32 = 0u;
 const WCAP: u32 = 4096u;
 // SEGS = 1: the layer runs as reduction segments (the flags below are read).
 const SEGS: u32 = 1u;
-// VIN = 1: the generated form binds the input as array<vec4<f32>> and loads four aligned
-// columns at a time (one-column stride-1 kernels on rows of a multiple of 4; the loop
-// form below always reads scalars, so the pipeline cache only builds VIN from the generated form).
+// VIN = 1: the generated form binds the input as array<vec4<f32>> and reads the columns as
+// aligned vec4s, the first column at position VA of its vec4 (see plan::tiled_vec4_input);
+// the loop form below always reads scalars.
 const VIN: u32 = 0u;
+const VA: u32 = 0u;
 const ACT: u32 = 0u;
 // specialise:end
 

@@ -43,9 +43,11 @@ pub struct TiledSpec {
     /// The layer runs as reduction segments: the code that reloads partial
     /// sums and stores them raw is compiled in (`SEGS`).
     pub segs: bool,
-    /// The input is bound as `array<vec4<f32>>` and read four columns per
-    /// load (`VIN`; the host's conditions are in `plan::tiled_vec4_input`).
-    pub vin: bool,
+    /// `Some(a)`: the input is bound as `array<vec4<f32>>` and the columns
+    /// are read as aligned vec4s, `a = (−pad_left) mod 4` being where the
+    /// first column sits in its vec4 (`VIN`, `VA`; the host's conditions are
+    /// in `plan::tiled_vec4_input`).
+    pub vin: Option<u32>,
 }
 
 impl TiledSpec {
@@ -60,10 +62,10 @@ impl TiledSpec {
         offs
     }
 
-    /// Whether the columns can be read as vec4s (`vin`): PIX consecutive
-    /// columns, a multiple of 4.
+    /// Whether every invocation's first column sits at the same place in a
+    /// vec4 (`ow0 = blk·PIX`, so `PIX·S_W` a multiple of 4), as `vin` needs.
     pub fn vin_fits(&self) -> bool {
-        self.k_w == 1 && self.s_w == 1 && self.q == 1 && self.pix.is_multiple_of(4)
+        self.q == 1 && (self.pix * self.s_w).is_multiple_of(4)
     }
 
     fn offset(&self, px: u32, kw: u32) -> u32 {
@@ -105,6 +107,76 @@ pub(crate) fn read_consts(src: &str) -> BTreeMap<String, u32> {
         .collect()
 }
 
+/// The aligned vec4s (in vec4s from `b0 = iw0 − a`, a multiple of 4) that
+/// hold the input columns `offs` (relative to `iw0`).
+pub fn vec4_slots(offs: &[u32], a: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = offs.iter().map(|&o| (a + o) / 4).collect();
+    v.dedup();
+    v
+}
+
+/// Declarations, once per invocation, for the input columns `offs`
+/// (relative to `iw0`), clamped into the row, with their validity: per
+/// column (`c{t}`, `cv{t}`, `ci{t}`), or with `vin = Some(a)` per aligned
+/// vec4 (`vb{k}`, `vv{k}`, `vc{k}`). Vec4 `k` holds columns `b0 + 4k ..
+/// b0 + 4k + 3` with `b0 = iw0 − a` a multiple of 4 (the host guarantees
+/// it), so in a row of a multiple of 4 floats they are inside or outside the
+/// row together.
+fn column_setup(offs: &[u32], vin: Option<u32>, indent: &str) -> String {
+    let mut s = String::new();
+    match vin {
+        Some(a) => {
+            let _ = writeln!(s, "{indent}let b0 = iw0 - {a};");
+            for k in vec4_slots(offs, a) {
+                let _ = writeln!(
+                    s,
+                    "{indent}let vb{k} = b0 + {}; let vv{k} = vb{k} >= 0 && vb{k} < win; let vc{k} = u32(clamp(vb{k}, 0, win - 4));",
+                    4 * k
+                );
+            }
+        }
+        None => {
+            for (t, o) in offs.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "{indent}let c{t} = iw0 + {o}; let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
+                );
+            }
+        }
+    }
+    s
+}
+
+/// The loads of one input row (`row`, the row's first element in the
+/// binding, a multiple of 4 with `vin`) into `x{t}` for the columns `offs`;
+/// `guard` (e.g. `"rv && "`) is ANDed into every validity test.
+fn row_loads(offs: &[u32], vin: Option<u32>, guard: &str, indent: &str) -> String {
+    let mut s = String::new();
+    match vin {
+        Some(a) => {
+            for k in vec4_slots(offs, a) {
+                let _ = writeln!(
+                    s,
+                    "{indent}let v{k} = select(vec4<f32>(0.0), input[(row + vc{k}) / 4u], {guard}vv{k});"
+                );
+            }
+            for (t, o) in offs.iter().enumerate() {
+                let comp = ["x", "y", "z", "w"][((a + o) % 4) as usize];
+                let _ = writeln!(s, "{indent}let x{t} = v{}.{comp};", (a + o) / 4);
+            }
+        }
+        None => {
+            for t in 0..offs.len() {
+                let _ = writeln!(
+                    s,
+                    "{indent}let x{t} = select(0.0, input[row + ci{t}], {guard}cv{t});"
+                );
+            }
+        }
+    }
+    s
+}
+
 /// The unrolled `main` of `conv2d_tiled` for `spec`. Same bindings, grid
 /// and results as the loop form in `shaders/conv2d_tiled.wgsl`.
 pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
@@ -135,11 +207,7 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("    let hin = i32(p.h_in);");
     line("    let win = i32(p.w_in);");
     line("    // The input columns this invocation reads, clamped into the row, with their validity.");
-    for (t, o) in offs.iter().enumerate() {
-        line(&format!(
-            "    let c{t} = iw0 + {o}; let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
-        ));
-    }
+    line(column_setup(&offs, spec.vin, "    ").trim_end());
     for px in 0..pix {
         for c in 0..cob4 {
             line(&format!("    var a{px}_{c} = vec4<f32>(0.0);"));
@@ -183,25 +251,7 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
     }
     line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in - p.in_base;");
-    if spec.vin {
-        // Columns 4k..4k+3 start on a multiple of 4 in a row of a multiple of 4
-        // floats: valid or invalid together, one aligned vec4 load (see tiled_vec4_input).
-        for k in 0..offs.len() / 4 {
-            let t = 4 * k;
-            line(&format!(
-                "            let v{k} = select(vec4<f32>(0.0), input[(row + ci{t}) / 4u], cv{t});"
-            ));
-            for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
-                line(&format!("            let x{} = v{k}.{comp};", t + j));
-            }
-        }
-    } else {
-        for t in 0..offs.len() {
-            line(&format!(
-                "            let x{t} = select(0.0, input[row + ci{t}], cv{t});"
-            ));
-        }
-    }
+    line(row_loads(&offs, spec.vin, "", "            ").trim_end());
     line("            let wb = w_at + kh * (K_W * COB4);");
     for kw in 0..k_w {
         for c in 0..cob4 {
@@ -273,6 +323,11 @@ pub struct DepthwiseSpec {
     pub stride: (u32, u32),
     /// Dilation (h, w).
     pub dilation: (u32, u32),
+    /// `Some(a)`: the input is bound as `array<vec4<f32>>` and the tile's
+    /// columns are read as aligned vec4s, `a = (−pad_left) mod 4` being where
+    /// the first column sits in its vec4 (`VIN`, `VA`; the host's conditions
+    /// are in `plan::depthwise_vec4_input`).
+    pub vin: Option<u32>,
 }
 
 impl DepthwiseSpec {
@@ -325,11 +380,7 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
     line("    let win = i32(p.w_in);".into());
     line("    let ih0 = i32(oh0 * S_H) - i32(p.pad_top);".into());
     line("    let iw0 = i32(ow0 * S_W) - i32(p.pad_left);".into());
-    for (t, o) in cols.iter().enumerate() {
-        line(format!(
-            "    let c{t} = iw0 + {o}; let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
-        ));
-    }
+    line(column_setup(&cols, spec.vin, "    ").trim_end().into());
     for kh in 0..k_h {
         for kw in 0..k_w {
             line(format!(
@@ -349,11 +400,11 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
         line(format!("        let r = ih0 + {r};"));
         line("        let rv = r >= 0 && r < hin;".into());
         line("        let row = x_plane + u32(clamp(r, 0, hin - 1)) * p.w_in - p.in_base;".into());
-        for t in 0..cols.len() {
-            line(format!(
-                "        let x{t} = select(0.0, input[row + ci{t}], rv && cv{t});"
-            ));
-        }
+        line(
+            row_loads(&cols, spec.vin, "rv && ", "        ")
+                .trim_end()
+                .into(),
+        );
         for y in 0..ph {
             for kh in 0..k_h {
                 if y * s_h + kh * d_h != *r {
@@ -567,7 +618,7 @@ mod tests {
             q: 1,
             kh1: false,
             segs: false,
-            vin: false,
+            vin: None,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -584,7 +635,7 @@ mod tests {
             q: 12,
             kh1: false,
             segs: false,
-            vin: false,
+            vin: None,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -597,7 +648,7 @@ mod tests {
             q: 2,
             kh1: false,
             segs: false,
-            vin: false,
+            vin: None,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }
@@ -612,6 +663,7 @@ mod tests {
             k_w: 3,
             stride: (1, 1),
             dilation: (1, 1),
+            vin: None,
         };
         assert_eq!(s.rows(), (0..6).collect::<Vec<_>>());
         assert_eq!(s.cols().len(), 10);

@@ -243,23 +243,19 @@ impl KernelKey {
                     q: get("Q")?,
                     kh1: get("KH1")? == 1,
                     segs: get("SEGS")? == 1,
-                    vin: get("VIN")? == 1,
+                    vin: (get("VIN")? == 1).then_some(get("VA")?),
                 };
                 let out = replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))?;
-                if !spec.vin {
+                let Some(a) = spec.vin else {
                     return Ok(out);
-                }
-                if !spec.vin_fits() {
+                };
+                if a > 3 || !spec.vin_fits() {
                     return Err(err(
-                        "VIN needs K_W = S_W = Q = 1 and PIX a multiple of 4".into()
+                        "VIN needs VA < 4, Q = 1 and PIX·S_W a multiple of 4".into()
                     ));
                 }
-                const SCALAR: &str = "var<storage, read> input: array<f32>;";
-                if !out.contains(SCALAR) {
-                    return Err(err("no scalar input binding".into()));
-                }
-                Ok(out.replace(SCALAR, "var<storage, read> input: array<vec4<f32>>;"))
+                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
             }
             Kernel::Conv2dDepthwise => {
                 let spec = codegen::DepthwiseSpec {
@@ -269,9 +265,18 @@ impl KernelKey {
                     k_w: get("K_W")?,
                     stride: (get("S_H")?, get("S_W")?),
                     dilation: (get("D_H")?, get("D_W")?),
+                    vin: (get("VIN")? == 1).then_some(get("VA")?),
                 };
-                replace_generated(&out, &codegen::conv2d_depthwise_main(&spec))
-                    .ok_or_else(|| err("no generated block".into()))
+                if matches!(spec.vin, Some(a) if a > 3 || !(spec.pix * spec.stride.1).is_multiple_of(4))
+                {
+                    return Err(err("VIN needs VA < 4 and PIX·S_W a multiple of 4".into()));
+                }
+                let out = replace_generated(&out, &codegen::conv2d_depthwise_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))?;
+                if spec.vin.is_none() {
+                    return Ok(out);
+                }
+                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
             }
             Kernel::ConvTranspose2d => {
                 let spec = codegen::TransposedSpec {
@@ -295,6 +300,14 @@ impl KernelKey {
             | Kernel::GlobalAvgPool => Ok(out),
         }
     }
+}
+
+/// `src` with its input bound as `array<vec4<f32>>` instead of `array<f32>`
+/// (the generated kernels with `VIN = 1`); `None` if it has no such binding.
+fn vec4_input(src: String) -> Option<String> {
+    const SCALAR: &str = "var<storage, read> input: array<f32>;";
+    src.contains(SCALAR)
+        .then(|| src.replace(SCALAR, "var<storage, read> input: array<vec4<f32>>;"))
 }
 
 const GEN_BEGIN: &str = "// generated:begin";

@@ -531,8 +531,15 @@ pub fn plan_with(
                 ("S_W", shape.stride_w),
                 ("D_H", shape.dil_h),
                 ("D_W", shape.dil_w),
+                ("VIN", 0),
+                ("VA", 0),
                 ("ACT", act),
             ];
+            let mut consts = consts;
+            if let Some(a) = depthwise_vec4_input(shape, pix, ph, adapter) {
+                consts[8].1 = 1;
+                consts[9].1 = a;
+            }
             Plan {
                 key: KernelKey { kernel, consts },
                 layout,
@@ -626,6 +633,7 @@ pub fn plan_with(
                 WeightLayout::Natural => 1,
             };
             let blocks_w = q * cols.div_ceil(pix);
+            let vin = tiled_vec4_input(shape, pix, q, adapter);
             let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
             let consts = vec![
                 ("PIX", pix),
@@ -637,7 +645,8 @@ pub fn plan_with(
                 ("KH1", u32::from(shape.k_h == 1)),
                 ("WCAP", tiled_weight_cap(&sig, cob4, adapter)),
                 ("SEGS", u32::from(tiled_segmented(&sig, cob4, adapter))),
-                ("VIN", u32::from(tiled_vec4_input(shape, pix, q, adapter))),
+                ("VIN", u32::from(vin.is_some())),
+                ("VA", vin.unwrap_or(0)),
                 ("ACT", act),
             ];
             Plan {
@@ -698,20 +707,68 @@ pub fn tiled_segmented(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> b
     block + u64::from(uniform_slack(adapter)) > u64::from(tiled_weight_cap(sig, cob4, adapter))
 }
 
-/// Whether a `conv2d_tiled` plan reads its input as vec4s (`VIN`): a
-/// one-column, stride-1 kernel whose PIX consecutive columns start on a
-/// multiple of 4 in rows of a multiple of 4 floats, in windows that start
-/// 16-byte aligned. Each vec4 is then wholly inside or wholly outside the
-/// row, and one load replaces four. Measured on lavapipe, where every storage
-/// load is a per-lane loop, the `pw` suite layer: see the README.
-pub fn tiled_vec4_input(shape: &Conv2dShape, pix: u32, q: u32, adapter: &AdapterProfile) -> bool {
-    shape.k_w == 1
-        && shape.stride_w == 1
-        && q == 1
-        && pix.is_multiple_of(4)
-        && shape.padding.left.is_multiple_of(4)
+/// Where the first input column of every tile sits in its vec4, if the tile
+/// reads its input as aligned vec4s (`VIN`, `VA`): every tile starts at the
+/// same place in a vec4 (`spec.vin_fits`, with `a = (−pad_left) mod 4`),
+/// rows are a multiple of 4 floats (so each vec4 is wholly inside or wholly
+/// outside the row), windows start 16-byte aligned, and fewer vec4s than
+/// scalars cover the columns `offs`. On lavapipe every storage load is a
+/// per-lane loop, so fewer, wider loads pay (see the README); on a GPU they
+/// are wider coalesced loads.
+fn vec4_input(
+    shape: &Conv2dShape,
+    offs: &[u32],
+    fits: bool,
+    adapter: &AdapterProfile,
+) -> Option<u32> {
+    let a = (4 - shape.padding.left % 4) % 4;
+    (fits
         && shape.w_in.is_multiple_of(4)
         && adapter.storage_align.is_multiple_of(16)
+        && crate::codegen::vec4_slots(offs, a).len() < offs.len())
+    .then_some(a)
+}
+
+/// [`vec4_input`] for a `conv2d_tiled` tile of `pix` columns `q` apart.
+pub fn tiled_vec4_input(
+    shape: &Conv2dShape,
+    pix: u32,
+    q: u32,
+    adapter: &AdapterProfile,
+) -> Option<u32> {
+    let spec = crate::codegen::TiledSpec {
+        pix,
+        cob4: 1,
+        k_w: shape.k_w,
+        s_w: shape.stride_w,
+        d_w: shape.dil_w,
+        q,
+        kh1: shape.k_h == 1,
+        segs: false,
+        vin: None,
+    };
+    vec4_input(shape, &spec.offsets(), spec.vin_fits(), adapter)
+}
+
+/// [`vec4_input`] for a `conv2d_depthwise` tile of `pix` columns (`dw3s2`:
+/// 17 columns in 5 vec4s).
+pub fn depthwise_vec4_input(
+    shape: &Conv2dShape,
+    pix: u32,
+    ph: u32,
+    adapter: &AdapterProfile,
+) -> Option<u32> {
+    let spec = crate::codegen::DepthwiseSpec {
+        pix,
+        ph,
+        k_h: shape.k_h,
+        k_w: shape.k_w,
+        stride: (shape.stride_h, shape.stride_w),
+        dilation: (shape.dil_h, shape.dil_w),
+        vin: None,
+    };
+    let fits = (pix * shape.stride_w).is_multiple_of(4);
+    vec4_input(shape, &spec.cols(), fits, adapter)
 }
 
 /// The largest `WCAP` the adapter allows: a power of two of vec4s within
@@ -772,7 +829,7 @@ fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
         q,
         kh1: s.k_h == 1,
         segs: false,
-        vin: false,
+        vin: None,
     }
     .offsets()
     .len() as u32
