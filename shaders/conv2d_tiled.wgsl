@@ -67,6 +67,9 @@ const SEGS: u32 = 1u;
 // the loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
+// VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each
+// channel's 4 neighbouring pixels as one aligned vec4 (see plan::tiled_vec4_output).
+const VOUT: u32 = 0u;
 const ACT: u32 = 0u;
 // specialise:end
 

@@ -193,6 +193,9 @@ struct GridMap {
     /// every input window must start, and every channel plane, at a multiple
     /// of 4 floats and span whole vec4s.
     vec4_input: bool,
+    /// The kernel stores the output as vec4s (`conv2d_tiled` with `VOUT =
+    /// 1`): the same conditions on every output window.
+    vec4_output: bool,
 }
 
 /// The weight window of `conv2d_tiled`: a uniform array of exactly `cap`
@@ -410,6 +413,7 @@ impl GridMap {
             weight_elem,
             uniform_weight,
             vec4_input: spec(plan, "VIN") == Some(1),
+            vec4_output: spec(plan, "VOUT") == Some(1),
         })
     }
 
@@ -727,17 +731,18 @@ impl Planner<'_> {
         u.y0 = span.y.0;
         u.z0 = span.n.0;
         u.w_base = to32("weight window", w_first)?;
-        if self.map.vec4_input {
-            let bytes = match input.window {
+        let vec4_aligned = |b: &Bound| {
+            let bytes = match b.window {
                 Window::Direct { size, .. } => size,
                 Window::Staged { runs, run_len, .. } => runs * run_len * 4,
             };
-            if !input.base.is_multiple_of(4)
-                || !input.cstride.is_multiple_of(4)
-                || !bytes.is_multiple_of(16)
-            {
-                return Err(internal("vec4-aligned input window", 0, input.base));
-            }
+            b.base.is_multiple_of(4) && b.cstride.is_multiple_of(4) && bytes.is_multiple_of(16)
+        };
+        if self.map.vec4_input && !vec4_aligned(&input) {
+            return Err(internal("vec4-aligned input window", 0, input.base));
+        }
+        if self.map.vec4_output && !vec4_aligned(&output) {
+            return Err(internal("vec4-aligned output window", 0, output.base));
         }
         u.in_base = to32("input window", input.base)?;
         u.in_cstride = to32("input window", input.cstride)?;

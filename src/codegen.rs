@@ -48,6 +48,10 @@ pub struct TiledSpec {
     /// first column sits in its vec4 (`VIN`, `VA`; the host's conditions are
     /// in `plan::tiled_vec4_input`).
     pub vin: Option<u32>,
+    /// The output is bound as `array<vec4<f32>>` and each channel's 4
+    /// neighbouring pixels are stored (and reloaded) as one aligned vec4
+    /// (`VOUT`; the host's conditions are in `plan::tiled_vec4_output`).
+    pub vout: bool,
 }
 
 impl TiledSpec {
@@ -66,6 +70,12 @@ impl TiledSpec {
     /// vec4 (`ow0 = blk·PIX`, so `PIX·S_W` a multiple of 4), as `vin` needs.
     pub fn vin_fits(&self) -> bool {
         self.q == 1 && (self.pix * self.s_w).is_multiple_of(4)
+    }
+
+    /// Whether an invocation's pixels are whole aligned vec4s of a row
+    /// (`Q = 1`, `PIX` a multiple of 4), as `vout` needs.
+    pub fn vout_fits(&self) -> bool {
+        self.q == 1 && self.pix.is_multiple_of(4)
     }
 
     fn offset(&self, px: u32, kw: u32) -> u32 {
@@ -215,7 +225,37 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     }
     line("    let oplane = p.out_cstride;");
     // A later reduction segment starts from the partial sums the previous one stored.
-    if spec.segs {
+    let comps = ["x", "y", "z", "w"];
+    // With vout, the first output of this invocation's pixels in channel plane 0.
+    if spec.vout {
+        line("    let ob = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 - p.out_base;");
+    }
+    if spec.segs && spec.vout {
+        line("    if (p.flags & ACC_IN) != 0u {");
+        for k in 0..pix / 4 {
+            line(&format!("        if ow0 + {}u < p.w_out {{", 4 * k));
+            for c in 0..cob4 {
+                for (j, comp) in comps.iter().enumerate() {
+                    let co = c * 4 + j as u32;
+                    line(&format!(
+                        "            if co_in_group0 + {co}u < p.c_out_per_group {{"
+                    ));
+                    line(&format!(
+                        "                let v = output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {k}u];"
+                    ));
+                    for (i, vc) in comps.iter().enumerate() {
+                        line(&format!(
+                            "                a{}_{c}.{comp} = v.{vc};",
+                            4 * k + i as u32
+                        ));
+                    }
+                    line("            }");
+                }
+            }
+            line("        }");
+        }
+        line("    }");
+    } else if spec.segs {
         line("    if (p.flags & ACC_IN) != 0u {");
         for px in 0..pix {
             line(&format!("        if ow0 + {}u < p.w_out {{", px * q));
@@ -273,6 +313,40 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("    }");
     if spec.segs {
         line("    let fin = (p.flags & FINAL) != 0u;");
+    }
+    if spec.vout {
+        for k in 0..pix / 4 {
+            line(&format!("    if ow0 + {}u < p.w_out {{", 4 * k));
+            for c in 0..cob4 {
+                for (j, comp) in comps.iter().enumerate() {
+                    let co = c * 4 + j as u32;
+                    line(&format!(
+                        "        if co_in_group0 + {co}u < p.c_out_per_group {{"
+                    ));
+                    line(&format!(
+                        "            let b = bias[g * p.c_out_per_group + co_in_group0 + {co}u];"
+                    ));
+                    let a: Vec<String> = (0..4)
+                        .map(|i| format!("a{}_{c}.{comp}", 4 * k + i))
+                        .collect();
+                    let raw = format!("vec4<f32>({})", a.join(", "));
+                    let act: Vec<String> = a.iter().map(|x| format!("activate({x} + b)")).collect();
+                    let act = format!("vec4<f32>({})", act.join(", "));
+                    let value = if spec.segs {
+                        format!("select({raw}, {act}, fin)")
+                    } else {
+                        act
+                    };
+                    line(&format!(
+                        "            output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {k}u] = {value};"
+                    ));
+                    line("        }");
+                }
+            }
+            line("    }");
+        }
+        line("}");
+        return s;
     }
     for px in 0..pix {
         let mut body = String::new();
@@ -619,6 +693,7 @@ mod tests {
             kh1: false,
             segs: false,
             vin: None,
+            vout: false,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -636,6 +711,7 @@ mod tests {
             kh1: false,
             segs: false,
             vin: None,
+            vout: false,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -649,6 +725,7 @@ mod tests {
             kh1: false,
             segs: false,
             vin: None,
+            vout: false,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }

@@ -244,9 +244,22 @@ impl KernelKey {
                     kh1: get("KH1")? == 1,
                     segs: get("SEGS")? == 1,
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
+                    vout: get("VOUT")? == 1,
                 };
+                if spec.vout && !spec.vout_fits() {
+                    return Err(err("VOUT needs Q = 1 and PIX a multiple of 4".into()));
+                }
                 let out = replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))?;
+                let out = if spec.vout {
+                    const SCALAR: &str = "var<storage, read_write> output: array<f32>;";
+                    if !out.contains(SCALAR) {
+                        return Err(err("no scalar output binding".into()));
+                    }
+                    out.replace(SCALAR, "var<storage, read_write> output: array<vec4<f32>>;")
+                } else {
+                    out
+                };
                 let Some(a) = spec.vin else {
                     return Ok(out);
                 };

@@ -647,6 +647,7 @@ pub fn plan_with(
                 ("SEGS", u32::from(tiled_segmented(&sig, cob4, adapter))),
                 ("VIN", u32::from(vin.is_some())),
                 ("VA", vin.unwrap_or(0)),
+                ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
                 ("ACT", act),
             ];
             Plan {
@@ -746,8 +747,22 @@ pub fn tiled_vec4_input(
         kh1: shape.k_h == 1,
         segs: false,
         vin: None,
+        vout: false,
     };
     vec4_input(shape, &spec.offsets(), spec.vin_fits(), adapter)
+}
+
+/// Whether a `conv2d_tiled` tile stores (and, in reduction segments,
+/// reloads) its outputs as aligned vec4s of 4 neighbouring pixels (`VOUT`):
+/// `pix` a multiple of 4 with no pixel spacing, output rows a multiple of 4
+/// floats, windows 16-byte aligned. On lavapipe each storage access compiles
+/// to its own per-lane loop, and one per accumulator was most of a kernel's
+/// compile time (see the README).
+pub fn tiled_vec4_output(shape: &Conv2dShape, pix: u32, q: u32, adapter: &AdapterProfile) -> bool {
+    q == 1
+        && pix.is_multiple_of(4)
+        && shape.w_out.is_multiple_of(4)
+        && adapter.storage_align.is_multiple_of(16)
 }
 
 /// [`vec4_input`] for a `conv2d_depthwise` tile of `pix` columns (`dw3s2`:
@@ -830,6 +845,7 @@ fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
         kh1: s.k_h == 1,
         segs: false,
         vin: None,
+        vout: false,
     }
     .offsets()
     .len() as u32

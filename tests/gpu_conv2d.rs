@@ -342,11 +342,13 @@ fn vec4_input_loads_where_aligned() {
             case([1, 16, 5, 12], [24, 16, 1, 1], pw, Activation::Relu),
             tiled,
             Some(0),
+            true,
         ),
         (
             case([2, 8, 3, 20], [8, 8, 1, 1], pw, Activation::None),
             tiled,
             Some(0),
+            true,
         ),
         // Left padding 1..4 (first column at 3, 2, 1, 0 in its vec4; padding 4 makes the
         // first vec4 all padding), odd right padding, grouped.
@@ -354,21 +356,25 @@ fn vec4_input_loads_where_aligned() {
             case([1, 6, 4, 16], [10, 6, 3, 3], pad(1, 1), Activation::Silu),
             tiled,
             Some(3),
+            true,
         ),
         (
             case([1, 6, 4, 16], [10, 6, 1, 3], pad(2, 3), Activation::None),
             tiled,
             Some(2),
+            false,
         ),
         (
             case([1, 6, 4, 16], [10, 6, 3, 5], pad(3, 0), Activation::Relu6),
             tiled,
             Some(1),
+            false,
         ),
         (
             case([1, 6, 4, 16], [10, 6, 1, 1], pad(4, 3), Activation::None),
             tiled,
             Some(0),
+            false,
         ),
         (
             case(
@@ -379,6 +385,7 @@ fn vec4_input_loads_where_aligned() {
             ),
             tiled,
             Some(3),
+            true,
         ),
         // Stride 2 (7x7 stem-like and 1x1).
         (
@@ -390,6 +397,7 @@ fn vec4_input_loads_where_aligned() {
             ),
             tiled,
             Some(1),
+            true,
         ),
         (
             case(
@@ -400,12 +408,14 @@ fn vec4_input_loads_where_aligned() {
             ),
             tiled,
             Some(0),
+            true,
         ),
         // Not aligned: rows of 10; dilation spaces a tile's pixels (Q = 2).
         (
             case([1, 8, 4, 10], [8, 8, 1, 1], pw, Activation::None),
             tiled,
             None,
+            false,
         ),
         (
             case(
@@ -416,6 +426,7 @@ fn vec4_input_loads_where_aligned() {
             ),
             tiled,
             None,
+            false,
         ),
         // Depthwise, stride 1 and 2, padding 1 and 2, a multiplier; rows of 18 are not aligned.
         (
@@ -427,6 +438,7 @@ fn vec4_input_loads_where_aligned() {
             ),
             dw,
             Some(3),
+            false,
         ),
         (
             case(
@@ -437,6 +449,7 @@ fn vec4_input_loads_where_aligned() {
             ),
             dw,
             Some(3),
+            false,
         ),
         (
             case(
@@ -447,6 +460,7 @@ fn vec4_input_loads_where_aligned() {
             ),
             dw,
             Some(2),
+            false,
         ),
         (
             case(
@@ -457,16 +471,18 @@ fn vec4_input_loads_where_aligned() {
             ),
             dw,
             None,
+            false,
         ),
     ];
     let mut failures = Vec::new();
-    for (c, kernel, va) in &cases {
+    for (c, kernel, va, vout) in &cases {
         let shape = Conv2dShape::conv2d(c.input, c.weight, None, &c.params).unwrap();
         let planned = wgconv::plan::plan(&shape, c.activation, &profile, Some(*kernel));
         assert_eq!(planned.key.kernel, *kernel, "{c:?}");
         let get = |name| planned.key.consts.iter().find(|k| k.0 == name).map(|k| k.1);
         let got = (get("VIN") == Some(1)).then(|| get("VA").unwrap_or(99));
         assert_eq!(got, *va, "{c:?}: {}", planned.key);
+        assert_eq!(get("VOUT") == Some(1), *vout, "{c:?}: {}", planned.key);
         failures.extend(run(engine, &mut rng, c, Some(*kernel)));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

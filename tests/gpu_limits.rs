@@ -393,6 +393,9 @@ fn reduction_segments_compute_the_same_bits() {
             [12, 20, 5, 5],
             Conv2dParams::default().padding(Padding::uniform(2)),
         ),
+        // Rows of 16 and 12: partial sums stored and reloaded as vec4s (VOUT).
+        case([2, 40, 6, 16], [8, 40, 3, 3], pad1()),
+        case([1, 96, 4, 12], [40, 96, 1, 1], Conv2dParams::default()),
     ];
     for c in &cases {
         let split = same_as_unchunked(segmenting(), c);
