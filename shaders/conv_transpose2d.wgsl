@@ -48,6 +48,9 @@ const D_W: u32 = 1u;
 // pad_left mod S_W (the generated form needs it as a constant).
 const PLR: u32 = 0u;
 const ACT: u32 = 0u;
+// VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each channel's
+// S_W·PIX neighbouring columns as aligned vec4s (see plan::transposed_vec4_output).
+const VOUT: u32 = 0u;
 // specialise:end
 
 struct Params {

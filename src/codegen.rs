@@ -526,6 +526,10 @@ pub struct TransposedSpec {
     pub d_w: u32,
     /// `pad_left mod S_W`.
     pub plr: u32,
+    /// The output is bound as `array<vec4<f32>>` and each channel's
+    /// `S_W·PIX` neighbouring columns are stored as aligned vec4s (`VOUT`;
+    /// the host's conditions are in `plan::transposed_vec4_output`).
+    pub vout: bool,
 }
 
 impl TransposedSpec {
@@ -657,6 +661,35 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     ] {
         line(l.to_string());
     }
+    if spec.vout {
+        // Column S_W·q0 + i is phase i % S_W of step i / S_W; S_W·q0 is a multiple of 4.
+        line("    let ob = o + S_W * q0;".into());
+        for m in 0..s_w * pix / 4 {
+            line(format!("    if S_W * q0 + {}u < p.w_out {{", 4 * m));
+            for c in 0..cob4 {
+                for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+                    let co = c * 4 + j as u32;
+                    line(format!(
+                        "        if co_in_group0 + {co}u < p.c_out_per_group {{"
+                    ));
+                    line(format!(
+                        "            let b = bias[g * p.c_out_per_group + co_in_group0 + {co}u];"
+                    ));
+                    let v: Vec<String> = (4 * m..4 * m + 4)
+                        .map(|i| format!("activate(a{}_{}_{c}.{comp} + b)", i % s_w, i / s_w))
+                        .collect();
+                    line(format!(
+                        "            output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {m}u] = vec4<f32>({});",
+                        v.join(", ")
+                    ));
+                    line("        }".into());
+                }
+            }
+            line("    }".into());
+        }
+        line("}".into());
+        return s;
+    }
     for ph in 0..s_w {
         for px in 0..pix {
             line(format!("    if {ph}u + S_W * (q0 + {px}u) < p.w_out {{"));
@@ -763,6 +796,7 @@ mod tests {
             s_w: 2,
             d_w: 1,
             plr: 1,
+            vout: false,
         };
         for kw in 0..4 {
             let (ph, off) = s.tap(kw);

@@ -252,11 +252,7 @@ impl KernelKey {
                 let out = replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))?;
                 let out = if spec.vout {
-                    const SCALAR: &str = "var<storage, read_write> output: array<f32>;";
-                    if !out.contains(SCALAR) {
-                        return Err(err("no scalar output binding".into()));
-                    }
-                    out.replace(SCALAR, "var<storage, read_write> output: array<vec4<f32>>;")
+                    vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))?
                 } else {
                     out
                 };
@@ -299,9 +295,17 @@ impl KernelKey {
                     s_w: get("S_W")?,
                     d_w: get("D_W")?,
                     plr: get("PLR")?,
+                    vout: get("VOUT")? == 1,
                 };
-                replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
-                    .ok_or_else(|| err("no generated block".into()))
+                if spec.vout && !(spec.pix * spec.s_w).is_multiple_of(4) {
+                    return Err(err("VOUT needs PIX·S_W a multiple of 4".into()));
+                }
+                let out = replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))?;
+                if !spec.vout {
+                    return Ok(out);
+                }
+                vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))
             }
             // Loops over specialisation constants only: GPU compilers unroll them.
             Kernel::Conv2dDirect
@@ -321,6 +325,15 @@ fn vec4_input(src: String) -> Option<String> {
     const SCALAR: &str = "var<storage, read> input: array<f32>;";
     src.contains(SCALAR)
         .then(|| src.replace(SCALAR, "var<storage, read> input: array<vec4<f32>>;"))
+}
+
+/// `src` with its output bound as `array<vec4<f32>>` instead of
+/// `array<f32>` (the generated kernels with `VOUT = 1`); `None` if it has no
+/// such binding.
+fn vec4_output(src: String) -> Option<String> {
+    const SCALAR: &str = "var<storage, read_write> output: array<f32>;";
+    src.contains(SCALAR)
+        .then(|| src.replace(SCALAR, "var<storage, read_write> output: array<vec4<f32>>;"))
 }
 
 const GEN_BEGIN: &str = "// generated:begin";

@@ -574,6 +574,10 @@ pub fn plan_with(
                 ("S_W", shape.stride_w),
                 ("D_W", shape.dil_w),
                 ("PLR", shape.padding.left % shape.stride_w),
+                (
+                    "VOUT",
+                    u32::from(transposed_vec4_output(shape, pix, adapter)),
+                ),
                 ("ACT", act),
             ];
             Plan {
@@ -761,6 +765,16 @@ pub fn tiled_vec4_input(
 pub fn tiled_vec4_output(shape: &Conv2dShape, pix: u32, q: u32, adapter: &AdapterProfile) -> bool {
     q == 1
         && pix.is_multiple_of(4)
+        && shape.w_out.is_multiple_of(4)
+        && adapter.storage_align.is_multiple_of(16)
+}
+
+/// Whether a `conv_transpose2d` tile of `pix` column steps stores its
+/// `S_W·pix` neighbouring output columns as aligned vec4s (`VOUT`): `S_W·pix`
+/// a multiple of 4, output rows a multiple of 4 floats, windows 16-byte
+/// aligned (see [`tiled_vec4_output`]).
+pub fn transposed_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterProfile) -> bool {
+    (pix * shape.stride_w).is_multiple_of(4)
         && shape.w_out.is_multiple_of(4)
         && adapter.storage_align.is_multiple_of(16)
 }
