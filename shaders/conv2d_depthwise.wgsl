@@ -40,6 +40,11 @@ const S_W: u32 = 1u;
 const D_H: u32 = 1u;
 const D_W: u32 = 1u;
 const ACT: u32 = 0u;
+// VIN = 1: the generated form binds the input as array<vec4<f32>> and reads the tile's
+// columns as aligned vec4s, the first column at position VA of its vec4 (see
+// plan::depthwise_vec4_input); the loop form below always reads scalars.
+const VIN: u32 = 0u;
+const VA: u32 = 0u;
 // specialise:end
 
 struct Params {
@@ -54,7 +59,7 @@ struct Params {
     in_base: u32, in_cstride: u32, out_base: u32, out_cstride: u32,
     // Logical grid of this chunk and the dispatch it is folded into.
     grid_x: u32, grid_y: u32, grid_z: u32, disp_x: u32,
-    disp_y: u32, pad1: u32, pad2: u32, pad3: u32,
+    disp_y: u32, ci0: u32, ci1: u32, flags: u32,
 }
 
 const WG: u32 = 64u;

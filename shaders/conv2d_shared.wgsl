@@ -74,7 +74,7 @@ struct Params {
     in_base: u32, in_cstride: u32, out_base: u32, out_cstride: u32,
     // Logical grid of this chunk and the dispatch it is folded into.
     grid_x: u32, grid_y: u32, grid_z: u32, disp_x: u32,
-    disp_y: u32, pad1: u32, pad2: u32, pad3: u32,
+    disp_y: u32, ci0: u32, ci1: u32, flags: u32,
 }
 
 const WG: u32 = 256u;

@@ -6,9 +6,12 @@
 // Bindings (group 0):
 //   0 uniform Params                  runtime sizes (struct below)
 //   1 input  : array<f32>        [n, c_in, h_in, w_in]
-//   2 weight : array<vec4<f32>>  repacked once at layer creation:
-//              [groups][blocks_per_group][c_in/groups][k_h][K_W][COB4] vec4s;
+//   2 weight : uniform array<vec4<f32>, WCAP>, a window of the weight repacked once at layer
+//              creation: [groups][blocks_per_group][c_in/groups][k_h][K_W][COB4] vec4s;
 //              output channels past c_out/groups in a group's last block are zero.
+//              Uniform because every invocation of a workgroup reads the same weights (see
+//              plan::tiled_weight_cap); a window holds at most WCAP vec4s, so a channel block
+//              whose weights are larger runs as reduction segments (below).
 //   3 bias   : array<f32>        [c_out]                    (zeros if none)
 //   4 output : array<f32>        [n, c_out, h_out, w_out]
 //
@@ -33,6 +36,13 @@
 // For each (ci, kh) the input row segment the PIX pixels need — SEG values — is loaded once
 // and reused across all K_W taps, PIX pixels and COB4·4 channels.
 //
+// Reduction segments: a dispatch sums input channels [ci0, ci1) of the group. With ACC_IN the
+// accumulators start from the partial sums the previous segment stored in the output; without
+// FINAL the raw sums are stored, with it the bias is added and the activation applied. The
+// partial sums are f32 values stored and reloaded exactly, and each segment continues the
+// same sequence of fma operations, so a split reduction is bit-identical to an unsplit one.
+// Only layers the host will split compile that code (SEGS = 1); the rest always finish.
+//
 // `main` below is the readable loop form. The pipeline cache compiles the same
 // computation unrolled by src/codegen.rs (which replaces the text between the
 // `generated` markers): named accumulators instead of private arrays, and only the
@@ -48,6 +58,18 @@ const D_W: u32 = 1u;
 const Q: u32 = 1u;
 // KH1 = 1: the kernel is one row high (the generated form has no kh loop).
 const KH1: u32 = 0u;
+// vec4s in the weight window (a power of two; see the bindings above).
+const WCAP: u32 = 4096u;
+// SEGS = 1: the layer runs as reduction segments (the flags below are read).
+const SEGS: u32 = 1u;
+// VIN = 1: the generated form binds the input as array<vec4<f32>> and reads the columns as
+// aligned vec4s, the first column at position VA of its vec4 (see plan::tiled_vec4_input);
+// the loop form below always reads scalars.
+const VIN: u32 = 0u;
+const VA: u32 = 0u;
+// VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each
+// channel's 4 neighbouring pixels as one aligned vec4 (see plan::tiled_vec4_output).
+const VOUT: u32 = 0u;
 const ACT: u32 = 0u;
 // specialise:end
 
@@ -63,15 +85,18 @@ struct Params {
     in_base: u32, in_cstride: u32, out_base: u32, out_cstride: u32,
     // Logical grid of this chunk and the dispatch it is folded into.
     grid_x: u32, grid_y: u32, grid_z: u32, disp_x: u32,
-    disp_y: u32, pad1: u32, pad2: u32, pad3: u32,
+    disp_y: u32, ci0: u32, ci1: u32, flags: u32,
 }
 
 const WG: u32 = 64u;
+// Params.flags bits.
+const ACC_IN: u32 = 1u;
+const FINAL: u32 = 2u;
 const SEG: u32 = (PIX - 1u) * Q * S_W + (K_W - 1u) * D_W + 1u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(2) var<uniform> weight: array<vec4<f32>, WCAP>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
 
@@ -121,10 +146,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let win = i32(p.w_in);
 
     var acc: array<vec4<f32>, PIX * COB4>;
-    var x_plane = (n * p.c_in + g * cpg) * plane;
+    let o_base = (n * p.c_out + g * p.c_out_per_group + co_in_group0) * p.out_cstride + oh * p.w_out - p.out_base;
+    if SEGS == 1u && (p.flags & ACC_IN) != 0u {
+        for (var px = 0u; px < PIX; px++) {
+            let ow = ow0 + px * Q;
+            for (var c = 0u; c < COB4; c++) {
+                for (var j = 0u; j < 4u; j++) {
+                    if ow < p.w_out && co_in_group0 + c * 4u + j < p.c_out_per_group {
+                        acc[px * COB4 + c][j] = output[o_base + (c * 4u + j) * p.out_cstride + ow];
+                    }
+                }
+            }
+        }
+    }
+    var x_plane = (n * p.c_in + g * cpg + p.ci0) * plane;
     let taps = p.k_h * K_W;
-    var w_at = cb * cpg * taps * COB4 - p.w_base;
-    for (var ci = 0u; ci < cpg; ci++) {
+    var w_at = (cb * cpg + p.ci0) * taps * COB4 - p.w_base;
+    for (var ci = p.ci0; ci < p.ci1; ci++) {
         for (var kh = 0u; kh < p.k_h; kh++) {
             let ih = ih0 + i32(kh * p.dil_h);
             if ih >= 0 && ih < hin {
@@ -159,8 +197,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let co_local = co_in_group0 + c * 4u + j;
                 if co_local < p.c_out_per_group {
                     let co = g * p.c_out_per_group + co_local;
-                    let v = acc[px * COB4 + c][j] + bias[co];
-                    output[(n * p.c_out + co) * p.out_cstride + oh * p.w_out + ow - p.out_base] = activate(v);
+                    var v = acc[px * COB4 + c][j];
+                    if SEGS == 0u || (p.flags & FINAL) != 0u {
+                        v = activate(v + bias[co]);
+                    }
+                    output[(n * p.c_out + co) * p.out_cstride + oh * p.w_out + ow - p.out_base] = v;
                 }
             }
         }

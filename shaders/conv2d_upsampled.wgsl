@@ -55,7 +55,7 @@ struct Params {
     x0: u32, y0: u32, z0: u32, w_base: u32,
     in_base: u32, in_cstride: u32, out_base: u32, out_cstride: u32,
     grid_x: u32, grid_y: u32, grid_z: u32, disp_x: u32,
-    disp_y: u32, pad1: u32, pad2: u32, pad3: u32,
+    disp_y: u32, ci0: u32, ci1: u32, flags: u32,
     // The upsampling (UpsampleConvUniforms in src/ops/upsample_conv2d.rs).
     src_h: u32, src_w: u32, scale_h: u32, scale_w: u32,
     inv_area: f32, upad1: u32, upad2: u32, upad3: u32,

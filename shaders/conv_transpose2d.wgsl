@@ -48,6 +48,9 @@ const D_W: u32 = 1u;
 // pad_left mod S_W (the generated form needs it as a constant).
 const PLR: u32 = 0u;
 const ACT: u32 = 0u;
+// VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each channel's
+// S_W·PIX neighbouring columns as aligned vec4s (see plan::transposed_vec4_output).
+const VOUT: u32 = 0u;
 // specialise:end
 
 struct Params {
@@ -62,7 +65,7 @@ struct Params {
     in_base: u32, in_cstride: u32, out_base: u32, out_cstride: u32,
     // Logical grid of this chunk and the dispatch it is folded into.
     grid_x: u32, grid_y: u32, grid_z: u32, disp_x: u32,
-    disp_y: u32, pad1: u32, pad2: u32, pad3: u32,
+    disp_y: u32, ci0: u32, ci1: u32, flags: u32,
 }
 
 const WG: u32 = 64u;

@@ -28,7 +28,7 @@
 
 use crate::error::{Error, Result};
 use crate::geometry::{Conv2dShape, ConvKind};
-use crate::ops::ConvUniforms;
+use crate::ops::{ConvUniforms, ACC_IN, FINAL};
 use crate::pipelines::Kernel;
 use crate::plan::{Plan, WeightLayout, WORKGROUP};
 
@@ -47,6 +47,9 @@ pub(crate) struct Budget {
     pub binding: u64,
     /// Storage binding offsets must be multiples of this (bytes, a power of two).
     pub align: u64,
+    /// Uniform binding offsets must be multiples of this (bytes, a power of
+    /// two): the weight windows of `conv2d_tiled`.
+    pub uniform_align: u64,
     /// Workgroups per dispatch dimension.
     pub max_groups: u32,
 }
@@ -57,6 +60,9 @@ pub(crate) struct Budget {
 pub enum ChunkLevel {
     /// One dispatch over whole tensors.
     Whole,
+    /// Ranges of output-channel units over every image (when the units'
+    /// weights, not the tensors, are what does not fit one binding).
+    Units,
     /// Ranges of images.
     Batch,
     /// Ranges of output-channel units (blocks or channels) of one image.
@@ -82,6 +88,11 @@ pub struct Chunking {
     pub folded: usize,
     /// Largest storage binding any chunk uses, bytes.
     pub largest_binding: u64,
+    /// Reduction segments: the input channels of a group are summed in this
+    /// many dispatches per output region (`conv2d_tiled` when one channel
+    /// block's weights exceed its uniform weight window), each continuing
+    /// from the partial sums the previous one stored; 1 otherwise.
+    pub segments: usize,
 }
 
 /// A window of a tensor a chunk binds.
@@ -145,6 +156,10 @@ pub(crate) struct Schedule {
     pub input_scratch: u64,
     /// Scratch bytes for staged outputs (0: none staged).
     pub output_scratch: u64,
+    /// Reduction segments (see [`Chunking::segments`]).
+    pub segments: usize,
+    /// Whether the weight windows are uniform bindings (`conv2d_tiled`).
+    pub uniform_weight: bool,
 }
 
 /// How a kernel's logical grid maps onto the tensors. The grid is
@@ -172,6 +187,26 @@ struct GridMap {
     weight_unit: u64,
     /// Bytes per weight element (16 for `vec4<f32>`, 4 for `f32`).
     weight_elem: u64,
+    /// `conv2d_tiled`'s uniform weight window; `None`: a storage window.
+    uniform_weight: Option<UniformWeight>,
+    /// The kernel reads the input as vec4s (`conv2d_tiled` with `VIN = 1`):
+    /// every input window must start, and every channel plane, at a multiple
+    /// of 4 floats and span whole vec4s.
+    vec4_input: bool,
+    /// The kernel stores the output as vec4s (`conv2d_tiled` with `VOUT =
+    /// 1`): the same conditions on every output window.
+    vec4_output: bool,
+}
+
+/// The weight window of `conv2d_tiled`: a uniform array of exactly `cap`
+/// vec4s (`WCAP`), within which a chunk's units' weights for its reduction
+/// segment must lie.
+#[derive(Debug, Clone, Copy)]
+struct UniformWeight {
+    /// `WCAP`: vec4s per window.
+    cap: u64,
+    /// vec4s per input channel of one unit (`k_h · k_w · COB4`).
+    per_ci: u64,
 }
 
 fn internal(what: &'static str, expected: u64, actual: u64) -> Error {
@@ -204,10 +239,10 @@ impl GridMap {
     fn of(s: &Conv2dShape, plan: &Plan, weight_bytes: u64) -> Result<Self> {
         let cpg_in = u64::from(s.c_in_per_group());
         let taps = u64::from(s.k_h) * u64::from(s.k_w);
-        let (items_per_row, unit_channels, y_units, weight_unit, weight_elem) =
+        let (items_per_row, unit_channels, y_units, weight_unit, weight_elem, uniform_weight) =
             match (plan.key.kernel, plan.layout) {
                 (Kernel::Conv2dDirect, WeightLayout::Natural) => {
-                    (s.w_out, None, s.c_out, cpg_in * taps, 4)
+                    (s.w_out, None, s.c_out, cpg_in * taps, 4, None)
                 }
                 (Kernel::Conv2dDepthwise, WeightLayout::Natural) => {
                     if s.c_in_per_group() != 1 {
@@ -217,7 +252,7 @@ impl GridMap {
                     spec_is(plan, "K_H", s.k_h)?;
                     spec_is(plan, "S_H", s.stride_h)?;
                     spec_is(plan, "D_H", s.dil_h)?;
-                    (plan.blocks_w, None, s.c_out, cpg_in * taps, 4)
+                    (plan.blocks_w, None, s.c_out, cpg_in * taps, 4, None)
                 }
                 (Kernel::Conv2dTiled, WeightLayout::Blocked { cob4 })
                 | (Kernel::ConvTranspose2d, WeightLayout::Blocked { cob4 }) => {
@@ -241,7 +276,27 @@ impl GridMap {
                         what: "output channel blocks",
                         limit: "u32 indices",
                     })?;
-                    (ipr, Some(cob), units, cpg_in * taps * u64::from(cob4), 16)
+                    let uniform_weight = match plan.key.kernel {
+                        Kernel::Conv2dTiled => {
+                            let cap = u64::from(spec(plan, "WCAP").unwrap_or(0));
+                            if cap == 0 {
+                                return Err(internal("weight window vec4s", 1, 0));
+                            }
+                            Some(UniformWeight {
+                                cap,
+                                per_ci: taps * u64::from(cob4),
+                            })
+                        }
+                        _ => None,
+                    };
+                    (
+                        ipr,
+                        Some(cob),
+                        units,
+                        cpg_in * taps * u64::from(cob4),
+                        16,
+                        uniform_weight,
+                    )
                 }
                 (Kernel::Conv2dShared, WeightLayout::Blocked { cob4 }) => {
                     // Items are output pixels; one unit is one BN = 16·TN block of a group,
@@ -289,6 +344,7 @@ impl GridMap {
                         units,
                         cpg_in * taps * u64::from(cob4),
                         16,
+                        None,
                     )
                 }
                 (_, layout) => {
@@ -302,7 +358,10 @@ impl GridMap {
         if items_per_row == 0 {
             return Err(internal("items per output row", 1, 0));
         }
-        let expected_weight = u64::from(y_units) * weight_unit * weight_elem;
+        // A uniform window has a fixed size: the buffer is padded by one window
+        // (`plan::weight_padding`), so a window starting inside the weight fits.
+        let expected_weight = u64::from(y_units) * weight_unit * weight_elem
+            + uniform_weight.map_or(0, |u| u.cap * weight_elem);
         if weight_bytes < expected_weight {
             return Err(internal(
                 "weight buffer bytes",
@@ -352,7 +411,38 @@ impl GridMap {
             blocks_per_group: plan.blocks_per_group.max(1),
             weight_unit,
             weight_elem,
+            uniform_weight,
+            vec4_input: spec(plan, "VIN") == Some(1),
+            vec4_output: spec(plan, "VOUT") == Some(1),
         })
+    }
+
+    /// The reduction segments: `[(0, c_in/groups)]`, unless one unit's
+    /// weights exceed the uniform weight window; then the fewest balanced
+    /// ranges of input channels whose weights (plus the window's alignment
+    /// slack) fit it.
+    fn segments(&self, s: &Conv2dShape, budget: Budget) -> Result<Vec<(u32, u32)>> {
+        let cpg = s.c_in_per_group();
+        let Some(uw) = self.uniform_weight else {
+            return Ok(vec![(0, cpg)]);
+        };
+        // A window starts up to (alignment / 16 − 1) vec4s before the segment's first weight.
+        let slack = lcm(budget.uniform_align, self.weight_elem) / self.weight_elem - 1;
+        if self.weight_unit + slack <= uw.cap {
+            return Ok(vec![(0, cpg)]);
+        }
+        let per_segment = uw.cap.saturating_sub(slack) / uw.per_ci;
+        if per_segment == 0 {
+            return Err(Error::ExceedsLimit {
+                what: "the weight of one input channel of one output-channel block",
+                size: (uw.per_ci + slack) * self.weight_elem,
+                max: uw.cap * self.weight_elem,
+            });
+        }
+        let n = u64::from(cpg).div_ceil(per_segment);
+        // Balanced bounds k·cpg/n: each range is at most ceil(cpg/n) ≤ per_segment.
+        let bound = |k: u64| (k * u64::from(cpg) / n) as u32;
+        Ok((0..n).map(|k| (bound(k), bound(k + 1))).collect())
     }
 
     /// Group, and output channels `[lo, hi)`, of unit `y`.
@@ -479,6 +569,8 @@ struct Planner<'a> {
     base: ConvUniforms,
     /// Whether windows may be staged through scratch buffers.
     stage: bool,
+    /// The reduction segment: input channels `[ci0, ci1)` of each group.
+    ci: (u32, u32),
 }
 
 impl Planner<'_> {
@@ -582,14 +674,29 @@ impl Planner<'_> {
             (u(oh.0), u(oh.1)),
         )?;
         let we = self.map.weight_elem;
-        let w_start = u(span.y.0) * self.map.weight_unit;
-        let w_end = u(span.y.1) * self.map.weight_unit;
-        let w_align = lcm(self.budget.align, we);
-        let w_first = align_down(w_start * we, w_align) / we;
-        let w_bytes = (w_end - w_first) * we;
-        if w_bytes > self.budget.binding {
-            return None;
-        }
+        let (w_first, w_bytes) = match self.map.uniform_weight {
+            // The units' weights for this segment, inside one window of `cap` vec4s.
+            Some(uw) => {
+                let w_start = u(span.y.0) * self.map.weight_unit + u(self.ci.0) * uw.per_ci;
+                let w_end = u(span.y.1 - 1) * self.map.weight_unit + u(self.ci.1) * uw.per_ci;
+                let w_first = align_down(w_start * we, lcm(self.budget.uniform_align, we)) / we;
+                if w_end - w_first > uw.cap {
+                    return None;
+                }
+                (w_first, uw.cap * we)
+            }
+            None => {
+                let w_start = u(span.y.0) * self.map.weight_unit;
+                let w_end = u(span.y.1) * self.map.weight_unit;
+                let w_align = lcm(self.budget.align, we);
+                let w_first = align_down(w_start * we, w_align) / we;
+                let w_bytes = (w_end - w_first) * we;
+                if w_bytes > self.budget.binding {
+                    return None;
+                }
+                (w_first, w_bytes)
+            }
+        };
         Some(self.finish(span, input, output, (w_first, w_bytes)))
     }
 
@@ -624,6 +731,19 @@ impl Planner<'_> {
         u.y0 = span.y.0;
         u.z0 = span.n.0;
         u.w_base = to32("weight window", w_first)?;
+        let vec4_aligned = |b: &Bound| {
+            let bytes = match b.window {
+                Window::Direct { size, .. } => size,
+                Window::Staged { runs, run_len, .. } => runs * run_len * 4,
+            };
+            b.base.is_multiple_of(4) && b.cstride.is_multiple_of(4) && bytes.is_multiple_of(16)
+        };
+        if self.map.vec4_input && !vec4_aligned(&input) {
+            return Err(internal("vec4-aligned input window", 0, input.base));
+        }
+        if self.map.vec4_output && !vec4_aligned(&output) {
+            return Err(internal("vec4-aligned output window", 0, output.base));
+        }
         u.in_base = to32("input window", input.base)?;
         u.in_cstride = to32("input window", input.cstride)?;
         u.out_base = to32("output window", output.base)?;
@@ -633,6 +753,14 @@ impl Planner<'_> {
         u.grid_z = grid[2];
         u.disp_x = dispatch[0];
         u.disp_y = dispatch[1];
+        u.ci0 = self.ci.0;
+        u.ci1 = self.ci.1;
+        u.flags = if self.ci.0 > 0 { ACC_IN } else { 0 }
+            | if self.ci.1 == self.s.c_in_per_group() {
+                FINAL
+            } else {
+                0
+            };
         Ok(Chunk {
             uniforms: u,
             input: input.window,
@@ -688,6 +816,19 @@ impl Planner<'_> {
         };
         if let Some(c) = self.chunk(all((0, s.n))) {
             return Ok((ChunkLevel::Whole, vec![c?]));
+        }
+        // When the weights are what does not fit, split the units, not the batch.
+        if self.map.uniform_weight.is_some() && s.n > 1 {
+            let units = Self::greedy(ys, |a, b| {
+                self.chunk(Span {
+                    n: (0, s.n),
+                    y: (a, b),
+                    oh: (0, self.map.grid_rows),
+                })
+            });
+            if let Some(r) = units {
+                return Ok((ChunkLevel::Units, r?.into_iter().map(|t| t.2).collect()));
+            }
         }
         if let Some(r) = Self::greedy(s.n, |a, b| self.chunk(all((a, b)))) {
             return Ok((ChunkLevel::Batch, r?.into_iter().map(|t| t.2).collect()));
@@ -880,14 +1021,27 @@ impl Schedule {
             return Err(internal("tap step", 1, 0));
         }
         let map = GridMap::of(shape, plan, weight_bytes)?;
-        let planner = Planner {
-            s: shape,
-            map,
-            budget,
-            base,
-            stage: true,
-        };
-        let (level, chunks) = planner.build()?;
+        let segments = map.segments(shape, budget)?;
+        if segments.len() > 1 {
+            // Only a kernel compiled with the partial-sum reload runs segments.
+            spec_is(plan, "SEGS", 1)?;
+        }
+        // Segment after segment: each output region sees its segments in order.
+        let mut level = ChunkLevel::Whole;
+        let mut chunks = Vec::new();
+        for &ci in &segments {
+            let planner = Planner {
+                s: shape,
+                map,
+                budget,
+                base,
+                stage: true,
+                ci,
+            };
+            let (l, c) = planner.build()?;
+            level = l;
+            chunks.extend(c);
+        }
         let scratch = |f: fn(&Chunk) -> Window| {
             chunks
                 .iter()
@@ -902,6 +1056,8 @@ impl Schedule {
             output_scratch: scratch(|c| c.output),
             chunks,
             level,
+            segments: segments.len(),
+            uniform_weight: map.uniform_weight.is_some(),
         })
     }
 
@@ -919,9 +1075,13 @@ impl Schedule {
             largest_binding: self
                 .chunks
                 .iter()
-                .flat_map(|c| [c.input.size(), c.output.size(), c.weight.1])
+                .flat_map(|c| {
+                    let w = if self.uniform_weight { 0 } else { c.weight.1 };
+                    [c.input.size(), c.output.size(), w]
+                })
                 .max()
                 .unwrap_or(0),
+            segments: self.segments,
         }
     }
 }
@@ -976,21 +1136,36 @@ mod tests {
     /// math of the shaders, written out), must lie inside its window; every
     /// output must be covered by exactly one chunk.
     fn check_schedule(shape: &Conv2dShape, force: Option<Kernel>, budget: Budget) -> Schedule {
-        let plan = plan::plan(shape, Activation::None, &cpu(), force);
+        check_schedule_on(shape, force, budget, &cpu())
+    }
+
+    /// [`check_schedule`] planned for `profile`; also checks that every
+    /// output sees the reduction segments in order, from channel 0 to
+    /// `c_in/groups`, with the right `ACC_IN` / `FINAL` flags.
+    fn check_schedule_on(
+        shape: &Conv2dShape,
+        force: Option<Kernel>,
+        budget: Budget,
+        profile: &AdapterProfile,
+    ) -> Schedule {
+        let plan = plan::plan(shape, Activation::None, profile, force);
         let sig = LayerSig::of(shape);
-        let packed_len = {
+        let weight_bytes = {
             let w = vec![0f32; shape.weight_len()];
-            plan::repack_weight(&w, &sig, plan.layout).len() as u64
+            plan::repack_weight(&w, &sig, plan.layout).len() as u64 * 4
+                + plan::weight_padding(&sig, profile, force)
         };
         let base = ConvUniforms::new(shape, Activation::None, &plan);
-        let sched = Schedule::build(shape, &plan, base, packed_len * 4, budget).unwrap();
-        let map = GridMap::of(shape, &plan, packed_len * 4).unwrap();
+        let sched = Schedule::build(shape, &plan, base, weight_bytes, budget).unwrap();
+        let map = GridMap::of(shape, &plan, weight_bytes).unwrap();
         let s = shape;
         let u = u64::from;
+        let cpg = s.c_in_per_group();
         let mut covered = vec![0u8; shape.output_len()];
+        let mut next_ci = vec![0u32; shape.output_len()];
         for c in &sched.chunks {
             let p = &c.uniforms;
-            for size in [c.input.size(), c.output.size(), c.weight.1] {
+            for size in [c.input.size(), c.output.size()] {
                 assert!(size <= budget.binding && size > 0);
             }
             for w in [c.input, c.output] {
@@ -998,7 +1173,21 @@ mod tests {
                     assert_eq!(offset % budget.align, 0);
                 }
             }
-            assert_eq!(c.weight.0 % budget.align, 0);
+            match map.uniform_weight {
+                Some(uw) => {
+                    assert_eq!(c.weight.0 % budget.uniform_align, 0);
+                    assert_eq!(c.weight.1, uw.cap * 16);
+                    // The window lies inside the padded weight buffer.
+                    assert!(c.weight.0 + c.weight.1 <= weight_bytes);
+                }
+                None => {
+                    assert!(c.weight.1 <= budget.binding && c.weight.1 > 0);
+                    assert_eq!(c.weight.0 % budget.align, 0);
+                }
+            }
+            assert!(p.ci0 < p.ci1 && p.ci1 <= cpg);
+            assert_eq!(p.flags & ACC_IN != 0, p.ci0 > 0);
+            assert_eq!(p.flags & FINAL != 0, p.ci1 == cpg);
             let in_len = c.input.size() / 4;
             let out_len = c.output.size() / 4;
             let w_len = c.weight.1 / map.weight_elem;
@@ -1010,9 +1199,10 @@ mod tests {
             for n in p.z0..p.z0 + p.grid_z {
                 for y in p.y0..p.y0 + p.grid_y {
                     let (g, co_lo, co_hi) = map.unit(s, y);
-                    // Weight: the unit's whole block.
-                    let w0 = u(y) * map.weight_unit - u(p.w_base);
-                    assert!(w0 + map.weight_unit <= w_len);
+                    // Weight: the unit's block, for the segment's input channels.
+                    let per_ci = map.weight_unit / u(cpg);
+                    let w0 = u(y) * map.weight_unit + u(p.ci0) * per_ci - u(p.w_base);
+                    assert!(w0 + u(p.ci1 - p.ci0) * per_ci <= w_len);
                     for oh in oh0..oh1 {
                         for co in co_lo..co_hi {
                             for ow in 0..u(s.w_out) {
@@ -1024,6 +1214,8 @@ mod tests {
                                     * u(s.w_out)
                                     + ow;
                                 covered[flat as usize] += 1;
+                                assert_eq!(next_ci[flat as usize], p.ci0, "{s:?}");
+                                next_ci[flat as usize] = p.ci1;
                             }
                         }
                         let cpg = s.c_in_per_group();
@@ -1057,7 +1249,11 @@ mod tests {
                 }
             }
         }
-        assert!(covered.iter().all(|&c| c == 1), "{shape:?}");
+        assert!(
+            covered.iter().all(|&c| usize::from(c) == sched.segments),
+            "{shape:?}"
+        );
+        assert!(next_ci.iter().all(|&c| c == cpg), "{shape:?}");
         sched
     }
 
@@ -1070,6 +1266,7 @@ mod tests {
         let small = |binding| Budget {
             binding,
             align: 256,
+            uniform_align: 256,
             max_groups: 65535,
         };
         let pad1 = Conv2dParams::default().padding(Padding::uniform(1));
@@ -1144,6 +1341,7 @@ mod tests {
             Budget {
                 binding: 1 << 20,
                 align: 256,
+                uniform_align: 256,
                 max_groups: 4,
             },
         );
@@ -1155,6 +1353,7 @@ mod tests {
         let small = |binding| Budget {
             binding,
             align: 256,
+            uniform_align: 256,
             max_groups: 65535,
         };
         let shared = Some(Kernel::Conv2dShared);
@@ -1202,10 +1401,45 @@ mod tests {
             Budget {
                 binding: 1 << 20,
                 align: 256,
+                uniform_align: 256,
                 max_groups: 3,
             },
         );
         assert!(sc.report().folded > 0);
+    }
+
+    #[test]
+    fn reduction_segments_cover_every_channel_in_order() {
+        // A 1 KiB uniform limit: 64-vec4 windows, so blocks of a 3×3 layer with
+        // 40 input channels are summed in segments of at most 2 channels.
+        let small_uniform = AdapterProfile {
+            max_uniform_binding: 1024,
+            ..cpu()
+        };
+        let budget = |binding| Budget {
+            binding,
+            align: 256,
+            uniform_align: 256,
+            max_groups: 65535,
+        };
+        let pad1 = Conv2dParams::default().padding(Padding::uniform(1));
+        let s = fwd([1, 40, 9, 11], [8, 40, 3, 3], pad1);
+        let sc = check_schedule_on(&s, None, budget(1 << 20), &small_uniform);
+        assert_eq!(sc.segments, 20);
+        assert_eq!(sc.report().segments, 20);
+        // Several images: units over every image, not one image at a time.
+        let s = fwd([3, 40, 9, 11], [24, 40, 3, 3], pad1);
+        let sc = check_schedule_on(&s, None, budget(1 << 20), &small_uniform);
+        assert_eq!(sc.level, ChunkLevel::Units);
+        assert!(sc.chunks.iter().all(|c| c.uniforms.grid_z == 3));
+        // Grouped, and with row bands (staged windows) on a small storage binding.
+        let s = fwd([2, 40, 20, 24], [8, 20, 3, 3], pad1.groups(2));
+        let sc = check_schedule_on(&s, None, budget(6 << 10), &small_uniform);
+        assert!(sc.segments > 1);
+        assert_eq!(sc.level, ChunkLevel::Rows);
+        // The default limits keep the same layers in one segment.
+        let s = fwd([1, 40, 9, 11], [8, 40, 3, 3], pad1);
+        assert_eq!(check_schedule(&s, None, budget(1 << 20)).segments, 1);
     }
 
     #[test]
@@ -1214,15 +1448,17 @@ mod tests {
         let s = fwd([1, 1, 3, 2000], [1, 1, 1, 1], Conv2dParams::default());
         let plan = plan::plan(&s, Activation::None, &cpu(), None);
         let base = ConvUniforms::new(&s, Activation::None, &plan);
-        let packed = plan::repack_weight(&[1.0], &LayerSig::of(&s), plan.layout).len() as u64;
+        let sig = LayerSig::of(&s);
+        let packed = plan::repack_weight(&[1.0], &sig, plan.layout).len() as u64;
         let err = Schedule::build(
             &s,
             &plan,
             base,
-            packed * 4,
+            packed * 4 + plan::weight_padding(&sig, &cpu(), None),
             Budget {
                 binding: 4096,
                 align: 256,
+                uniform_align: 256,
                 max_groups: 65535,
             },
         )
@@ -1251,6 +1487,7 @@ mod tests {
         let budget = Budget {
             binding: 1 << 20,
             align: 256,
+            uniform_align: 256,
             max_groups: 65535,
         };
         let err = Schedule::build(&s, &plan, base, 64, budget).unwrap_err();

@@ -40,6 +40,18 @@ pub struct TiledSpec {
     pub q: u32,
     /// The kernel is one row high: no loop over kernel rows.
     pub kh1: bool,
+    /// The layer runs as reduction segments: the code that reloads partial
+    /// sums and stores them raw is compiled in (`SEGS`).
+    pub segs: bool,
+    /// `Some(a)`: the input is bound as `array<vec4<f32>>` and the columns
+    /// are read as aligned vec4s, `a = (−pad_left) mod 4` being where the
+    /// first column sits in its vec4 (`VIN`, `VA`; the host's conditions are
+    /// in `plan::tiled_vec4_input`).
+    pub vin: Option<u32>,
+    /// The output is bound as `array<vec4<f32>>` and each channel's 4
+    /// neighbouring pixels are stored (and reloaded) as one aligned vec4
+    /// (`VOUT`; the host's conditions are in `plan::tiled_vec4_output`).
+    pub vout: bool,
 }
 
 impl TiledSpec {
@@ -52,6 +64,18 @@ impl TiledSpec {
         offs.sort_unstable();
         offs.dedup();
         offs
+    }
+
+    /// Whether every invocation's first column sits at the same place in a
+    /// vec4 (`ow0 = blk·PIX`, so `PIX·S_W` a multiple of 4), as `vin` needs.
+    pub fn vin_fits(&self) -> bool {
+        self.q == 1 && (self.pix * self.s_w).is_multiple_of(4)
+    }
+
+    /// Whether an invocation's pixels are whole aligned vec4s of a row
+    /// (`Q = 1`, `PIX` a multiple of 4), as `vout` needs.
+    pub fn vout_fits(&self) -> bool {
+        self.q == 1 && self.pix.is_multiple_of(4)
     }
 
     fn offset(&self, px: u32, kw: u32) -> u32 {
@@ -93,6 +117,76 @@ pub(crate) fn read_consts(src: &str) -> BTreeMap<String, u32> {
         .collect()
 }
 
+/// The aligned vec4s (in vec4s from `b0 = iw0 − a`, a multiple of 4) that
+/// hold the input columns `offs` (relative to `iw0`).
+pub fn vec4_slots(offs: &[u32], a: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = offs.iter().map(|&o| (a + o) / 4).collect();
+    v.dedup();
+    v
+}
+
+/// Declarations, once per invocation, for the input columns `offs`
+/// (relative to `iw0`), clamped into the row, with their validity: per
+/// column (`c{t}`, `cv{t}`, `ci{t}`), or with `vin = Some(a)` per aligned
+/// vec4 (`vb{k}`, `vv{k}`, `vc{k}`). Vec4 `k` holds columns `b0 + 4k ..
+/// b0 + 4k + 3` with `b0 = iw0 − a` a multiple of 4 (the host guarantees
+/// it), so in a row of a multiple of 4 floats they are inside or outside the
+/// row together.
+fn column_setup(offs: &[u32], vin: Option<u32>, indent: &str) -> String {
+    let mut s = String::new();
+    match vin {
+        Some(a) => {
+            let _ = writeln!(s, "{indent}let b0 = iw0 - {a};");
+            for k in vec4_slots(offs, a) {
+                let _ = writeln!(
+                    s,
+                    "{indent}let vb{k} = b0 + {}; let vv{k} = vb{k} >= 0 && vb{k} < win; let vc{k} = u32(clamp(vb{k}, 0, win - 4));",
+                    4 * k
+                );
+            }
+        }
+        None => {
+            for (t, o) in offs.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "{indent}let c{t} = iw0 + {o}; let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
+                );
+            }
+        }
+    }
+    s
+}
+
+/// The loads of one input row (`row`, the row's first element in the
+/// binding, a multiple of 4 with `vin`) into `x{t}` for the columns `offs`;
+/// `guard` (e.g. `"rv && "`) is ANDed into every validity test.
+fn row_loads(offs: &[u32], vin: Option<u32>, guard: &str, indent: &str) -> String {
+    let mut s = String::new();
+    match vin {
+        Some(a) => {
+            for k in vec4_slots(offs, a) {
+                let _ = writeln!(
+                    s,
+                    "{indent}let v{k} = select(vec4<f32>(0.0), input[(row + vc{k}) / 4u], {guard}vv{k});"
+                );
+            }
+            for (t, o) in offs.iter().enumerate() {
+                let comp = ["x", "y", "z", "w"][((a + o) % 4) as usize];
+                let _ = writeln!(s, "{indent}let x{t} = v{}.{comp};", (a + o) / 4);
+            }
+        }
+        None => {
+            for t in 0..offs.len() {
+                let _ = writeln!(
+                    s,
+                    "{indent}let x{t} = select(0.0, input[row + ci{t}], {guard}cv{t});"
+                );
+            }
+        }
+    }
+    s
+}
+
 /// The unrolled `main` of `conv2d_tiled` for `spec`. Same bindings, grid
 /// and results as the loop form in `shaders/conv2d_tiled.wgsl`.
 pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
@@ -123,24 +217,73 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("    let hin = i32(p.h_in);");
     line("    let win = i32(p.w_in);");
     line("    // The input columns this invocation reads, clamped into the row, with their validity.");
-    for (t, o) in offs.iter().enumerate() {
-        line(&format!(
-            "    let c{t} = iw0 + {o}; let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
-        ));
-    }
+    line(column_setup(&offs, spec.vin, "    ").trim_end());
     for px in 0..pix {
         for c in 0..cob4 {
             line(&format!("    var a{px}_{c} = vec4<f32>(0.0);"));
         }
     }
-    line("    var x_plane = (n * p.c_in + g * cpg) * plane;");
+    line("    let oplane = p.out_cstride;");
+    // A later reduction segment starts from the partial sums the previous one stored.
+    let comps = ["x", "y", "z", "w"];
+    // With vout, the first output of this invocation's pixels in channel plane 0.
+    if spec.vout {
+        line("    let ob = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 - p.out_base;");
+    }
+    if spec.segs && spec.vout {
+        line("    if (p.flags & ACC_IN) != 0u {");
+        for k in 0..pix / 4 {
+            line(&format!("        if ow0 + {}u < p.w_out {{", 4 * k));
+            for c in 0..cob4 {
+                for (j, comp) in comps.iter().enumerate() {
+                    let co = c * 4 + j as u32;
+                    line(&format!(
+                        "            if co_in_group0 + {co}u < p.c_out_per_group {{"
+                    ));
+                    line(&format!(
+                        "                let v = output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {k}u];"
+                    ));
+                    for (i, vc) in comps.iter().enumerate() {
+                        line(&format!(
+                            "                a{}_{c}.{comp} = v.{vc};",
+                            4 * k + i as u32
+                        ));
+                    }
+                    line("            }");
+                }
+            }
+            line("        }");
+        }
+        line("    }");
+    } else if spec.segs {
+        line("    if (p.flags & ACC_IN) != 0u {");
+        for px in 0..pix {
+            line(&format!("        if ow0 + {}u < p.w_out {{", px * q));
+            line(&format!(
+            "            let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
+            px * q
+        ));
+            for c in 0..cob4 {
+                for j in 0..4 {
+                    let co = c * 4 + j;
+                    let comp = ["x", "y", "z", "w"][j as usize];
+                    line(&format!(
+                    "            if co_in_group0 + {co}u < p.c_out_per_group {{ a{px}_{c}.{comp} = output[o{px} + (co_in_group0 + {co}u) * oplane]; }}"
+                ));
+                }
+            }
+            line("        }");
+        }
+        line("    }");
+    }
+    line("    var x_plane = (n * p.c_in + g * cpg + p.ci0) * plane;");
     line("    let taps = p.k_h * K_W;");
-    line("    var w_at = cb * cpg * taps * COB4 - p.w_base;");
+    line("    var w_at = (cb * cpg + p.ci0) * taps * COB4 - p.w_base;");
     // Kernel rows whose input row lies inside the image: kh in [kh_lo, kh_end). Lanes
     // that share an output row share the range, so padding rows cost no work.
     line("    let kh_lo = (u32(max(-ih0, 0)) + p.dil_h - 1u) / p.dil_h;");
     line("    let kh_end = select(0u, min(p.k_h, u32(hin - 1 - ih0) / p.dil_h + 1u), ih0 < hin);");
-    line("    for (var ci = 0u; ci < cpg; ci++) {");
+    line("    for (var ci = p.ci0; ci < p.ci1; ci++) {");
     if spec.kh1 {
         line("        if kh_lo < kh_end {");
         line("            let kh = 0u;");
@@ -148,11 +291,7 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
     }
     line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in - p.in_base;");
-    for t in 0..offs.len() {
-        line(&format!(
-            "            let x{t} = select(0.0, input[row + ci{t}], cv{t});"
-        ));
-    }
+    line(row_loads(&offs, spec.vin, "", "            ").trim_end());
     line("            let wb = w_at + kh * (K_W * COB4);");
     for kw in 0..k_w {
         for c in 0..cob4 {
@@ -172,7 +311,43 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("        x_plane += plane;");
     line("        w_at += taps * COB4;");
     line("    }");
-    line("    let oplane = p.out_cstride;");
+    if spec.segs {
+        line("    let fin = (p.flags & FINAL) != 0u;");
+    }
+    if spec.vout {
+        for k in 0..pix / 4 {
+            line(&format!("    if ow0 + {}u < p.w_out {{", 4 * k));
+            for c in 0..cob4 {
+                for (j, comp) in comps.iter().enumerate() {
+                    let co = c * 4 + j as u32;
+                    line(&format!(
+                        "        if co_in_group0 + {co}u < p.c_out_per_group {{"
+                    ));
+                    line(&format!(
+                        "            let b = bias[g * p.c_out_per_group + co_in_group0 + {co}u];"
+                    ));
+                    let a: Vec<String> = (0..4)
+                        .map(|i| format!("a{}_{c}.{comp}", 4 * k + i))
+                        .collect();
+                    let raw = format!("vec4<f32>({})", a.join(", "));
+                    let act: Vec<String> = a.iter().map(|x| format!("activate({x} + b)")).collect();
+                    let act = format!("vec4<f32>({})", act.join(", "));
+                    let value = if spec.segs {
+                        format!("select({raw}, {act}, fin)")
+                    } else {
+                        act
+                    };
+                    line(&format!(
+                        "            output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {k}u] = {value};"
+                    ));
+                    line("        }");
+                }
+            }
+            line("    }");
+        }
+        line("}");
+        return s;
+    }
     for px in 0..pix {
         let mut body = String::new();
         let _ = writeln!(body, "    if ow0 + {}u < p.w_out {{", px * q);
@@ -185,9 +360,18 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
             for j in 0..4 {
                 let co = c * 4 + j;
                 let comp = ["x", "y", "z", "w"][j as usize];
+                let out = format!("output[o{px} + (co_in_group0 + {co}u) * oplane]");
+                let a = format!("a{px}_{c}.{comp}");
+                let value =
+                    format!("activate({a} + bias[g * p.c_out_per_group + co_in_group0 + {co}u])");
+                let value = if spec.segs {
+                    format!("select({a}, {value}, fin)")
+                } else {
+                    value
+                };
                 let _ = writeln!(
                     body,
-                    "        if co_in_group0 + {co}u < p.c_out_per_group {{ output[o{px} + (co_in_group0 + {co}u) * oplane] = activate(a{px}_{c}.{comp} + bias[g * p.c_out_per_group + co_in_group0 + {co}u]); }}"
+                    "        if co_in_group0 + {co}u < p.c_out_per_group {{ {out} = {value}; }}"
                 );
             }
         }
@@ -213,6 +397,11 @@ pub struct DepthwiseSpec {
     pub stride: (u32, u32),
     /// Dilation (h, w).
     pub dilation: (u32, u32),
+    /// `Some(a)`: the input is bound as `array<vec4<f32>>` and the tile's
+    /// columns are read as aligned vec4s, `a = (−pad_left) mod 4` being where
+    /// the first column sits in its vec4 (`VIN`, `VA`; the host's conditions
+    /// are in `plan::depthwise_vec4_input`).
+    pub vin: Option<u32>,
 }
 
 impl DepthwiseSpec {
@@ -265,11 +454,7 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
     line("    let win = i32(p.w_in);".into());
     line("    let ih0 = i32(oh0 * S_H) - i32(p.pad_top);".into());
     line("    let iw0 = i32(ow0 * S_W) - i32(p.pad_left);".into());
-    for (t, o) in cols.iter().enumerate() {
-        line(format!(
-            "    let c{t} = iw0 + {o}; let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
-        ));
-    }
+    line(column_setup(&cols, spec.vin, "    ").trim_end().into());
     for kh in 0..k_h {
         for kw in 0..k_w {
             line(format!(
@@ -289,11 +474,11 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
         line(format!("        let r = ih0 + {r};"));
         line("        let rv = r >= 0 && r < hin;".into());
         line("        let row = x_plane + u32(clamp(r, 0, hin - 1)) * p.w_in - p.in_base;".into());
-        for t in 0..cols.len() {
-            line(format!(
-                "        let x{t} = select(0.0, input[row + ci{t}], rv && cv{t});"
-            ));
-        }
+        line(
+            row_loads(&cols, spec.vin, "rv && ", "        ")
+                .trim_end()
+                .into(),
+        );
         for y in 0..ph {
             for kh in 0..k_h {
                 if y * s_h + kh * d_h != *r {
@@ -341,6 +526,10 @@ pub struct TransposedSpec {
     pub d_w: u32,
     /// `pad_left mod S_W`.
     pub plr: u32,
+    /// The output is bound as `array<vec4<f32>>` and each channel's
+    /// `S_W·PIX` neighbouring columns are stored as aligned vec4s (`VOUT`;
+    /// the host's conditions are in `plan::transposed_vec4_output`).
+    pub vout: bool,
 }
 
 impl TransposedSpec {
@@ -472,6 +661,35 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     ] {
         line(l.to_string());
     }
+    if spec.vout {
+        // Column S_W·q0 + i is phase i % S_W of step i / S_W; S_W·q0 is a multiple of 4.
+        line("    let ob = o + S_W * q0;".into());
+        for m in 0..s_w * pix / 4 {
+            line(format!("    if S_W * q0 + {}u < p.w_out {{", 4 * m));
+            for c in 0..cob4 {
+                for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+                    let co = c * 4 + j as u32;
+                    line(format!(
+                        "        if co_in_group0 + {co}u < p.c_out_per_group {{"
+                    ));
+                    line(format!(
+                        "            let b = bias[g * p.c_out_per_group + co_in_group0 + {co}u];"
+                    ));
+                    let v: Vec<String> = (4 * m..4 * m + 4)
+                        .map(|i| format!("activate(a{}_{}_{c}.{comp} + b)", i % s_w, i / s_w))
+                        .collect();
+                    line(format!(
+                        "            output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {m}u] = vec4<f32>({});",
+                        v.join(", ")
+                    ));
+                    line("        }".into());
+                }
+            }
+            line("    }".into());
+        }
+        line("}".into());
+        return s;
+    }
     for ph in 0..s_w {
         for px in 0..pix {
             line(format!("    if {ph}u + S_W * (q0 + {px}u) < p.w_out {{"));
@@ -506,6 +724,9 @@ mod tests {
             d_w: 1,
             q: 1,
             kh1: false,
+            segs: false,
+            vin: None,
+            vout: false,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -521,6 +742,9 @@ mod tests {
             d_w: 12,
             q: 12,
             kh1: false,
+            segs: false,
+            vin: None,
+            vout: false,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -532,6 +756,9 @@ mod tests {
             d_w: 4,
             q: 2,
             kh1: false,
+            segs: false,
+            vin: None,
+            vout: false,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }
@@ -546,6 +773,7 @@ mod tests {
             k_w: 3,
             stride: (1, 1),
             dilation: (1, 1),
+            vin: None,
         };
         assert_eq!(s.rows(), (0..6).collect::<Vec<_>>());
         assert_eq!(s.cols().len(), 10);
@@ -568,6 +796,7 @@ mod tests {
             s_w: 2,
             d_w: 1,
             plr: 1,
+            vout: false,
         };
         for kw in 0..4 {
             let (ph, off) = s.tap(kw);

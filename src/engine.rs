@@ -21,6 +21,11 @@ pub struct EngineOptions {
     /// (for testing the chunked paths on small limits). Never raises the
     /// real limit.
     pub max_storage_binding_size: Option<u64>,
+    /// Pretend the device allows at most this many bytes per uniform binding
+    /// (for testing the reduction segments of `conv2d_tiled`, whose weight
+    /// window is a uniform binding, on small layers). Never raises the real
+    /// limit.
+    pub max_uniform_binding_size: Option<u64>,
     /// Time the candidate tile shapes of each layer on first use of an input
     /// shape and keep the fastest (see [`crate::autotune`]). Also turned on by
     /// `WGCONV_AUTOTUNE=1`.
@@ -261,6 +266,10 @@ impl Engine {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(max);
         }
+        if let Some(max) = options.max_uniform_binding_size {
+            limits.max_uniform_buffer_binding_size =
+                limits.max_uniform_buffer_binding_size.min(max);
+        }
         if let Some(max) = options.max_workgroups_per_dimension {
             limits.max_compute_workgroups_per_dimension =
                 limits.max_compute_workgroups_per_dimension.min(max.max(1));
@@ -450,6 +459,7 @@ impl Engine {
                 .max_storage_buffer_binding_size
                 .min(self.limits.max_buffer_size),
             align: u64::from(self.limits.min_storage_buffer_offset_alignment).max(4),
+            uniform_align: u64::from(self.limits.min_uniform_buffer_offset_alignment).max(4),
             max_groups: self.limits.max_compute_workgroups_per_dimension,
         }
     }

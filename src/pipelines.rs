@@ -57,8 +57,11 @@ pub enum Kernel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bindings {
     /// 0 uniform params, 1 input, 2 weight, 3 bias (read-only storage),
-    /// 4 output (read-write storage): every convolution kernel.
+    /// 4 output (read-write storage): the convolution kernels but `conv2d_tiled`.
     Conv,
+    /// As [`Bindings::Conv`] with the weight (binding 2) a uniform buffer:
+    /// `conv2d_tiled` (see [`crate::plan::tiled_weight_cap`]).
+    ConvUniformWeight,
     /// 0 uniform params, 1 input (read-only storage), 2 output (read-write
     /// storage): weightless ops.
     Unary,
@@ -126,6 +129,7 @@ impl Kernel {
         match self {
             Kernel::Upsample | Kernel::Pool2d | Kernel::GlobalAvgPool => Bindings::Unary,
             Kernel::Add => Bindings::Binary,
+            Kernel::Conv2dTiled => Bindings::ConvUniformWeight,
             _ => Bindings::Conv,
         }
     }
@@ -238,9 +242,29 @@ impl KernelKey {
                     d_w: get("D_W")?,
                     q: get("Q")?,
                     kh1: get("KH1")? == 1,
+                    segs: get("SEGS")? == 1,
+                    vin: (get("VIN")? == 1).then_some(get("VA")?),
+                    vout: get("VOUT")? == 1,
                 };
-                replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
-                    .ok_or_else(|| err("no generated block".into()))
+                if spec.vout && !spec.vout_fits() {
+                    return Err(err("VOUT needs Q = 1 and PIX a multiple of 4".into()));
+                }
+                let out = replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))?;
+                let out = if spec.vout {
+                    vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))?
+                } else {
+                    out
+                };
+                let Some(a) = spec.vin else {
+                    return Ok(out);
+                };
+                if a > 3 || !spec.vin_fits() {
+                    return Err(err(
+                        "VIN needs VA < 4, Q = 1 and PIX·S_W a multiple of 4".into()
+                    ));
+                }
+                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
             }
             Kernel::Conv2dDepthwise => {
                 let spec = codegen::DepthwiseSpec {
@@ -250,9 +274,18 @@ impl KernelKey {
                     k_w: get("K_W")?,
                     stride: (get("S_H")?, get("S_W")?),
                     dilation: (get("D_H")?, get("D_W")?),
+                    vin: (get("VIN")? == 1).then_some(get("VA")?),
                 };
-                replace_generated(&out, &codegen::conv2d_depthwise_main(&spec))
-                    .ok_or_else(|| err("no generated block".into()))
+                if matches!(spec.vin, Some(a) if a > 3 || !(spec.pix * spec.stride.1).is_multiple_of(4))
+                {
+                    return Err(err("VIN needs VA < 4 and PIX·S_W a multiple of 4".into()));
+                }
+                let out = replace_generated(&out, &codegen::conv2d_depthwise_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))?;
+                if spec.vin.is_none() {
+                    return Ok(out);
+                }
+                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
             }
             Kernel::ConvTranspose2d => {
                 let spec = codegen::TransposedSpec {
@@ -262,9 +295,17 @@ impl KernelKey {
                     s_w: get("S_W")?,
                     d_w: get("D_W")?,
                     plr: get("PLR")?,
+                    vout: get("VOUT")? == 1,
                 };
-                replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
-                    .ok_or_else(|| err("no generated block".into()))
+                if spec.vout && !(spec.pix * spec.s_w).is_multiple_of(4) {
+                    return Err(err("VOUT needs PIX·S_W a multiple of 4".into()));
+                }
+                let out = replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
+                    .ok_or_else(|| err("no generated block".into()))?;
+                if !spec.vout {
+                    return Ok(out);
+                }
+                vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))
             }
             // Loops over specialisation constants only: GPU compilers unroll them.
             Kernel::Conv2dDirect
@@ -276,6 +317,23 @@ impl KernelKey {
             | Kernel::GlobalAvgPool => Ok(out),
         }
     }
+}
+
+/// `src` with its input bound as `array<vec4<f32>>` instead of `array<f32>`
+/// (the generated kernels with `VIN = 1`); `None` if it has no such binding.
+fn vec4_input(src: String) -> Option<String> {
+    const SCALAR: &str = "var<storage, read> input: array<f32>;";
+    src.contains(SCALAR)
+        .then(|| src.replace(SCALAR, "var<storage, read> input: array<vec4<f32>>;"))
+}
+
+/// `src` with its output bound as `array<vec4<f32>>` instead of
+/// `array<f32>` (the generated kernels with `VOUT = 1`); `None` if it has no
+/// such binding.
+fn vec4_output(src: String) -> Option<String> {
+    const SCALAR: &str = "var<storage, read_write> output: array<f32>;";
+    src.contains(SCALAR)
+        .then(|| src.replace(SCALAR, "var<storage, read_write> output: array<vec4<f32>>;"))
 }
 
 const GEN_BEGIN: &str = "// generated:begin";
@@ -322,6 +380,19 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
                 storage(4, false),
             ],
         ),
+        Bindings::ConvUniformWeight => (
+            "wgconv conv layout (uniform weight)",
+            vec![
+                uniform,
+                storage(1, true),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 2,
+                    ..uniform
+                },
+                storage(3, true),
+                storage(4, false),
+            ],
+        ),
         Bindings::Unary => (
             "wgconv unary layout",
             vec![uniform, storage(1, true), storage(2, false)],
@@ -344,12 +415,8 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
 
 /// `(kernel, specialisation) -> pipeline`, compiled once, behind a lock.
 pub(crate) struct PipelineCache {
-    pub(crate) conv_layout: wgpu::BindGroupLayout,
-    pipeline_layout: wgpu::PipelineLayout,
-    pub(crate) unary_layout: wgpu::BindGroupLayout,
-    unary_pipeline_layout: wgpu::PipelineLayout,
-    pub(crate) binary_layout: wgpu::BindGroupLayout,
-    binary_pipeline_layout: wgpu::PipelineLayout,
+    /// Every [`Bindings`] with its bind-group layout and pipeline layout.
+    layouts: Vec<(Bindings, wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
     compiled: AtomicUsize,
     compile_nanos: AtomicU64,
@@ -359,38 +426,46 @@ pub(crate) struct PipelineCache {
 impl PipelineCache {
     /// A cache compiling trusted modules (no runtime checks) when `trusted`.
     pub(crate) fn new(device: &wgpu::Device, trusted: bool) -> Self {
-        let conv_layout = bind_layout(device, Bindings::Conv);
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("wgconv conv pipeline layout"),
-            bind_group_layouts: &[Some(&conv_layout)],
-            immediate_size: 0,
-        });
-        let unary_layout = bind_layout(device, Bindings::Unary);
-        let unary_pipeline_layout =
-            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("wgconv unary pipeline layout"),
-                bind_group_layouts: &[Some(&unary_layout)],
+        let layouts = [
+            Bindings::Conv,
+            Bindings::ConvUniformWeight,
+            Bindings::Unary,
+            Bindings::Binary,
+        ]
+        .into_iter()
+        .map(|b| {
+            let layout = bind_layout(device, b);
+            let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("wgconv pipeline layout"),
+                bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
-        let binary_layout = bind_layout(device, Bindings::Binary);
-        let binary_pipeline_layout =
-            device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("wgconv binary pipeline layout"),
-                bind_group_layouts: &[Some(&binary_layout)],
-                immediate_size: 0,
-            });
+            (b, layout, pipeline)
+        })
+        .collect();
         Self {
-            conv_layout,
-            pipeline_layout,
-            unary_layout,
-            unary_pipeline_layout,
-            binary_layout,
-            binary_pipeline_layout,
+            layouts,
             map: Mutex::new(HashMap::new()),
             compiled: AtomicUsize::new(0),
             compile_nanos: AtomicU64::new(0),
             trusted,
         }
+    }
+
+    fn layouts(
+        &self,
+        bindings: Bindings,
+    ) -> &(Bindings, wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        // `new` builds every variant, so the search always succeeds.
+        self.layouts
+            .iter()
+            .find(|(b, ..)| *b == bindings)
+            .unwrap_or(&self.layouts[0])
+    }
+
+    /// The bind-group layout of the modules that declare `bindings`.
+    pub(crate) fn bind_layout(&self, bindings: Bindings) -> &wgpu::BindGroupLayout {
+        &self.layouts(bindings).1
     }
 
     /// Whether modules are compiled without runtime checks.
@@ -482,11 +557,7 @@ impl PipelineCache {
         };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: Some(match key.kernel.bindings() {
-                Bindings::Conv => &self.pipeline_layout,
-                Bindings::Unary => &self.unary_pipeline_layout,
-                Bindings::Binary => &self.binary_pipeline_layout,
-            }),
+            layout: Some(&self.layouts(key.kernel.bindings()).2),
             module: &module,
             entry_point: Some("main"),
             compilation_options: wgpu::PipelineCompilationOptions {

@@ -25,6 +25,15 @@ pub struct AdapterProfile {
     /// The smaller of `max_compute_invocations_per_workgroup` and
     /// `max_compute_workgroup_size_x`: the largest 1-D workgroup.
     pub max_invocations: u32,
+    /// `max_uniform_buffer_binding_size`, bytes: bounds the weight window of
+    /// `conv2d_tiled` (see [`tiled_weight_cap`]).
+    pub max_uniform_binding: u64,
+    /// `min_uniform_buffer_offset_alignment`, bytes: where those windows may
+    /// start.
+    pub uniform_align: u32,
+    /// `min_storage_buffer_offset_alignment`, bytes: where storage windows
+    /// may start (vec4 input loads need 16-byte aligned windows).
+    pub storage_align: u32,
 }
 
 impl AdapterProfile {
@@ -49,6 +58,9 @@ impl AdapterProfile {
             max_invocations: limits
                 .max_compute_invocations_per_workgroup
                 .min(limits.max_compute_workgroup_size_x),
+            max_uniform_binding: limits.max_uniform_buffer_binding_size,
+            uniform_align: limits.min_uniform_buffer_offset_alignment,
+            storage_align: limits.min_storage_buffer_offset_alignment,
         }
     }
 
@@ -196,8 +208,19 @@ pub fn weight_layout(
         None if adapter.is_gpu() && adapter.fits_shared() && !depthwise && shared_pays_off(sig) => {
             Kernel::Conv2dShared
         }
-        None if tiled_loads(1, pixel_spacing(sig), sig) <= MAX_SEG => Kernel::Conv2dTiled,
+        None if tiled_loads(1, pixel_spacing(sig), sig) <= MAX_SEG
+            && tiled_fits(sig, 1, adapter) =>
+        {
+            Kernel::Conv2dTiled
+        }
         None => Kernel::Conv2dDirect,
+    };
+    // A forced `conv2d_tiled` whose kernel is too large for one weight window
+    // (more than about 4000 taps) runs on the direct kernel.
+    let kernel = if kernel == Kernel::Conv2dTiled && !tiled_fits(sig, 1, adapter) {
+        Kernel::Conv2dDirect
+    } else {
+        kernel
     };
     let layout = match kernel {
         Kernel::Conv2dTiled | Kernel::ConvTranspose2d => {
@@ -210,7 +233,14 @@ pub fn weight_layout(
             } else {
                 4
             };
-            let cob4 = sig.c_out_per_group.div_ceil(4).clamp(1, max);
+            let mut cob4 = sig.c_out_per_group.div_ceil(4).clamp(1, max);
+            // One input channel of a block must fit a weight window (large kernels).
+            while kernel == Kernel::Conv2dTiled && cob4 > 1 && !tiled_fits(sig, cob4, adapter) {
+                cob4 /= 2;
+            }
+            // A block whose weights exceed one window keeps its width and runs as
+            // reduction segments: measured on lavapipe, r3x3s2 53 ms and b8 311 ms with
+            // 16 channels in 2 segments against 76 and 421 ms with 8 channels unsplit.
             WeightLayout::Blocked { cob4 }
         }
         // One block per N tile of BN = 16·TN channels: [K][BN] per block.
@@ -501,8 +531,15 @@ pub fn plan_with(
                 ("S_W", shape.stride_w),
                 ("D_H", shape.dil_h),
                 ("D_W", shape.dil_w),
+                ("VIN", 0),
+                ("VA", 0),
                 ("ACT", act),
             ];
+            let mut consts = consts;
+            if let Some(a) = depthwise_vec4_input(shape, pix, ph, adapter) {
+                consts[8].1 = 1;
+                consts[9].1 = a;
+            }
             Plan {
                 key: KernelKey { kernel, consts },
                 layout,
@@ -537,6 +574,10 @@ pub fn plan_with(
                 ("S_W", shape.stride_w),
                 ("D_W", shape.dil_w),
                 ("PLR", shape.padding.left % shape.stride_w),
+                (
+                    "VOUT",
+                    u32::from(transposed_vec4_output(shape, pix, adapter)),
+                ),
                 ("ACT", act),
             ];
             Plan {
@@ -596,6 +637,7 @@ pub fn plan_with(
                 WeightLayout::Natural => 1,
             };
             let blocks_w = q * cols.div_ceil(pix);
+            let vin = tiled_vec4_input(shape, pix, q, adapter);
             let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
             let consts = vec![
                 ("PIX", pix),
@@ -605,6 +647,11 @@ pub fn plan_with(
                 ("D_W", shape.dil_w),
                 ("Q", q),
                 ("KH1", u32::from(shape.k_h == 1)),
+                ("WCAP", tiled_weight_cap(&sig, cob4, adapter)),
+                ("SEGS", u32::from(tiled_segmented(&sig, cob4, adapter))),
+                ("VIN", u32::from(vin.is_some())),
+                ("VA", vin.unwrap_or(0)),
+                ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
                 ("ACT", act),
             ];
             Plan {
@@ -619,6 +666,173 @@ pub fn plan_with(
                 blocks_per_group,
             }
         }
+    }
+}
+
+/// Largest weight window of `conv2d_tiled`, in vec4s (64 KiB: the uniform
+/// binding size every WebGPU adapter allows).
+pub const TILED_MAX_WCAP: u32 = 4096;
+
+/// The `vec4` count `WCAP` of `conv2d_tiled`'s uniform weight array: the
+/// whole packed weight rounded up to a power of two when that fits one
+/// uniform binding, else the largest power of two that does (capped at
+/// [`TILED_MAX_WCAP`]). Every weight window the chunk planner binds is
+/// exactly `WCAP` vec4s, so the layer's weight buffer is padded by as much
+/// (see [`weight_padding`]).
+///
+/// Why uniform: every invocation of a workgroup reads the same weights
+/// (the channel block is the workgroup's `y`), which is what uniform
+/// buffers are for on every GPU (a broadcast from the constant cache). On
+/// Mesa's llvmpipe/lavapipe it matters more: a uniform load at a
+/// workgroup-uniform offset is one scalar load and a broadcast, while a
+/// storage-buffer load is a per-lane loop with a bounds check per lane —
+/// measured on the `pw` suite layer, 22–25 ms with storage weights against
+/// 14–17 ms with uniform ones.
+pub fn tiled_weight_cap(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> u32 {
+    let cap = tiled_max_wcap(adapter);
+    let blocks = sig.c_out_per_group.div_ceil(cob4 * 4);
+    let total = u64::from(sig.groups)
+        * u64::from(blocks)
+        * u64::from(sig.c_in_per_group)
+        * u64::from(sig.k_h * sig.k_w)
+        * u64::from(cob4);
+    // A window starts at an aligned offset up to `slack` vec4s before its first weight.
+    u32::try_from((total + u64::from(uniform_slack(adapter))).next_power_of_two())
+        .unwrap_or(u32::MAX)
+        .min(cap)
+}
+
+/// Whether a `conv2d_tiled` block of `cob4` vec4s of output channels has
+/// more weights than one window holds, so that the layer runs as reduction
+/// segments (the rule `chunk::GridMap::segments` applies). Only such layers
+/// compile the code that reloads partial sums: it doubles lavapipe's compile
+/// time for the others (measured, `r3x3` cold: 1.8 s without, 3.4 s with).
+pub fn tiled_segmented(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> bool {
+    let block = u64::from(sig.c_in_per_group) * u64::from(sig.k_h * sig.k_w) * u64::from(cob4);
+    block + u64::from(uniform_slack(adapter)) > u64::from(tiled_weight_cap(sig, cob4, adapter))
+}
+
+/// Where the first input column of every tile sits in its vec4, if the tile
+/// reads its input as aligned vec4s (`VIN`, `VA`): every tile starts at the
+/// same place in a vec4 (`spec.vin_fits`, with `a = (−pad_left) mod 4`),
+/// rows are a multiple of 4 floats (so each vec4 is wholly inside or wholly
+/// outside the row), windows start 16-byte aligned, and fewer vec4s than
+/// scalars cover the columns `offs`. On lavapipe every storage load is a
+/// per-lane loop, so fewer, wider loads pay (see the README); on a GPU they
+/// are wider coalesced loads.
+fn vec4_input(
+    shape: &Conv2dShape,
+    offs: &[u32],
+    fits: bool,
+    adapter: &AdapterProfile,
+) -> Option<u32> {
+    let a = (4 - shape.padding.left % 4) % 4;
+    (fits
+        && shape.w_in.is_multiple_of(4)
+        && adapter.storage_align.is_multiple_of(16)
+        && crate::codegen::vec4_slots(offs, a).len() < offs.len())
+    .then_some(a)
+}
+
+/// [`vec4_input`] for a `conv2d_tiled` tile of `pix` columns `q` apart.
+pub fn tiled_vec4_input(
+    shape: &Conv2dShape,
+    pix: u32,
+    q: u32,
+    adapter: &AdapterProfile,
+) -> Option<u32> {
+    let spec = crate::codegen::TiledSpec {
+        pix,
+        cob4: 1,
+        k_w: shape.k_w,
+        s_w: shape.stride_w,
+        d_w: shape.dil_w,
+        q,
+        kh1: shape.k_h == 1,
+        segs: false,
+        vin: None,
+        vout: false,
+    };
+    vec4_input(shape, &spec.offsets(), spec.vin_fits(), adapter)
+}
+
+/// Whether a `conv2d_tiled` tile stores (and, in reduction segments,
+/// reloads) its outputs as aligned vec4s of 4 neighbouring pixels (`VOUT`):
+/// `pix` a multiple of 4 with no pixel spacing, output rows a multiple of 4
+/// floats, windows 16-byte aligned. On lavapipe each storage access compiles
+/// to its own per-lane loop, and one per accumulator was most of a kernel's
+/// compile time (see the README).
+pub fn tiled_vec4_output(shape: &Conv2dShape, pix: u32, q: u32, adapter: &AdapterProfile) -> bool {
+    q == 1
+        && pix.is_multiple_of(4)
+        && shape.w_out.is_multiple_of(4)
+        && adapter.storage_align.is_multiple_of(16)
+}
+
+/// Whether a `conv_transpose2d` tile of `pix` column steps stores its
+/// `S_W·pix` neighbouring output columns as aligned vec4s (`VOUT`): `S_W·pix`
+/// a multiple of 4, output rows a multiple of 4 floats, windows 16-byte
+/// aligned (see [`tiled_vec4_output`]).
+pub fn transposed_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterProfile) -> bool {
+    (pix * shape.stride_w).is_multiple_of(4)
+        && shape.w_out.is_multiple_of(4)
+        && adapter.storage_align.is_multiple_of(16)
+}
+
+/// [`vec4_input`] for a `conv2d_depthwise` tile of `pix` columns (`dw3s2`:
+/// 17 columns in 5 vec4s).
+pub fn depthwise_vec4_input(
+    shape: &Conv2dShape,
+    pix: u32,
+    ph: u32,
+    adapter: &AdapterProfile,
+) -> Option<u32> {
+    let spec = crate::codegen::DepthwiseSpec {
+        pix,
+        ph,
+        k_h: shape.k_h,
+        k_w: shape.k_w,
+        stride: (shape.stride_h, shape.stride_w),
+        dilation: (shape.dil_h, shape.dil_w),
+        vin: None,
+    };
+    let fits = (pix * shape.stride_w).is_multiple_of(4);
+    vec4_input(shape, &spec.cols(), fits, adapter)
+}
+
+/// The largest `WCAP` the adapter allows: a power of two of vec4s within
+/// `max_uniform_buffer_binding_size` and [`TILED_MAX_WCAP`].
+fn tiled_max_wcap(adapter: &AdapterProfile) -> u32 {
+    let cap_bytes = adapter
+        .max_uniform_binding
+        .min(u64::from(TILED_MAX_WCAP) * 16);
+    1u32 << (cap_bytes / 16).max(1).ilog2()
+}
+
+/// vec4s a uniform window may start before the weight it is for: the
+/// offset alignment in vec4s, less one.
+fn uniform_slack(adapter: &AdapterProfile) -> u32 {
+    adapter.uniform_align.max(16) / 16 - 1
+}
+
+/// Whether one input channel of a `conv2d_tiled` block of `cob4` vec4s of
+/// output channels fits a weight window (with its alignment slack): the
+/// smallest reduction segment.
+fn tiled_fits(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> bool {
+    u64::from(sig.k_h * sig.k_w) * u64::from(cob4) + u64::from(uniform_slack(adapter))
+        <= u64::from(tiled_max_wcap(adapter))
+}
+
+/// Bytes of zeros appended to a layer's packed weight so that every weight
+/// window of its kernel is in bounds: `WCAP` vec4s for `conv2d_tiled`
+/// (windows have exactly that size; see [`tiled_weight_cap`]), none for the
+/// others.
+pub fn weight_padding(sig: &LayerSig, adapter: &AdapterProfile, force: Option<Kernel>) -> u64 {
+    match weight_layout(sig, adapter, force) {
+        (Kernel::Conv2dTiled, WeightLayout::Blocked { cob4 }) => {
+            u64::from(tiled_weight_cap(sig, cob4, adapter)) * 16
+        }
+        _ => 0,
     }
 }
 
@@ -643,6 +857,9 @@ fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
         d_w: s.dilation.1,
         q,
         kh1: s.k_h == 1,
+        segs: false,
+        vin: None,
+        vout: false,
     }
     .offsets()
     .len() as u32

@@ -316,6 +316,178 @@ fn shared_kernel_targeted_cases() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `conv2d_tiled` and `conv2d_depthwise` read their input columns as aligned
+/// vec4s (`VIN`) where every tile starts at the same place in a vec4 and
+/// rows are a multiple of 4 floats; the cases straddle each condition and
+/// every position of the first column in its vec4 (`VA`).
+#[test]
+fn vec4_input_loads_where_aligned() {
+    let engine = gpu_or_skip!();
+    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+    let mut rng = Rng::new(0x7ec4);
+    let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
+        input,
+        weight,
+        params,
+        bias: true,
+        activation: act,
+    };
+    let pw = Conv2dParams::default();
+    let pad = |l, r| pw.padding(Padding::new(1, l, 0, r));
+    let tiled = Kernel::Conv2dTiled;
+    let dw = Kernel::Conv2dDepthwise;
+    let cases = [
+        // Pointwise, rows of 12 and 20: the last tile partly past the row.
+        (
+            case([1, 16, 5, 12], [24, 16, 1, 1], pw, Activation::Relu),
+            tiled,
+            Some(0),
+            true,
+        ),
+        (
+            case([2, 8, 3, 20], [8, 8, 1, 1], pw, Activation::None),
+            tiled,
+            Some(0),
+            true,
+        ),
+        // Left padding 1..4 (first column at 3, 2, 1, 0 in its vec4; padding 4 makes the
+        // first vec4 all padding), odd right padding, grouped.
+        (
+            case([1, 6, 4, 16], [10, 6, 3, 3], pad(1, 1), Activation::Silu),
+            tiled,
+            Some(3),
+            true,
+        ),
+        (
+            case([1, 6, 4, 16], [10, 6, 1, 3], pad(2, 3), Activation::None),
+            tiled,
+            Some(2),
+            false,
+        ),
+        (
+            case([1, 6, 4, 16], [10, 6, 3, 5], pad(3, 0), Activation::Relu6),
+            tiled,
+            Some(1),
+            false,
+        ),
+        (
+            case([1, 6, 4, 16], [10, 6, 1, 1], pad(4, 3), Activation::None),
+            tiled,
+            Some(0),
+            false,
+        ),
+        (
+            case(
+                [1, 8, 6, 8],
+                [12, 4, 3, 3],
+                pad(1, 1).groups(2),
+                Activation::Relu,
+            ),
+            tiled,
+            Some(3),
+            true,
+        ),
+        // Stride 2 (7x7 stem-like and 1x1).
+        (
+            case(
+                [1, 3, 9, 24],
+                [8, 3, 7, 7],
+                pw.stride(2, 2).padding(Padding::uniform(3)),
+                Activation::None,
+            ),
+            tiled,
+            Some(1),
+            true,
+        ),
+        (
+            case(
+                [1, 8, 8, 16],
+                [8, 8, 1, 1],
+                pw.stride(2, 2),
+                Activation::None,
+            ),
+            tiled,
+            Some(0),
+            true,
+        ),
+        // Not aligned: rows of 10; dilation spaces a tile's pixels (Q = 2).
+        (
+            case([1, 8, 4, 10], [8, 8, 1, 1], pw, Activation::None),
+            tiled,
+            None,
+            false,
+        ),
+        (
+            case(
+                [1, 8, 6, 16],
+                [8, 8, 3, 3],
+                pw.dilation(2, 2).padding(Padding::uniform(2)),
+                Activation::None,
+            ),
+            tiled,
+            None,
+            false,
+        ),
+        // Depthwise, stride 1 and 2, padding 1 and 2, a multiplier; rows of 18 are not aligned.
+        (
+            case(
+                [1, 8, 9, 16],
+                [8, 1, 3, 3],
+                pad(1, 1).groups(8),
+                Activation::Relu,
+            ),
+            dw,
+            Some(3),
+            false,
+        ),
+        (
+            case(
+                [2, 4, 11, 20],
+                [4, 1, 3, 3],
+                pw.stride(2, 2).padding(Padding::uniform(1)).groups(4),
+                Activation::None,
+            ),
+            dw,
+            Some(3),
+            false,
+        ),
+        (
+            case(
+                [1, 4, 7, 12],
+                [8, 1, 5, 5],
+                pw.padding(Padding::uniform(2)).groups(4),
+                Activation::Silu,
+            ),
+            dw,
+            Some(2),
+            false,
+        ),
+        (
+            case(
+                [1, 4, 7, 18],
+                [4, 1, 3, 3],
+                pad(1, 1).groups(4),
+                Activation::None,
+            ),
+            dw,
+            None,
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (c, kernel, va, vout) in &cases {
+        let shape = Conv2dShape::conv2d(c.input, c.weight, None, &c.params).unwrap();
+        let planned = wgconv::plan::plan(&shape, c.activation, &profile, Some(*kernel));
+        assert_eq!(planned.key.kernel, *kernel, "{c:?}");
+        let get = |name| planned.key.consts.iter().find(|k| k.0 == name).map(|k| k.1);
+        let got = (get("VIN") == Some(1)).then(|| get("VA").unwrap_or(99));
+        assert_eq!(got, *va, "{c:?}: {}", planned.key);
+        assert_eq!(get("VOUT") == Some(1), *vout, "{c:?}: {}", planned.key);
+        failures.extend(run(engine, &mut rng, c, Some(*kernel)));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn sweep_covers_every_kind() {
     // The generator really produces each class the issue names.

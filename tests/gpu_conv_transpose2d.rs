@@ -147,6 +147,84 @@ fn random_sweep_matches_reference() {
     );
 }
 
+/// Where `S_W·PIX` output columns are whole aligned vec4s of rows of a
+/// multiple of 4, each channel's columns are stored as vec4s (`VOUT`); the
+/// cases straddle the conditions, with a last vec4 past the row end.
+#[test]
+fn vec4_output_stores_where_aligned() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0x70c4);
+    let p = ConvTranspose2dParams::default();
+    let case = |input, weight, params, activation| Case {
+        input,
+        weight,
+        params,
+        bias: true,
+        activation,
+    };
+    let cases = [
+        // Stride 2, k 4, pad 1: rows of 16 -> 32 (tconv4-like), and 10 -> 20 (the last
+        // 16-column tile half past the row).
+        (
+            case(
+                [1, 8, 5, 16],
+                [8, 12, 4, 4],
+                p.stride(2, 2).padding(Padding::uniform(1)),
+                Activation::Relu,
+            ),
+            true,
+        ),
+        (
+            case(
+                [2, 6, 4, 10],
+                [6, 5, 4, 4],
+                p.stride(2, 2).padding(Padding::uniform(1)),
+                Activation::None,
+            ),
+            true,
+        ),
+        // Stride 2, k 3, pad 1, output padding 1 (tconv3-like); grouped; stride 1.
+        (
+            case(
+                [1, 4, 6, 8],
+                [4, 6, 3, 3],
+                p.stride(2, 2)
+                    .padding(Padding::uniform(1))
+                    .output_padding(1, 1),
+                Activation::Silu,
+            ),
+            true,
+        ),
+        (
+            case(
+                [1, 8, 3, 6],
+                [8, 3, 2, 2],
+                p.stride(2, 2).groups(2),
+                Activation::Relu6,
+            ),
+            true,
+        ),
+        (case([1, 4, 5, 9], [4, 4, 3, 3], p, Activation::None), false),
+        // Rows of 18 (stride 2, k 2 on 9 columns): not a multiple of 4.
+        (
+            case([1, 4, 3, 9], [4, 4, 2, 2], p.stride(2, 2), Activation::None),
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (c, vout) in &cases {
+        let shape = Conv2dShape::conv_transpose2d(c.input, c.weight, None, &c.params).unwrap();
+        let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+        let planned = wgconv::plan::plan(&shape, c.activation, &profile, None);
+        let got = planned.key.consts.iter().any(|k| k.0 == "VOUT" && k.1 == 1);
+        assert_eq!(got, *vout, "{c:?}: {}", planned.key);
+        if let Err(e) = run(engine, &mut rng, c) {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn sweep_covers_every_class() {
     let mut rng = Rng::new(0x7a05_e5ed);

@@ -175,7 +175,13 @@ fn same_as_unchunked(limited: &Engine, c: &Case) -> Chunking {
     let full = common::engine().expect("engine");
     let d = data(c);
     let (want, whole) = run_on(full, c, &d).expect("full-limit run");
-    assert_eq!(whole.level, ChunkLevel::Whole, "{c:?}");
+    // At full limits only a `conv2d_tiled` weight larger than one uniform
+    // window splits a layer (by units and reduction segments), never a tensor.
+    assert_eq!(whole.staged_inputs + whole.staged_outputs, 0, "{c:?}");
+    assert!(
+        whole.level == ChunkLevel::Whole || whole.segments > 1 || whole.level == ChunkLevel::Units,
+        "{c:?}: {whole:?}"
+    );
     assert_eq!(whole.folded, 0, "{c:?}");
     let (got, split) = run_on(limited, c, &d).expect("limited run");
     if let Some(i) = bits_equal(&want, &got) {
@@ -236,8 +242,12 @@ fn chunks_by_output_channels() {
         case([1, 32, 96, 96], [64, 1, 3, 3], pad1().groups(32)),
         // Grouped: each unit reads its group's 12 input channels only.
         case([1, 48, 80, 80], [48, 12, 3, 3], pad1().groups(4)),
-        // The weight alone (256·256·9 floats) exceeds a binding; two images.
-        case([2, 256, 6, 6], [256, 256, 3, 3], pad1()),
+        // The weight alone (256·256·9 floats) exceeds a storage binding; two
+        // images (the direct kernel reads weights from storage).
+        Case {
+            kernel: Some(Kernel::Conv2dDirect),
+            ..case([2, 256, 6, 6], [256, 256, 3, 3], pad1())
+        },
         // Transposed, grouped.
         tcase(
             [1, 64, 60, 60],
@@ -250,6 +260,12 @@ fn chunks_by_output_channels() {
         assert_eq!(s.level, ChunkLevel::Channels, "{c:?}: {s:?}");
         assert_eq!(s.staged_inputs + s.staged_outputs, 0);
     }
+    // The tiled kernel reads the same weight through uniform windows: it
+    // splits by units over both images and into reduction segments instead.
+    let c = case([2, 256, 6, 6], [256, 256, 3, 3], pad1());
+    let s = same_as_unchunked(e, &c);
+    assert_eq!(s.level, ChunkLevel::Units, "{c:?}: {s:?}");
+    assert!(s.segments > 1, "{c:?}: {s:?}");
 }
 
 #[test]
@@ -329,6 +345,66 @@ fn chunks_by_output_rows() {
             assert_eq!(s.staged_outputs > 0, want, "{c:?}: {s:?}");
         }
     }
+}
+
+/// Checked engine with 1 KiB uniform bindings: `conv2d_tiled`'s weight
+/// windows hold 64 vec4s, so most layers sum their input channels in
+/// several reduction segments.
+fn segmenting() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| {
+        engine_with(EngineOptions {
+            max_uniform_binding_size: Some(1024),
+            ..common::options()
+        })
+    })
+}
+
+/// Trusted modules, 1 KiB uniform bindings and 64 KiB storage bindings:
+/// segments and row bands (staged windows) together.
+fn segmenting_trusted() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| {
+        engine_with(EngineOptions {
+            max_uniform_binding_size: Some(1024),
+            max_storage_binding_size: Some(64 << 10),
+            runtime_checks: Some(false),
+            ..common::options()
+        })
+    })
+}
+
+#[test]
+fn reduction_segments_compute_the_same_bits() {
+    let _g = serial();
+    let cases = [
+        case([1, 40, 9, 11], [8, 40, 3, 3], pad1()),
+        // Several images: chunks of units over every image.
+        case([3, 24, 7, 10], [24, 24, 3, 3], pad1().stride(2, 1)),
+        // Grouped, dilated, pointwise, a 5×5 with 20 channels.
+        case(
+            [2, 32, 12, 12],
+            [16, 8, 3, 3],
+            pad1().groups(4).dilation(2, 2),
+        ),
+        case([1, 96, 10, 10], [40, 96, 1, 1], Conv2dParams::default()),
+        case(
+            [1, 20, 11, 9],
+            [12, 20, 5, 5],
+            Conv2dParams::default().padding(Padding::uniform(2)),
+        ),
+        // Rows of 16 and 12: partial sums stored and reloaded as vec4s (VOUT).
+        case([2, 40, 6, 16], [8, 40, 3, 3], pad1()),
+        case([1, 96, 4, 12], [40, 96, 1, 1], Conv2dParams::default()),
+    ];
+    for c in &cases {
+        let split = same_as_unchunked(segmenting(), c);
+        assert!(split.segments > 1, "{c:?}: {split:?}");
+    }
+    // With row bands through scratch buffers (partial sums copied back in).
+    let c = case([1, 12, 40, 48], [32, 12, 3, 3], pad1());
+    let split = same_as_unchunked(segmenting_trusted(), &c);
+    assert!(split.segments > 1 && split.staged_outputs > 0, "{split:?}");
 }
 
 #[test]

@@ -73,6 +73,12 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         // conv2d_tiled: pixel spacing and one-row kernels.
         ("Q", &[1, 2, 3, 8, 12]),
         ("KH1", &[0, 1]),
+        // conv2d_tiled: weight window size and the reduction-segment code.
+        ("WCAP", &[256, 4096]),
+        ("SEGS", &[0, 1]),
+        // conv2d_tiled, conv2d_depthwise: vec4 input loads (the suite keys add VA 0, 1, 3).
+        ("VIN", &[0, 1]),
+        ("VOUT", &[0, 1]),
         // conv2d_depthwise: the tile height and the vertical structure.
         ("PH", &[1, 2, 4]),
         ("K_H", &[1, 2, 3, 5, 7]),

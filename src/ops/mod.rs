@@ -21,7 +21,7 @@ use crate::chunk::{Chunking, Schedule, Window};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::geometry::{Activation, Conv2dShape, ConvKind};
-use crate::pipelines::{Bindings, Kernel, KernelKey};
+use crate::pipelines::{Kernel, KernelKey};
 use crate::plan::{self, AdapterProfile, Plan, WeightLayout};
 use crate::reference::{self, Comparison, Tolerance};
 use crate::tensor::{checked_len, GpuTensor, STORAGE_USAGE};
@@ -69,10 +69,19 @@ pub(crate) struct ConvUniforms {
     pub grid_z: u32,
     pub disp_x: u32,
     pub disp_y: u32,
-    pub pad1: u32,
-    pub pad2: u32,
-    pub pad3: u32,
+    // Reduction segment (`conv2d_tiled` only; the other kernels ignore these):
+    // input channels `[ci0, ci1)` of each group, and `flags` (`ACC_IN`: start
+    // from the partial sums in the output window; `FINAL`: add the bias and
+    // activate, else store raw partial sums).
+    pub ci0: u32,
+    pub ci1: u32,
+    pub flags: u32,
 }
+
+/// [`ConvUniforms::flags`]: the accumulators start from the output window.
+pub(crate) const ACC_IN: u32 = 1;
+/// [`ConvUniforms::flags`]: the last segment: add the bias and activate.
+pub(crate) const FINAL: u32 = 2;
 
 // The shaders' `Params` is 40 scalars; uniform structs are 16-byte multiples.
 const _: () = assert!(std::mem::size_of::<ConvUniforms>() == 160);
@@ -87,8 +96,10 @@ pub(crate) fn gcd(a: u32, b: u32) -> u32 {
 }
 
 impl ConvUniforms {
-    /// The layer-wide fields; the chunk fields (from `x_end` on) are zero
-    /// until `chunk::Schedule::build` fills them.
+    /// The layer-wide fields, with one reduction segment over every input
+    /// channel (`ci0 = 0`, `ci1 = c_in/groups`, `flags = FINAL`); the other
+    /// chunk fields (from `x_end` on) are zero until `chunk::Schedule::build`
+    /// fills them.
     pub(crate) fn new(s: &Conv2dShape, activation: Activation, plan: &Plan) -> Self {
         // Transposed: the valid kernel rows of an output row step by stride / gcd(stride, dilation).
         let tap_step_h = match s.kind {
@@ -119,6 +130,10 @@ impl ConvUniforms {
             blocks_w: plan.blocks_w,
             blocks_per_group: plan.blocks_per_group,
             tap_step_h,
+            // One segment over every input channel of a group.
+            ci0: 0,
+            ci1: s.c_in_per_group(),
+            flags: FINAL,
             ..bytemuck::Zeroable::zeroed()
         }
     }
@@ -224,11 +239,7 @@ fn dispatch_bound(
     engine.scoped(|| {
         let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
         let uniform = uniform()?;
-        let layout = match plan.key.kernel.bindings() {
-            Bindings::Conv => &engine.pipelines.conv_layout,
-            Bindings::Unary => &engine.pipelines.unary_layout,
-            Bindings::Binary => &engine.pipelines.binary_layout,
-        };
+        let layout = engine.pipelines.bind_layout(plan.key.kernel.bindings());
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once((&*uniform, None))
             .chain(buffers.iter().copied())
             .enumerate()
@@ -308,8 +319,9 @@ impl LayerCore {
         packed: &[f32],
         bias: Option<&[f32]>,
         c_out: usize,
+        padding: u64,
     ) -> Result<Self> {
-        engine.check_buffer("weight", packed.len() as u64 * 4)?;
+        engine.check_buffer("weight", packed.len() as u64 * 4 + padding)?;
         engine.check_binding("bias", c_out as u64 * 4)?;
         let zeros;
         let bias = match bias {
@@ -323,9 +335,18 @@ impl LayerCore {
             let init = |label, data: &[f32]| {
                 engine.buffer_with(label, bytemuck::cast_slice(data), STORAGE_USAGE)
             };
+            // `padding` zero bytes after the weight keep every fixed-size
+            // window of it in bounds (`plan::weight_padding`); uniform for
+            // `conv2d_tiled`, which binds it as a uniform buffer.
+            let mut bytes = bytemuck::cast_slice::<f32, u8>(packed).to_vec();
+            bytes.resize(bytes.len() + padding as usize, 0);
             Ok(Self {
                 activation,
-                weight: init("wgconv weight", packed)?,
+                weight: engine.buffer_with(
+                    "wgconv weight",
+                    &bytes,
+                    STORAGE_USAGE | wgpu::BufferUsages::UNIFORM,
+                )?,
                 bias: init("wgconv bias", bias)?,
                 uniforms: UniformCache::default(),
                 schedules: Mutex::new(HashMap::new()),
@@ -416,7 +437,7 @@ impl LayerCore {
             let out_scratch = scratch(
                 "wgconv output band",
                 sched.output_scratch,
-                wgpu::BufferUsages::COPY_SRC,
+                wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             );
             let missing = || Error::Internal {
                 what: "scratch buffer",
@@ -447,15 +468,31 @@ impl LayerCore {
                 };
                 let output_res = match chunk.output {
                     Window::Direct { offset, size } => window(output.buffer(), offset, size)?,
-                    Window::Staged { .. } => window(
-                        out_scratch.as_ref().ok_or_else(missing)?,
-                        0,
-                        chunk.output.size(),
-                    )?,
+                    Window::Staged {
+                        first,
+                        runs,
+                        stride,
+                        run_len,
+                    } => {
+                        let buf = out_scratch.as_ref().ok_or_else(missing)?;
+                        // A later reduction segment reads the partial sums back.
+                        if chunk.uniforms.flags & ACC_IN != 0 {
+                            for r in 0..runs {
+                                encoder.copy_buffer_to_buffer(
+                                    output.buffer(),
+                                    (first + r * stride) * 4,
+                                    buf,
+                                    r * run_len * 4,
+                                    run_len * 4,
+                                );
+                            }
+                        }
+                        window(buf, 0, chunk.output.size())?
+                    }
                 };
                 let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(plan.key.kernel.name()),
-                    layout: &engine.pipelines.conv_layout,
+                    layout: engine.pipelines.bind_layout(plan.key.kernel.bindings()),
                     entries: &[
                         wgpu::BindGroupEntry {
                             binding: 0,
@@ -668,7 +705,8 @@ impl<P: OpParams> ConvLayer<P> {
         let (_, layout) = plan::weight_layout(&sig, &profile, options.force_kernel);
         let packed = plan::repack_weight(weight, &sig, layout);
         let c_out = sig.c_out_per_group as usize * sig.groups as usize;
-        let core = LayerCore::upload(engine, activation, &packed, bias, c_out)?;
+        let padding = plan::weight_padding(&sig, &profile, options.force_kernel);
+        let core = LayerCore::upload(engine, activation, &packed, bias, c_out, padding)?;
         Ok(Self {
             weight_shape,
             params,
@@ -982,9 +1020,9 @@ mod tests {
         "grid_z",
         "disp_x",
         "disp_y",
-        "pad1",
-        "pad2",
-        "pad3",
+        "ci0",
+        "ci1",
+        "flags",
     ];
 
     #[test]

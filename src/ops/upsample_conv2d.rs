@@ -83,7 +83,7 @@ pub struct UpsampleConv2d {
 enum Path {
     /// `conv2d_upsampled`, reading the input through the upsampling.
     Fused {
-        profile: AdapterProfile,
+        profile: Box<AdapterProfile>,
         layout: WeightLayout,
         core: LayerCore,
     },
@@ -240,9 +240,9 @@ impl UpsampleConv2d {
                 let layout = plan::upsample_conv2d_layout(&sig);
                 let packed = plan::repack_weight(weight, &sig, layout);
                 Path::Fused {
-                    profile: AdapterProfile::from_info(engine.info(), engine.limits()),
+                    profile: Box::new(AdapterProfile::from_info(engine.info(), engine.limits())),
                     layout,
-                    core: LayerCore::upload(engine, activation, &packed, bias, weight_shape[0])?,
+                    core: LayerCore::upload(engine, activation, &packed, bias, weight_shape[0], 0)?,
                 }
             }
         };
