@@ -86,6 +86,29 @@ pub(crate) const FINAL: u32 = 2;
 // The shaders' `Params` is 40 scalars; uniform structs are 16-byte multiples.
 const _: () = assert!(std::mem::size_of::<ConvUniforms>() == 160);
 
+/// Copies `runs` runs of `run_len` f32s, run `r` from element
+/// `first + r·stride` of `src`, to consecutive runs of `dst` from element 0:
+/// how a staged window (`chunk::Window::Staged`) is filled.
+fn gather_runs(
+    encoder: &mut wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    first: u64,
+    runs: u64,
+    stride: u64,
+    run_len: u64,
+) {
+    for r in 0..runs {
+        encoder.copy_buffer_to_buffer(
+            src,
+            (first + r * stride) * 4,
+            dst,
+            r * run_len * 4,
+            run_len * 4,
+        );
+    }
+}
+
 /// Greatest common divisor.
 pub(crate) fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
@@ -454,15 +477,7 @@ impl LayerCore {
                         run_len,
                     } => {
                         let buf = in_scratch.as_ref().ok_or_else(missing)?;
-                        for r in 0..runs {
-                            encoder.copy_buffer_to_buffer(
-                                input.buffer(),
-                                (first + r * stride) * 4,
-                                buf,
-                                r * run_len * 4,
-                                run_len * 4,
-                            );
-                        }
+                        gather_runs(encoder, input.buffer(), buf, first, runs, stride, run_len);
                         window(buf, 0, chunk.input.size())?
                     }
                 };
@@ -477,15 +492,15 @@ impl LayerCore {
                         let buf = out_scratch.as_ref().ok_or_else(missing)?;
                         // A later reduction segment reads the partial sums back.
                         if chunk.uniforms.flags & ACC_IN != 0 {
-                            for r in 0..runs {
-                                encoder.copy_buffer_to_buffer(
-                                    output.buffer(),
-                                    (first + r * stride) * 4,
-                                    buf,
-                                    r * run_len * 4,
-                                    run_len * 4,
-                                );
-                            }
+                            gather_runs(
+                                encoder,
+                                output.buffer(),
+                                buf,
+                                first,
+                                runs,
+                                stride,
+                                run_len,
+                            );
                         }
                         window(buf, 0, chunk.output.size())?
                     }
