@@ -132,7 +132,7 @@ pub fn vec4_slots(offs: &[u32], a: u32) -> Vec<u32> {
 /// b0 + 4k + 3` with `b0 = iw0 − a` a multiple of 4 (the host guarantees
 /// it), so in a row of a multiple of 4 floats they are inside or outside the
 /// row together.
-fn column_setup(offs: &[u32], vin: Option<u32>, indent: &str) -> String {
+pub(crate) fn column_setup(offs: &[u32], vin: Option<u32>, indent: &str) -> String {
     let mut s = String::new();
     match vin {
         Some(a) => {
@@ -160,7 +160,7 @@ fn column_setup(offs: &[u32], vin: Option<u32>, indent: &str) -> String {
 /// The loads of one input row (`row`, the row's first element in the
 /// binding, a multiple of 4 with `vin`) into `x{t}` for the columns `offs`;
 /// `guard` (e.g. `"rv && "`) is ANDed into every validity test.
-fn row_loads(offs: &[u32], vin: Option<u32>, guard: &str, indent: &str) -> String {
+pub(crate) fn row_loads(offs: &[u32], vin: Option<u32>, guard: &str, indent: &str) -> String {
     let mut s = String::new();
     match vin {
         Some(a) => {

@@ -311,20 +311,29 @@ impl Layer {
     }
 
     /// The CPU reference of the layer on these inputs, and the activation
-    /// the comparison must allow for.
-    fn reference(&self, inputs: &[(&[f32], [usize; 4])]) -> Result<(RefOutput, Activation)> {
+    /// the comparison must allow for; with `engine`, its error magnitude is
+    /// that of the arithmetic the layer runs there (the Winograd form's for
+    /// a convolution that runs in it).
+    fn reference(
+        &self,
+        engine: Option<&Engine>,
+        inputs: &[(&[f32], [usize; 4])],
+    ) -> Result<(RefOutput, Activation)> {
         let (x, shape) = inputs[0];
         match self {
-            Layer::Conv2d(l) => Ok((
-                reference::conv(
-                    &l.shape_for(shape)?,
-                    x,
-                    l.host_weight(),
-                    l.host_bias(),
-                    l.activation(),
-                )?,
-                l.activation(),
-            )),
+            Layer::Conv2d(l) => {
+                let r = match engine {
+                    Some(e) => l.reference_on(e, x, shape)?,
+                    None => reference::conv(
+                        &l.shape_for(shape)?,
+                        x,
+                        l.host_weight(),
+                        l.host_bias(),
+                        l.activation(),
+                    )?,
+                };
+                Ok((r, l.activation()))
+            }
             Layer::ConvTranspose2d(l) => Ok((
                 reference::conv(
                     &l.shape_for(shape)?,
@@ -364,8 +373,8 @@ impl Layer {
     /// The kernel the layer runs on `engine` for this input shape.
     fn kernel(&self, engine: &Engine, input: [usize; 4]) -> Result<String> {
         Ok(match self {
-            Layer::Conv2d(l) => l.plan_on(engine, input)?.key.to_string(),
-            Layer::ConvTranspose2d(l) => l.plan_on(engine, input)?.key.to_string(),
+            Layer::Conv2d(l) => l.kernel_name(engine, input)?,
+            Layer::ConvTranspose2d(l) => l.kernel_name(engine, input)?,
             Layer::Upsample(l) => l.plan_for(input)?.key.to_string(),
             Layer::UpsampleConv2d(l) => l.plan_for(input)?.key.to_string(),
             Layer::Add(l) => l.plan_for(input)?.key.to_string(),
@@ -1332,7 +1341,7 @@ impl Network {
                 .collect::<Result<Vec<_>>>()?;
             let (r, _) = node
                 .layer
-                .reference(&ins)
+                .reference(None, &ins)
                 .map_err(|e| named(&node.name, e))?;
             if i + 1 == self.nodes.len() {
                 out = Some(r);
@@ -1391,7 +1400,7 @@ impl Network {
                 .collect();
             let (r, act) = node
                 .layer
-                .reference(&ins)
+                .reference(Some(engine), &ins)
                 .map_err(|e| named(&node.name, e))?;
             let c = reference::compare(&r, act, &host[i + 1], Tolerance::F32Accumulation)?;
             layers.push((node.name.clone(), c));

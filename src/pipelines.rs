@@ -51,6 +51,12 @@ pub enum Kernel {
     /// `shaders/global_avg_pool.wgsl`: the mean of each plane, one plane
     /// per invocation.
     GlobalAvgPool,
+    /// `shaders/winograd_input.wgsl`: the input transform of Winograd
+    /// F(m×m, 3×3) (see [`crate::winograd`]), 4 tiles per invocation.
+    WinogradInput,
+    /// `shaders/winograd_output.wgsl`: the output transform of Winograd
+    /// F(m×m, 3×3), with bias and activation, 4 tiles per invocation.
+    WinogradOutput,
 }
 
 /// The bind-group layout a kernel's module declares.
@@ -72,7 +78,7 @@ pub enum Bindings {
 
 impl Kernel {
     /// Every kernel, in declaration order.
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Conv2dDirect,
         Kernel::Conv2dTiled,
         Kernel::Conv2dDepthwise,
@@ -83,6 +89,8 @@ impl Kernel {
         Kernel::Add,
         Kernel::Pool2d,
         Kernel::GlobalAvgPool,
+        Kernel::WinogradInput,
+        Kernel::WinogradOutput,
     ];
 
     /// The kernel families that can run any forward convolution (what
@@ -107,6 +115,8 @@ impl Kernel {
             Kernel::Add => "add",
             Kernel::Pool2d => "pool2d",
             Kernel::GlobalAvgPool => "global_avg_pool",
+            Kernel::WinogradInput => "winograd_input",
+            Kernel::WinogradOutput => "winograd_output",
         }
     }
 
@@ -127,8 +137,10 @@ impl Kernel {
     /// The bind-group layout of the kernel's module.
     pub fn bindings(self) -> Bindings {
         match self {
-            Kernel::Upsample | Kernel::Pool2d | Kernel::GlobalAvgPool => Bindings::Unary,
-            Kernel::Add => Bindings::Binary,
+            Kernel::Upsample | Kernel::Pool2d | Kernel::GlobalAvgPool | Kernel::WinogradInput => {
+                Bindings::Unary
+            }
+            Kernel::Add | Kernel::WinogradOutput => Bindings::Binary,
             Kernel::Conv2dTiled => Bindings::ConvUniformWeight,
             _ => Bindings::Conv,
         }
@@ -147,6 +159,8 @@ impl Kernel {
             Kernel::Add => include_str!("../shaders/add.wgsl"),
             Kernel::Pool2d => include_str!("../shaders/pool2d.wgsl"),
             Kernel::GlobalAvgPool => include_str!("../shaders/global_avg_pool.wgsl"),
+            Kernel::WinogradInput => include_str!("../shaders/winograd_input.wgsl"),
+            Kernel::WinogradOutput => include_str!("../shaders/winograd_output.wgsl"),
         }
     }
 }
@@ -303,6 +317,37 @@ impl KernelKey {
                 let out = replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))?;
                 if !spec.vout {
+                    return Ok(out);
+                }
+                vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))
+            }
+            Kernel::WinogradInput => {
+                let spec = crate::winograd::TransformSpec {
+                    m: get("M")?,
+                    vec4: (get("VIN")? == 1).then_some(get("VA")?),
+                };
+                if matches!(spec.vec4, Some(a) if a > 3) {
+                    return Err(err("VIN needs VA < 4".into()));
+                }
+                let body = crate::winograd::winograd_input_main(&spec)
+                    .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
+                let out = replace_generated(&out, &body)
+                    .ok_or_else(|| err("no generated block".into()))?;
+                if spec.vec4.is_none() {
+                    return Ok(out);
+                }
+                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
+            }
+            Kernel::WinogradOutput => {
+                let spec = crate::winograd::TransformSpec {
+                    m: get("M")?,
+                    vec4: (get("VOUT")? == 1).then_some(0),
+                };
+                let body = crate::winograd::winograd_output_main(&spec)
+                    .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
+                let out = replace_generated(&out, &body)
+                    .ok_or_else(|| err("no generated block".into()))?;
+                if spec.vec4.is_none() {
                     return Ok(out);
                 }
                 vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))

@@ -79,6 +79,101 @@ impl AdapterProfile {
     }
 }
 
+/// Whether a layer runs in Winograd form ([`crate::winograd`]):
+/// [`crate::LayerOptions::winograd`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Winograd {
+    /// Never: the direct kernels.
+    Off,
+    /// F(2×2, 3×3) where the layer allows it.
+    F2,
+    /// F(4×4, 3×3) where the layer allows it.
+    F4,
+}
+
+/// Whether a layer can run in Winograd form at all: a forward 3×3
+/// convolution with stride 1, dilation 1, one group and at least 16 input
+/// and output channels (below that the transforms outweigh the GEMMs).
+pub fn winograd_eligible(sig: &LayerSig) -> bool {
+    sig.kind == ConvKind::Forward
+        && (sig.k_h, sig.k_w) == (3, 3)
+        && sig.stride == (1, 1)
+        && sig.dilation == (1, 1)
+        && sig.groups == 1
+        && sig.c_in_per_group >= 16
+        && sig.c_out_per_group >= 16
+}
+
+/// The Winograd tile size `m` a layer runs with, or `None` for the direct
+/// kernels: `choice` where the layer is eligible; by default (no choice, no
+/// forced kernel family) F(4×4, 3×3) on CPU adapters, where it measured
+/// faster (see the README), and nothing elsewhere (unmeasured on GPUs).
+pub fn winograd_tile(
+    sig: &LayerSig,
+    adapter: &AdapterProfile,
+    force: Option<Kernel>,
+    choice: Option<Winograd>,
+) -> Option<u32> {
+    if !winograd_eligible(sig) {
+        return None;
+    }
+    match choice {
+        Some(Winograd::Off) => None,
+        Some(Winograd::F2) => Some(2),
+        Some(Winograd::F4) => Some(4),
+        None if force.is_none() && adapter.device_type == wgpu::DeviceType::Cpu => Some(4),
+        None => None,
+    }
+}
+
+/// The pipeline keys of a layer `shape` in Winograd form F(m×m, 3×3):
+/// `winograd_input`, the GEMM's (a 1×1 convolution with `α²` groups over
+/// rows of `row` tiles; its key does not depend on the number of rows) and
+/// `winograd_output`.
+pub fn winograd_keys(
+    shape: &Conv2dShape,
+    m: u32,
+    activation: Activation,
+    adapter: &AdapterProfile,
+    row: u32,
+) -> [KernelKey; 3] {
+    let aligned = adapter.storage_align.is_multiple_of(16);
+    let vin = (aligned && shape.w_in.is_multiple_of(4)).then_some((4 - shape.padding.left % 4) % 4);
+    let vout = aligned && shape.w_out.is_multiple_of(4);
+    let a2 = (m + 2) * (m + 2);
+    let gemm = Conv2dShape::conv2d(
+        [1, (a2 * shape.c_in) as usize, 1, row as usize],
+        [(a2 * shape.c_out) as usize, shape.c_in as usize, 1, 1],
+        None,
+        &crate::geometry::Conv2dParams {
+            groups: a2,
+            ..Default::default()
+        },
+    )
+    .map_or(KernelKey::plain(Kernel::Conv2dDirect), |g| {
+        plan(&g, Activation::None, adapter, None).key
+    });
+    [
+        KernelKey {
+            kernel: Kernel::WinogradInput,
+            consts: vec![
+                ("M", m),
+                ("VIN", u32::from(vin.is_some())),
+                ("VA", vin.unwrap_or(0)),
+            ],
+        },
+        gemm,
+        KernelKey {
+            kernel: Kernel::WinogradOutput,
+            consts: vec![
+                ("M", m),
+                ("VOUT", u32::from(vout)),
+                ("ACT", activation.code()),
+            ],
+        },
+    ]
+}
+
 /// How a layer's weights are stored on the GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightLayout {
@@ -323,8 +418,14 @@ pub fn plan_upsample(shape: &UpsampleShape) -> Plan {
 /// grid of at most 65 535 workgroups per row; `blocks_w` is the row stride
 /// in invocations (the shaders' `row_stride`).
 fn flat_plan(key: KernelKey, items: u64) -> Plan {
+    flat_plan_within(key, items, MAX_GROUPS_PER_DIM)
+}
+
+/// [`flat_plan`] on a device allowing `max_dim` workgroups per dimension
+/// (the caller keeps `items` within `max_dim²` workgroups).
+pub(crate) fn flat_plan_within(key: KernelKey, items: u64, max_dim: u32) -> Plan {
     let total_groups = items.max(1).div_ceil(u64::from(WORKGROUP));
-    let x = total_groups.min(u64::from(MAX_GROUPS_PER_DIM)) as u32;
+    let x = total_groups.min(u64::from(max_dim.max(1))) as u32;
     let y = total_groups.div_ceil(u64::from(x)) as u32;
     Plan {
         key,
@@ -441,7 +542,9 @@ pub fn tile_candidates(
         | Kernel::Conv2dUpsampled
         | Kernel::Add
         | Kernel::Pool2d
-        | Kernel::GlobalAvgPool => &[],
+        | Kernel::GlobalAvgPool
+        | Kernel::WinogradInput
+        | Kernel::WinogradOutput => &[],
         Kernel::Conv2dDepthwise => &[(8, 1), (8, 2), (8, 4), (4, 4), (4, 2), (16, 2)],
         Kernel::Conv2dTiled | Kernel::ConvTranspose2d => &[(2, 1), (4, 1), (8, 1)],
         Kernel::Conv2dShared => &[],
@@ -497,7 +600,9 @@ pub fn plan_with(
         | Kernel::Conv2dUpsampled
         | Kernel::Add
         | Kernel::Pool2d
-        | Kernel::GlobalAvgPool => Plan {
+        | Kernel::GlobalAvgPool
+        | Kernel::WinogradInput
+        | Kernel::WinogradOutput => Plan {
             key: KernelKey::plain(Kernel::Conv2dDirect),
             layout,
             groups: [

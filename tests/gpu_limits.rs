@@ -14,6 +14,7 @@ mod common;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use common::Rng;
+use wgconv::plan::Winograd;
 use wgconv::reference::{self, compare, Tolerance};
 use wgconv::{
     Activation, ChunkLevel, Chunking, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2d,
@@ -130,10 +131,13 @@ fn data(c: &Case) -> Data {
     }
 }
 
-/// Runs the case on `engine`: output and chunking report.
+/// Runs the case on `engine`: output and chunking report. The direct
+/// kernels only (`winograd_slabs_fold_and_fall_back` covers the Winograd
+/// form under the same limits).
 fn run_on(engine: &Engine, c: &Case, d: &Data) -> wgconv::Result<(Vec<f32>, Chunking)> {
     let opts = LayerOptions {
         force_kernel: c.kernel,
+        winograd: Some(Winograd::Off),
         ..LayerOptions::default()
     };
     let x = GpuTensor::upload(engine, &d.x, c.input)?;
@@ -484,6 +488,62 @@ fn trusted_modules_compute_the_same_bits() {
     for c in cases {
         let s = same_as_unchunked(e, &c);
         assert_ne!(s.level, ChunkLevel::Whole, "{c:?}");
+    }
+}
+
+/// The Winograd form under small limits: slabs of tiles within a 1 MiB
+/// binding, transform dispatches folded into 8 or 16 workgroups per
+/// dimension, trusted modules for the GEMM. Splitting the tiles into slabs
+/// changes no arithmetic (each tile's transforms and GEMM are the same), so
+/// every limited run gives the full-limit bits; a shape whose input exceeds
+/// the binding runs on the direct kernels instead, within the direct bound.
+#[test]
+fn winograd_slabs_fold_and_fall_back() {
+    let _ = gpu_or_skip!();
+    let _serial = serial();
+    let full = common::engine().expect("engine");
+    let cases = [
+        // 2·8·14·16 = 3584 tiles of 36·32 floats: 4 slabs of 1 MiB (F4).
+        case([2, 32, 56, 61], [24, 32, 3, 3], pad1()),
+        // A 1.2 MiB input: the direct kernels under the 1 MiB limit.
+        case([1, 40, 96, 80], [16, 40, 3, 3], pad1()),
+        // Asymmetric padding, odd sizes, F2.
+        case(
+            [3, 17, 23, 9],
+            [20, 17, 3, 3],
+            Conv2dParams::default().padding(Padding::new(2, 0, 1, 3)),
+        ),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let m = if i == 2 { Winograd::F2 } else { Winograd::F4 };
+        let opts = LayerOptions {
+            winograd: Some(m),
+            ..LayerOptions::default()
+        };
+        let d = data(c);
+        let Op::Forward(p) = c.op else {
+            unreachable!("forward cases")
+        };
+        let run = |e: &Engine| {
+            let l = Conv2d::with_options(e, &d.w, c.weight, Some(&d.b), p, c.activation, opts)
+                .expect("layer");
+            let x = GpuTensor::upload(e, &d.x, c.input).expect("upload");
+            let y = l.forward(e, &x).and_then(|y| y.read(e)).expect("run");
+            let r = l.reference_on(e, &d.x, c.input).expect("reference");
+            let cmp = compare(&r, c.activation, &y, Tolerance::F32Accumulation).expect("compare");
+            assert!(cmp.passed, "{c:?}: {cmp}");
+            (y, l.winograd_on(e, c.input).expect("shape"))
+        };
+        let (want, wm) = run(full);
+        assert!(wm.is_some(), "{c:?} runs in Winograd form at full limits");
+        for e in [chunking(), folding(), trusted()] {
+            let (got, m) = run(e);
+            if m.is_some() {
+                assert_eq!(bits_equal(&want, &got), None, "{c:?} on {:?}", e.limits());
+            } else {
+                assert_eq!(i, 1, "{c:?}: only the large input falls back");
+            }
+        }
     }
 }
 

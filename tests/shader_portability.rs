@@ -61,6 +61,8 @@ fn suite_keys() -> BTreeSet<KernelKey> {
 fn sweep_keys() -> BTreeSet<KernelKey> {
     let ranges: &[(&str, &[u32])] = &[
         ("PIX", &[1, 2, 3, 4, 8, 16]),
+        // winograd_input / winograd_output: the tile size.
+        ("M", &[2, 4]),
         ("COB4", &[1, 2, 3, 4, 8]),
         ("K_W", &[1, 2, 3, 4, 5, 6, 7]),
         ("K_H", &[1, 2, 3, 4, 5, 6, 7]),

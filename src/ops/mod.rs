@@ -13,9 +13,10 @@ pub mod eltwise;
 pub mod pool;
 pub mod upsample;
 pub mod upsample_conv2d;
+pub mod winograd;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::chunk::{Chunking, Schedule, Window};
 use crate::engine::Engine;
@@ -641,6 +642,12 @@ pub struct LayerOptions {
     /// choice; reduced to fit when too large for the shape. Tests use it to
     /// keep every tile the autotuner may pick correct.
     pub force_tile: Option<plan::Tile>,
+    /// Run (or never run) an eligible layer — forward 3×3, stride 1,
+    /// dilation 1, one group, at least 16 channels in and out — in Winograd
+    /// form ([`crate::winograd`]); `None`: the planner's choice
+    /// ([`plan::winograd_tile`]), which never picks it when `force_kernel`
+    /// is set.
+    pub winograd: Option<plan::Winograd>,
 }
 
 /// A convolution layer ([`conv2d::Conv2d`] or
@@ -657,7 +664,10 @@ pub struct ConvLayer<P: OpParams> {
     host_weight: Arc<[f32]>,
     host_bias: Option<Arc<[f32]>>,
     layout: WeightLayout,
-    core: LayerCore,
+    /// The direct path's weights: uploaded with the layer, or for a
+    /// Winograd layer only when a shape does not fit the Winograd form.
+    core: OnceLock<LayerCore>,
+    winograd: Option<Box<winograd::WinogradExec>>,
 }
 
 impl<P: OpParams> ConvLayer<P> {
@@ -718,10 +728,24 @@ impl<P: OpParams> ConvLayer<P> {
         let profile = AdapterProfile::from_info(engine.info(), engine.limits());
         let sig = params.sig(weight_shape);
         let (_, layout) = plan::weight_layout(&sig, &profile, options.force_kernel);
-        let packed = plan::repack_weight(weight, &sig, layout);
-        let c_out = sig.c_out_per_group as usize * sig.groups as usize;
-        let padding = plan::weight_padding(&sig, &profile, options.force_kernel);
-        let core = LayerCore::upload(engine, activation, &packed, bias, c_out, padding)?;
+        let winograd =
+            match plan::winograd_tile(&sig, &profile, options.force_kernel, options.winograd) {
+                Some(m) => Some(Box::new(winograd::WinogradExec::new(
+                    engine,
+                    m,
+                    weight,
+                    weight_shape,
+                    bias,
+                    activation,
+                )?)),
+                None => None,
+            };
+        let core = OnceLock::new();
+        if winograd.is_none() {
+            let _ = core.set(Self::upload_core(
+                engine, &profile, options, weight, &sig, layout, bias, activation,
+            )?);
+        }
         Ok(Self {
             weight_shape,
             params,
@@ -732,7 +756,128 @@ impl<P: OpParams> ConvLayer<P> {
             host_bias: bias.map(Into::into),
             layout,
             core,
+            winograd,
         })
+    }
+
+    /// Uploads the direct path's weights (repacked for its kernel) and bias.
+    #[allow(clippy::too_many_arguments)]
+    fn upload_core(
+        engine: &Engine,
+        profile: &AdapterProfile,
+        options: LayerOptions,
+        weight: &[f32],
+        sig: &plan::LayerSig,
+        layout: WeightLayout,
+        bias: Option<&[f32]>,
+        activation: Activation,
+    ) -> Result<LayerCore> {
+        let packed = plan::repack_weight(weight, sig, layout);
+        let c_out = sig.c_out_per_group as usize * sig.groups as usize;
+        let padding = plan::weight_padding(sig, profile, options.force_kernel);
+        LayerCore::upload(engine, activation, &packed, bias, c_out, padding)
+    }
+
+    /// The direct path's state, uploaded on first use for a Winograd layer.
+    fn core(&self, engine: &Engine) -> Result<&LayerCore> {
+        if let Some(core) = self.core.get() {
+            return Ok(core);
+        }
+        let core = Self::upload_core(
+            engine,
+            &self.profile,
+            self.options,
+            &self.host_weight,
+            &self.params.sig(self.weight_shape),
+            self.layout,
+            self.host_bias.as_deref(),
+            self.activation,
+        )?;
+        // Another thread may have won the race; either copy is the same.
+        let _ = self.core.set(core);
+        self.core.get().ok_or(Error::Internal {
+            what: "direct path state",
+            expected: 1,
+            actual: 0,
+        })
+    }
+
+    /// The Winograd form, if this layer runs `shape` in it on `engine`.
+    fn winograd_for(
+        &self,
+        engine: &Engine,
+        shape: &Conv2dShape,
+    ) -> Option<&winograd::WinogradExec> {
+        self.winograd.as_deref().filter(|w| w.fits(engine, shape))
+    }
+
+    /// The Winograd tile size `m` this layer runs `input` with on `engine`
+    /// (F(m×m, 3×3)), or `None` for the direct kernels.
+    ///
+    /// # Errors
+    /// As [`ConvLayer::shape_for`].
+    pub fn winograd_on(&self, engine: &Engine, input: [usize; 4]) -> Result<Option<u32>> {
+        let shape = self.shape_for(input)?;
+        Ok(self.winograd_for(engine, &shape).map(|w| w.m()))
+    }
+
+    /// The kernels this layer runs on `input` on `engine`, for reports: the
+    /// key of [`ConvLayer::plan_on`]'s plan, or for the Winograd form
+    /// `winograd-f{m}+` and the key of its GEMM's plan.
+    ///
+    /// # Errors
+    /// As [`ConvLayer::shape_for`].
+    pub fn kernel_name(&self, engine: &Engine, input: [usize; 4]) -> Result<String> {
+        let shape = self.shape_for(input)?;
+        match self.winograd_for(engine, &shape) {
+            Some(w) => w.kernel_name(engine, &shape),
+            None => Ok(self.plan_on(engine, input)?.key.to_string()),
+        }
+    }
+
+    /// The CPU reference for this layer on `input` (f64), with the error
+    /// magnitude of the arithmetic the layer runs on `engine`: the direct
+    /// form's `Σ|x·w| + |b|`, or the Winograd form's (see
+    /// [`crate::winograd::bound`]), so that [`reference::compare`] under
+    /// [`Tolerance::F32Accumulation`] bounds the rounding of what ran.
+    ///
+    /// # Errors
+    /// Geometry and length errors.
+    pub fn reference_on(
+        &self,
+        engine: &Engine,
+        input: &[f32],
+        input_shape: [usize; 4],
+    ) -> Result<reference::RefOutput> {
+        let shape = self.shape_for(input_shape)?;
+        let mut r = reference::conv(
+            &shape,
+            input,
+            &self.host_weight,
+            self.host_bias.as_deref(),
+            self.activation,
+        )?;
+        if let Some(w) = self.winograd_for(engine, &shape) {
+            let p = &shape.padding;
+            let (mag, terms) = crate::winograd::bound(
+                w.m(),
+                input,
+                input_shape,
+                &self.host_weight,
+                shape.c_out as usize,
+                self.host_bias.as_deref(),
+                (shape.h_out as usize, shape.w_out as usize),
+                (p.top as usize, p.left as usize),
+            )
+            .ok_or(Error::Internal {
+                what: "Winograd tile size",
+                expected: 4,
+                actual: u64::from(w.m()),
+            })?;
+            r.magnitude = mag;
+            r.terms = terms;
+        }
+        Ok(r)
     }
 
     /// The weight shape, in the op's PyTorch layout.
@@ -758,7 +903,8 @@ impl<P: OpParams> ConvLayer<P> {
 
     /// Bytes of GPU memory the layer's packed weight and bias hold.
     pub fn gpu_bytes(&self) -> u64 {
-        self.core.gpu_bytes()
+        self.core.get().map_or(0, LayerCore::gpu_bytes)
+            + self.winograd.as_ref().map_or(0, |w| w.gpu_bytes())
     }
 
     /// Resolves this layer against an input shape.
@@ -872,7 +1018,7 @@ impl<P: OpParams> ConvLayer<P> {
                         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                             label: Some("wgconv autotune"),
                         });
-                self.core
+                self.core(engine)?
                     .record(engine, &mut encoder, shape, &plan, input, &scratch)?;
                 engine.queue().submit([encoder.finish()]);
                 engine.wait()?;
@@ -906,7 +1052,7 @@ impl<P: OpParams> ConvLayer<P> {
             &self.profile,
             self.options.force_kernel,
         );
-        self.core.chunking(engine, &shape, &plan)
+        self.core(engine)?.chunking(engine, &shape, &plan)
     }
 
     /// Records this layer applied to `input` into `encoder` and returns the
@@ -923,10 +1069,7 @@ impl<P: OpParams> ConvLayer<P> {
     ) -> Result<GpuTensor> {
         let shape = self.shape_for(input.shape())?;
         let output = GpuTensor::empty(engine, shape.output_shape())?;
-        let plan = self.plan_recorded(engine, &shape, input)?;
-        debug_assert_eq!(plan.layout, self.layout);
-        self.core
-            .record(engine, encoder, &shape, &plan, input, &output)?;
+        self.record_shape(engine, encoder, &shape, input, &output)?;
         Ok(output)
     }
 
@@ -951,9 +1094,26 @@ impl<P: OpParams> ConvLayer<P> {
                 actual: output.shape().to_vec(),
             });
         }
-        let plan = self.plan_recorded(engine, &shape, input)?;
-        self.core
-            .record(engine, encoder, &shape, &plan, input, output)
+        self.record_shape(engine, encoder, &shape, input, output)
+    }
+
+    /// Records the Winograd form where it runs `shape`, else the direct
+    /// kernel of the plan (tuned if the engine autotunes).
+    fn record_shape(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &Conv2dShape,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        if let Some(w) = self.winograd_for(engine, shape) {
+            return w.record(engine, encoder, shape, input, output);
+        }
+        let plan = self.plan_recorded(engine, shape, input)?;
+        debug_assert_eq!(plan.layout, self.layout);
+        self.core(engine)?
+            .record(engine, encoder, shape, &plan, input, output)
     }
 
     /// Runs the layer on `input` and submits it; the result stays on the GPU.
@@ -978,16 +1138,9 @@ impl<P: OpParams> ConvLayer<P> {
         input_shape: [usize; 4],
         tolerance: Tolerance,
     ) -> Result<Comparison> {
-        let shape = self.shape_for(input_shape)?;
         let x = GpuTensor::upload(engine, input, input_shape)?;
         let gpu = self.forward(engine, &x)?.read(engine)?;
-        let cpu = reference::conv(
-            &shape,
-            input,
-            &self.host_weight,
-            self.host_bias.as_deref(),
-            self.activation,
-        )?;
+        let cpu = self.reference_on(engine, input, input_shape)?;
         reference::compare(&cpu, self.activation, &gpu, tolerance)
     }
 }

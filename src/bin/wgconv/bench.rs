@@ -10,10 +10,12 @@ use std::time::Instant;
 use anyhow::{anyhow, Context};
 use serde::Serialize;
 use wgconv::conformance::Rng;
+use wgconv::plan::Winograd;
 use wgconv::reference::{self, Tolerance};
 use wgconv::suite::{self, LayerOp, SuiteLayer, SUITE};
 use wgconv::{
-    Activation, Conv2dParams, Conv2dShape, ConvLayer, Engine, GpuTensor, OpParams, Padding,
+    Activation, Conv2dParams, Conv2dShape, ConvLayer, Engine, GpuTensor, LayerOptions, OpParams,
+    Padding,
 };
 
 use crate::args::{self, AdapterArgs, Pair};
@@ -79,6 +81,11 @@ pub struct Args {
     /// fastest (remembered per adapter in the autotune cache file).
     #[arg(long)]
     autotune: bool,
+    /// Winograd form for eligible layers (3×3, stride 1, dilation 1, one
+    /// group, ≥ 16 channels): off, f2 (F(2×2, 3×3)) or f4 (F(4×4, 3×3));
+    /// default: the planner's choice (f4 on CPU adapters, off elsewhere).
+    #[arg(long, value_enum, conflicts_with = "net")]
+    winograd: Option<WinogradArg>,
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -268,9 +275,33 @@ fn time_wall<P: OpParams>(
     Ok(samples)
 }
 
+/// `--winograd` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WinogradArg {
+    /// The direct kernels.
+    Off,
+    /// F(2×2, 3×3).
+    F2,
+    /// F(4×4, 3×3).
+    F4,
+}
+
+impl WinogradArg {
+    fn choice(self) -> Winograd {
+        match self {
+            WinogradArg::Off => Winograd::Off,
+            WinogradArg::F2 => Winograd::F2,
+            WinogradArg::F4 => Winograd::F4,
+        }
+    }
+}
+
 struct Measured {
     kernel: String,
     y: Vec<f32>,
+    /// The CPU reference with the error magnitude of what ran (`None` with
+    /// `--no-check`).
+    reference: Option<reference::RefOutput>,
     samples: Vec<f64>,
     timing: &'static str,
     first_pipeline_ms: f64,
@@ -291,7 +322,11 @@ fn measure<P: OpParams>(
     w: &[f32],
     b: &[f32],
 ) -> anyhow::Result<Measured> {
-    let conv = ConvLayer::<P>::new(engine, w, l.weight, Some(b), params, act)?;
+    let options = LayerOptions {
+        winograd: args.winograd.map(WinogradArg::choice),
+        ..LayerOptions::default()
+    };
+    let conv = ConvLayer::<P>::with_options(engine, w, l.weight, Some(b), params, act, options)?;
     let xt = GpuTensor::upload(engine, x, l.input)?;
     let compile_before = engine.compile_time();
     let t = Instant::now();
@@ -299,7 +334,12 @@ fn measure<P: OpParams>(
     let y = conv.forward(engine, &xt)?.read(engine)?;
     let first_conv_ms = ms(t.elapsed());
     let first_pipeline_ms = ms(engine.compile_time() - compile_before);
-    let kernel = conv.plan_on(engine, l.input)?.key.to_string();
+    let kernel = conv.kernel_name(engine, l.input)?;
+    let reference = if args.no_check {
+        None
+    } else {
+        Some(conv.reference_on(engine, x, l.input)?)
+    };
     for _ in 0..args.warmup {
         conv.forward(engine, &xt)?;
     }
@@ -318,6 +358,7 @@ fn measure<P: OpParams>(
     Ok(Measured {
         kernel,
         y,
+        reference,
         samples,
         timing,
         first_pipeline_ms,
@@ -411,16 +452,18 @@ pub fn run(args: &Args) -> Outcome {
             timing = "wall";
         }
         let (kernel, y, mut samples, layer_timing) = (m.kernel, m.y, m.samples, m.timing);
+        let cpu = m.reference;
         let ctx = |e: wgconv::Error| anyhow!("layer {name}: {e}");
         let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
         let median_ms = median(&mut samples);
         let secs = median_ms / 1e3;
-        let (max_abs_err, check_passed) = if args.no_check {
-            (None, None)
-        } else {
-            let cpu = reference::conv(&shape, &x, &w, Some(&b), act).map_err(ctx)?;
-            let cmp = reference::compare(&cpu, act, &y, Tolerance::F32Accumulation).map_err(ctx)?;
-            (Some(cmp.max_abs), Some(cmp.passed))
+        let (max_abs_err, check_passed) = match cpu {
+            None => (None, None),
+            Some(cpu) => {
+                let cmp =
+                    reference::compare(&cpu, act, &y, Tolerance::F32Accumulation).map_err(ctx)?;
+                (Some(cmp.max_abs), Some(cmp.passed))
+            }
         };
         let gflops = shape.flops() as f64 / secs / 1e9;
         let peer_gflops = peer.as_ref().and_then(|p| p.gflops(name, shape.flops()));

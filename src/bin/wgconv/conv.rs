@@ -204,18 +204,29 @@ fn run(c: &Common, op: Op) -> Outcome {
     };
 
     // 4. Run.
-    let (mut y, kernel) = match op {
+    // The reference (with --check) carries the error magnitude of what ran.
+    let (mut y, kernel, cpu) = match op {
         Op::Forward(p) => {
             let conv = Conv2d::new(&engine, &w, w_shape, b.as_deref(), p, c.activation)?;
-            let kernel = conv.plan_for(x_shape)?.key.to_string();
+            let kernel = conv.kernel_name(&engine, x_shape)?;
             let xt = GpuTensor::upload(&engine, &x, x_shape)?;
-            (conv.forward(&engine, &xt)?.read(&engine)?, kernel)
+            let y = conv.forward(&engine, &xt)?.read(&engine)?;
+            let cpu = c
+                .check
+                .then(|| conv.reference_on(&engine, &x, x_shape))
+                .transpose()?;
+            (y, kernel, cpu)
         }
         Op::Transposed(p) => {
             let conv = ConvTranspose2d::new(&engine, &w, w_shape, b.as_deref(), p, c.activation)?;
-            let kernel = conv.plan_for(x_shape)?.key.to_string();
+            let kernel = conv.kernel_name(&engine, x_shape)?;
             let xt = GpuTensor::upload(&engine, &x, x_shape)?;
-            (conv.forward(&engine, &xt)?.read(&engine)?, kernel)
+            let y = conv.forward(&engine, &xt)?.read(&engine)?;
+            let cpu = c
+                .check
+                .then(|| conv.reference_on(&engine, &x, x_shape))
+                .transpose()?;
+            (y, kernel, cpu)
         }
     };
     if std::env::var("WGCONV_TEST_CORRUPT_OUTPUT").as_deref() == Ok("1") {
@@ -233,8 +244,7 @@ fn run(c: &Common, op: Op) -> Outcome {
         shape.output_shape(),
         engine.info().name
     );
-    if c.check {
-        let cpu = reference::conv(&shape, &x, &w, b.as_deref(), c.activation)?;
+    if let Some(cpu) = cpu {
         let cmp = reference::compare(&cpu, c.activation, &y, Tolerance::F32Accumulation)?;
         println!(
             "check: max abs err {:.3e}, max rel err {:.3e}, {:.3} of tolerance ({}): {}",

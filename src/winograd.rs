@@ -1,0 +1,602 @@
+//! Winograd minimal filtering, F(m×m, 3×3) for m = 2 and 4 (Lavin & Gray,
+//! *Fast Algorithms for Convolutional Neural Networks*, 2016).
+//!
+//! A 3×3 stride-1 convolution computes each `m×m` output tile from the
+//! `α×α` input tile under it (`α = m + 2`) as
+//!
+//! `Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A`
+//!
+//! so that the sum over input channels — the multiply-adds — becomes `α²`
+//! independent GEMMs with `α²/m²` as many products per output as the direct
+//! form's 9: 4 for F(2×2, 3×3) (2.25× fewer) and 2.25 for F(4×4, 3×3) (4×
+//! fewer). wgconv runs it as three kernels: `winograd_input` (the `Bᵀ d B`
+//! of every tile, into `α²` planes), the GEMMs as one grouped 1×1
+//! convolution through the ordinary planner (`α²` groups; on a CPU driver
+//! that is `conv2d_tiled` with uniform weights), and `winograd_output`
+//! (`Aᵀ M A`, bias and activation). The weight transform `G g Gᵀ` is done
+//! once, in f64, when the layer is created.
+//!
+//! Numerically the transforms add rounding steps and cancellation: the
+//! error bound is `γ_L` times a magnitude taken through the transforms with
+//! their absolute values ([`bound`]), which the tests and `verify` use in
+//! place of the direct form's `Σ|x·w|`.
+
+use std::fmt::Write as _;
+
+/// The Winograd tile sizes wgconv implements.
+pub const TILES: [u32; 2] = [2, 4];
+
+/// The transform matrices of F(m×m, 3×3), row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrices {
+    /// Output tile size `m`.
+    pub m: usize,
+    /// Input tile size `α = m + 2`.
+    pub alpha: usize,
+    /// `Bᵀ`, `α × α`.
+    pub bt: Vec<f64>,
+    /// `G`, `α × 3`.
+    pub g: Vec<f64>,
+    /// `Aᵀ`, `m × α`.
+    pub at: Vec<f64>,
+}
+
+/// The matrices of F(m×m, 3×3), or `None` for an `m` not in [`TILES`]. The
+/// interpolation points are 0, ±1 and ∞ (m = 2) and 0, ±1, ±2 and ∞ (m = 4),
+/// Lavin & Gray's choice; `Bᵀ` and `Aᵀ` have small integer entries (exact
+/// in f32), `G` the fractions.
+pub fn matrices(m: u32) -> Option<Matrices> {
+    let (bt, g, at): (Vec<f64>, Vec<f64>, Vec<f64>) = match m {
+        2 => (
+            vec![
+                1., 0., -1., 0., //
+                0., 1., 1., 0., //
+                0., -1., 1., 0., //
+                0., 1., 0., -1.,
+            ],
+            vec![
+                1., 0., 0., //
+                0.5, 0.5, 0.5, //
+                0.5, -0.5, 0.5, //
+                0., 0., 1.,
+            ],
+            vec![
+                1., 1., 1., 0., //
+                0., 1., -1., -1.,
+            ],
+        ),
+        4 => (
+            vec![
+                4., 0., -5., 0., 1., 0., //
+                0., -4., -4., 1., 1., 0., //
+                0., 4., -4., -1., 1., 0., //
+                0., -2., -1., 2., 1., 0., //
+                0., 2., -1., -2., 1., 0., //
+                0., 4., 0., -5., 0., 1.,
+            ],
+            vec![
+                1. / 4.,
+                0.,
+                0., //
+                -1. / 6.,
+                -1. / 6.,
+                -1. / 6., //
+                -1. / 6.,
+                1. / 6.,
+                -1. / 6., //
+                1. / 24.,
+                1. / 12.,
+                1. / 6., //
+                1. / 24.,
+                -1. / 12.,
+                1. / 6., //
+                0.,
+                0.,
+                1.,
+            ],
+            vec![
+                1., 1., 1., 1., 1., 0., //
+                0., 1., -1., 2., -2., 0., //
+                0., 1., 1., 4., 4., 0., //
+                0., 1., -1., 8., -8., 1.,
+            ],
+        ),
+        _ => return None,
+    };
+    let m = m as usize;
+    Some(Matrices {
+        m,
+        alpha: m + 2,
+        bt,
+        g,
+        at,
+    })
+}
+
+impl Matrices {
+    /// `G g Gᵀ` (`α × α`) of one 3×3 kernel `g` (row-major), in f64.
+    pub fn kernel(&self, g: &[f64]) -> Vec<f64> {
+        let a = self.alpha;
+        let mut t = vec![0.0; a * 3];
+        for i in 0..a {
+            for j in 0..3 {
+                t[i * 3 + j] = (0..3).map(|k| self.g[i * 3 + k] * g[k * 3 + j]).sum();
+            }
+        }
+        let mut u = vec![0.0; a * a];
+        for i in 0..a {
+            for j in 0..a {
+                u[i * a + j] = (0..3).map(|k| t[i * 3 + k] * self.g[j * 3 + k]).sum();
+            }
+        }
+        u
+    }
+
+    /// `Bᵀ d B` (`α × α`) of one input tile `d` (`α × α`, row-major).
+    pub fn input(&self, d: &[f64]) -> Vec<f64> {
+        let a = self.alpha;
+        let mut t = vec![0.0; a * a];
+        for i in 0..a {
+            for j in 0..a {
+                t[i * a + j] = (0..a).map(|k| self.bt[i * a + k] * d[k * a + j]).sum();
+            }
+        }
+        let mut v = vec![0.0; a * a];
+        for i in 0..a {
+            for j in 0..a {
+                v[i * a + j] = (0..a).map(|k| t[i * a + k] * self.bt[j * a + k]).sum();
+            }
+        }
+        v
+    }
+
+    /// `Aᵀ M A` (`m × m`) of one transformed tile `M` (`α × α`).
+    pub fn output(&self, mm: &[f64]) -> Vec<f64> {
+        let (a, m) = (self.alpha, self.m);
+        let mut t = vec![0.0; m * a];
+        for i in 0..m {
+            for j in 0..a {
+                t[i * a + j] = (0..a).map(|k| self.at[i * a + k] * mm[k * a + j]).sum();
+            }
+        }
+        let mut y = vec![0.0; m * m];
+        for i in 0..m {
+            for j in 0..m {
+                y[i * m + j] = (0..a).map(|k| t[i * a + k] * self.at[j * a + k]).sum();
+            }
+        }
+        y
+    }
+
+    /// The same matrices with every entry replaced by its absolute value
+    /// (for the error bound).
+    fn abs(&self) -> Self {
+        let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect();
+        Self {
+            m: self.m,
+            alpha: self.alpha,
+            bt: abs(&self.bt),
+            g: abs(&self.g),
+            at: abs(&self.at),
+        }
+    }
+}
+
+/// The GEMM weight of a 3×3 convolution `[k_out, c_in, 3, 3]` under
+/// F(m×m, 3×3): `[α²·k_out, c_in, 1, 1]` with row `ξ·k_out + k` holding
+/// element `ξ` of `G g_{k,c} Gᵀ` for every `c` — the weight of the grouped
+/// 1×1 convolution (`α²` groups) that runs the `α²` GEMMs. Computed in
+/// f64 and rounded once.
+pub fn transform_weight(mats: &Matrices, weight: &[f32], k_out: usize, c_in: usize) -> Vec<f32> {
+    let a2 = mats.alpha * mats.alpha;
+    let mut out = vec![0f32; a2 * k_out * c_in];
+    for k in 0..k_out {
+        for c in 0..c_in {
+            let base = (k * c_in + c) * 9;
+            let g: Vec<f64> = weight[base..base + 9]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            for (xi, u) in mats.kernel(&g).into_iter().enumerate() {
+                out[(xi * k_out + k) * c_in + c] = u as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Geometry of a Winograd layer on one input shape: `[n, c, h, w]` in,
+/// `[n, k, h_out, w_out]` out, tiles of `m × m` outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileGrid {
+    /// Output tile size.
+    pub m: u32,
+    /// Tile rows per image: `⌈h_out / m⌉`.
+    pub th: u32,
+    /// Tiles per tile row, rounded up to a multiple of 4 (each invocation of
+    /// the transforms takes 4 neighbouring tiles of a row).
+    pub tw: u32,
+    /// Images.
+    pub n: u32,
+}
+
+impl TileGrid {
+    /// The grid of an output of `h_out × w_out` for `n` images.
+    pub fn new(m: u32, n: u32, h_out: u32, w_out: u32) -> Self {
+        Self {
+            m,
+            th: h_out.div_ceil(m),
+            tw: w_out.div_ceil(m).div_ceil(4) * 4,
+            n,
+        }
+    }
+
+    /// Tiles in all (a multiple of 4).
+    pub fn tiles(&self) -> u64 {
+        u64::from(self.n) * u64::from(self.th) * u64::from(self.tw)
+    }
+}
+
+/// The specialisation of `winograd_input` / `winograd_output` the
+/// generator unrolls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransformSpec {
+    /// Output tile size `m` (2 or 4).
+    pub m: u32,
+    /// `winograd_input`: `Some(a)` reads the input as aligned vec4s, the
+    /// first column at position `a` of its vec4 (`VIN`, `VA`: rows a
+    /// multiple of 4 floats). `winograd_output`: `Some(_)` stores aligned
+    /// vec4s (`VOUT`: output rows a multiple of 4 floats).
+    pub vec4: Option<u32>,
+}
+
+/// `Σ coef·name` over the non-zero coefficients, as WGSL (`0.0` if none).
+fn lin(terms: &[(f64, String)]) -> String {
+    let mut s = String::new();
+    for (c, name) in terms.iter().filter(|(c, _)| *c != 0.0) {
+        let (sign, mag) = if *c < 0.0 { ("-", -c) } else { ("+", *c) };
+        if s.is_empty() {
+            if sign == "-" {
+                s.push('-');
+            }
+        } else {
+            let _ = write!(s, " {sign} ");
+        }
+        if mag == 1.0 {
+            s.push_str(name);
+        } else {
+            let _ = write!(s, "{mag:?} * {name}");
+        }
+    }
+    if s.is_empty() {
+        s.push_str("0.0");
+    }
+    s
+}
+
+/// The opening of both transforms: the quad of 4 tiles this invocation
+/// takes (`q` within the slab, channel `ch`), and its first tile's image,
+/// tile row and column. Quads past the last tile exit (`winograd_output`)
+/// or write zeros (`winograd_input`, through `live`).
+const OPENING: &str = "@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let id = gid.y * p.row_stride + gid.x;
+    if id >= p.items {
+        return;
+    }
+    let ch = id / p.quads;
+    let q = id % p.quads;
+    let t = p.t0 + 4u * q;
+    let live = t < p.tiles;
+    let tt = min(t, p.tiles - 4u);
+    let per_image = p.th * p.tw;
+    let n = tt / per_image;
+    let ty = (tt % per_image) / p.tw;
+    let tx = tt % p.tw;
+";
+
+/// The unrolled `main` of `winograd_input` for `spec` (`None` for an `m`
+/// not in [`TILES`]).
+pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
+    let mats = matrices(spec.m)?;
+    let (m, a) = (mats.m, mats.alpha);
+    let cols = 4 * m + 2;
+    let offs: Vec<u32> = (0..cols as u32).collect();
+    let mut s = String::from(OPENING);
+    let mut line = |t: &str| {
+        s.push_str(t);
+        s.push('\n');
+    };
+    line("    let hin = i32(p.h);");
+    line("    let win = i32(p.w);");
+    line("    let ih0 = i32(ty * M) - i32(p.pad_top);");
+    line("    let iw0 = i32(tx * M) - i32(p.pad_left);");
+    line("    let plane = (n * p.c + ch) * p.h * p.w;");
+    line("    // The quad's 4·M + 2 input columns, clamped into the row, with their validity.");
+    line(crate::codegen::column_setup(&offs, spec.vec4, "    ").trim_end());
+    for u in 0..a {
+        line(&format!("    let iy{u} = ih0 + {u};"));
+        line(&format!(
+            "    let rv{u} = live && iy{u} >= 0 && iy{u} < hin;"
+        ));
+        line(&format!(
+            "    let row{u} = plane + u32(clamp(iy{u}, 0, hin - 1)) * p.w;"
+        ));
+        let loads = crate::codegen::row_loads(&offs, spec.vec4, &format!("rv{u} && "), "    ");
+        // Each row's values get their own names: x{t} -> r{u}x{t}, v{k} -> r{u}v{k}.
+        let loads = loads
+            .replace("let x", &format!("let r{u}x"))
+            .replace("let v", &format!("let r{u}v"))
+            .replace("= v", &format!("= r{u}v"))
+            .replace("(row +", &format!("(row{u} +"))
+            .replace("[row +", &format!("[row{u} +"));
+        line(loads.trim_end());
+    }
+    // Per tile i: d[u][v] = r{u}x{i·m + v}; t = Bᵀ d; V = t B.
+    for i in 0..4 {
+        for r in 0..a {
+            for v in 0..a {
+                let terms: Vec<(f64, String)> = (0..a)
+                    .map(|u| (mats.bt[r * a + u], format!("r{u}x{}", i * m + v)))
+                    .collect();
+                line(&format!("    let t{i}_{r}_{v} = {};", lin(&terms)));
+            }
+        }
+        for r in 0..a {
+            for b in 0..a {
+                let terms: Vec<(f64, String)> = (0..a)
+                    .map(|v| (mats.bt[b * a + v], format!("t{i}_{r}_{v}")))
+                    .collect();
+                line(&format!("    let v{i}_{r}_{b} = {};", lin(&terms)));
+            }
+        }
+    }
+    line("    // Element ξ of the quad's 4 tiles, one vec4 in plane ξ·c + ch.");
+    for r in 0..a {
+        for b in 0..a {
+            let xi = r * a + b;
+            line(&format!(
+                "    output[({xi}u * p.c + ch) * p.quads + q] = vec4<f32>(v0_{r}_{b}, v1_{r}_{b}, v2_{r}_{b}, v3_{r}_{b});"
+            ));
+        }
+    }
+    line("}");
+    Some(s)
+}
+
+/// The unrolled `main` of `winograd_output` for `spec` (`None` for an `m`
+/// not in [`TILES`]).
+pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
+    let mats = matrices(spec.m)?;
+    let (m, a) = (mats.m, mats.alpha);
+    let mut s = String::from(OPENING);
+    let mut line = |t: &str| {
+        s.push_str(t);
+        s.push('\n');
+    };
+    line("    if !live {");
+    line("        return;");
+    line("    }");
+    for xi in 0..a * a {
+        line(&format!(
+            "    let m{xi} = mt[({xi}u * p.c + ch) * p.quads + q];"
+        ));
+    }
+    line("    let bk = bias[ch];");
+    let comps = ["x", "y", "z", "w"];
+    for (i, comp) in comps.iter().enumerate() {
+        // s = Aᵀ M (m × α); y = s A (m × m).
+        for r in 0..m {
+            for b in 0..a {
+                let terms: Vec<(f64, String)> = (0..a)
+                    .map(|k| (mats.at[r * a + k], format!("m{}.{comp}", k * a + b)))
+                    .collect();
+                line(&format!("    let s{i}_{r}_{b} = {};", lin(&terms)));
+            }
+        }
+        for r in 0..m {
+            for c in 0..m {
+                let terms: Vec<(f64, String)> = (0..a)
+                    .map(|b| (mats.at[c * a + b], format!("s{i}_{r}_{b}")))
+                    .collect();
+                line(&format!(
+                    "    let y{i}_{r}_{c} = activate({} + bk);",
+                    lin(&terms)
+                ));
+            }
+        }
+    }
+    line("    let oh0 = ty * M;");
+    line("    let ow0 = tx * M;");
+    line("    let obase = (n * p.c + ch) * p.h * p.w;");
+    // The quad's outputs: rows oh0 + r, columns ow0 + col (col = i·m + c of tile i).
+    let y = |r: usize, col: usize| format!("y{}_{r}_{}", col / m, col % m);
+    for r in 0..m {
+        line(&format!("    if oh0 + {r}u < p.h {{"));
+        line(&format!(
+            "        let o{r} = obase + (oh0 + {r}u) * p.w + ow0;"
+        ));
+        if spec.vec4.is_some() {
+            // ow0 = 4·M·(tx / 4) and w are multiples of 4: each vec4 is in or out whole.
+            for j in 0..m {
+                let v: Vec<String> = (4 * j..4 * j + 4).map(|col| y(r, col)).collect();
+                line(&format!(
+                    "        if ow0 + {}u < p.w {{ output[o{r} / 4u + {j}u] = vec4<f32>({}); }}",
+                    4 * j,
+                    v.join(", ")
+                ));
+            }
+        } else {
+            for col in 0..4 * m {
+                line(&format!(
+                    "        if ow0 + {col}u < p.w {{ output[o{r} + {col}u] = {}; }}",
+                    y(r, col)
+                ));
+            }
+        }
+        line("    }");
+    }
+    line("}");
+    Some(s)
+}
+
+/// Per output element of a Winograd convolution, the magnitude its error
+/// bound scales with, and the number of rounding steps on any path.
+///
+/// Every value the kernels compute is a sum of products along a fixed
+/// arithmetic graph; with the transform matrices replaced by their absolute
+/// values and the data by theirs, the same graph gives, per output, the
+/// magnitude `M` such that the computed result differs from the exact one
+/// by at most `γ_L·M` (Higham's componentwise bound for sums of products,
+/// applied path by path), where `L` counts the roundings a term meets: `2α`
+/// in the input transform (two passes of `α`-term sums; `Bᵀ` is exact in
+/// f32), 1 rounding `G g Gᵀ` to f32 (computed in f64), 1 product, `c_in` in
+/// the GEMM's sum, `2α` in the output transform (`Aᵀ` exact), and 1 for the
+/// bias. The direct form's bound is the same with `M = Σ|x·w| + |b|` and
+/// `L = 9·c_in + 1`.
+///
+/// `input` is `[n, c, h, w]`, `weight` `[k, c, 3, 3]`, the output
+/// `[n, k, h_out, w_out]` with `pad = (top, left)`. Returns the magnitudes
+/// (the output's element order, bias included) and `L`.
+#[allow(clippy::too_many_arguments)]
+pub fn bound(
+    m: u32,
+    input: &[f32],
+    in_shape: [usize; 4],
+    weight: &[f32],
+    k_out: usize,
+    bias: Option<&[f32]>,
+    out_hw: (usize, usize),
+    pad: (usize, usize),
+) -> Option<(Vec<f64>, u64)> {
+    let mats = matrices(m)?.abs();
+    let (mm, a) = (mats.m, mats.alpha);
+    let [n, c, h, w] = in_shape;
+    let (ho, wo) = out_hw;
+    // |G||g||Gᵀ| per (k, c).
+    let u: Vec<Vec<f64>> = (0..k_out * c)
+        .map(|kc| {
+            let g: Vec<f64> = weight[kc * 9..kc * 9 + 9]
+                .iter()
+                .map(|v| f64::from(v.abs()))
+                .collect();
+            mats.kernel(&g)
+        })
+        .collect();
+    let mut out = vec![0f64; n * k_out * ho * wo];
+    let mut d = vec![0f64; a * a];
+    for img in 0..n {
+        for ty in 0..ho.div_ceil(mm) {
+            for tx in 0..wo.div_ceil(mm) {
+                // |Bᵀ||d||B| per input channel.
+                let v: Vec<Vec<f64>> = (0..c)
+                    .map(|ch| {
+                        for r in 0..a {
+                            for s in 0..a {
+                                let iy = (ty * mm + r) as isize - pad.0 as isize;
+                                let ix = (tx * mm + s) as isize - pad.1 as isize;
+                                d[r * a + s] =
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w
+                                    {
+                                        f64::from(
+                                            input[((img * c + ch) * h + iy as usize) * w
+                                                + ix as usize]
+                                                .abs(),
+                                        )
+                                    } else {
+                                        0.0
+                                    };
+                            }
+                        }
+                        mats.input(&d)
+                    })
+                    .collect();
+                for k in 0..k_out {
+                    let mut acc = vec![0f64; a * a];
+                    for (ch, vc) in v.iter().enumerate() {
+                        for (x, (uu, vv)) in acc.iter_mut().zip(u[k * c + ch].iter().zip(vc)) {
+                            *x += uu * vv;
+                        }
+                    }
+                    let y = mats.output(&acc);
+                    let b = bias.map_or(0.0, |b| f64::from(b[k].abs()));
+                    for r in 0..mm {
+                        for s in 0..mm {
+                            let (oy, ox) = (ty * mm + r, tx * mm + s);
+                            if oy < ho && ox < wo {
+                                out[((img * k_out + k) * ho + oy) * wo + ox] = y[r * mm + s] + b;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let l = (4 * a + c + 2) as u64;
+    Some((out, l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct 3×3 correlation of one `α×α` tile: the `m×m` valid outputs.
+    fn direct(d: &[f64], g: &[f64], a: usize, m: usize) -> Vec<f64> {
+        let mut y = vec![0.0; m * m];
+        for i in 0..m {
+            for j in 0..m {
+                for u in 0..3 {
+                    for v in 0..3 {
+                        y[i * m + j] += g[u * 3 + v] * d[(i + u) * a + j + v];
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn transforms_compute_the_correlation() {
+        for m in TILES {
+            let mats = matrices(m).unwrap();
+            let a = mats.alpha;
+            let d: Vec<f64> = (0..a * a).map(|i| ((i * 37 % 11) as f64) - 5.0).collect();
+            let g: Vec<f64> = (0..9).map(|i| ((i * 5 % 7) as f64) * 0.5 - 1.5).collect();
+            let u = mats.kernel(&g);
+            let v = mats.input(&d);
+            let prod: Vec<f64> = u.iter().zip(&v).map(|(x, y)| x * y).collect();
+            let y = mats.output(&prod);
+            let want = direct(&d, &g, a, mats.m);
+            for (got, want) in y.iter().zip(&want) {
+                assert!((got - want).abs() < 1e-9, "F({m}): {got} vs {want}");
+            }
+        }
+        assert!(matrices(3).is_none());
+    }
+
+    #[test]
+    fn generated_transforms_use_every_matrix_entry() {
+        for m in TILES {
+            for vec4 in [None, Some(3)] {
+                let spec = TransformSpec { m, vec4 };
+                let a = (m + 2) as usize;
+                let input = winograd_input_main(&spec).unwrap();
+                // One store per transformed element, one load per element of M.
+                assert_eq!(input.matches("output[(").count(), a * a, "{input}");
+                let output = winograd_output_main(&spec).unwrap();
+                assert_eq!(output.matches("let m").count(), a * a);
+                // Bᵀ's −5 (m = 4) and ½ never appear: G is applied on the host.
+                assert_eq!(input.contains("5.0 *"), m == 4);
+                assert!(!input.contains("0.5"));
+            }
+        }
+    }
+
+    #[test]
+    fn lin_skips_zeros_and_units() {
+        let t = |c: f64, n: &str| (c, n.to_string());
+        assert_eq!(lin(&[t(0.0, "a"), t(1.0, "b"), t(-1.0, "c")]), "b - c");
+        assert_eq!(lin(&[t(-4.0, "a"), t(2.0, "b")]), "-4.0 * a + 2.0 * b");
+        assert_eq!(lin(&[t(0.0, "a")]), "0.0");
+    }
+}
