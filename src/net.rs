@@ -937,8 +937,10 @@ pub struct MemoryReport {
 }
 
 impl MemoryReport {
-    /// Peak: input, output, pool and weights (uniforms and the scratch
-    /// buffers of chunked layers are not counted).
+    /// Peak: input, output, pool and weights (uniforms, the scratch
+    /// buffers of chunked layers and the two transformed-tile tensors each
+    /// Winograd layer keeps per input shape — `4·(m+2)²·(C + K)` bytes per
+    /// tile, at most 32 MiB each — are not counted).
     pub fn peak_bytes(&self) -> u64 {
         self.input_bytes + self.output_bytes + self.pool_bytes + self.weight_bytes
     }
