@@ -8,14 +8,17 @@
 //   2 output : array<vec4<f32>>  [A², c, quads] vec4s = [A²·c, 4·quads] floats of this slab
 // Each tensor is bound as the window of its own elements.
 //
-// Tiles: tile (img, ty, tx) covers output rows ty·M .. ty·M + M − 1 and columns tx·M ..,
-// so input rows ty·M − pad_top + u and columns tx·M − pad_left + v, u, v < A (outside the
-// image: zero). Tiles are numbered t = (img·th + ty)·tw + tx, with tw a multiple of 4; the
-// dispatch covers tiles [t0, t0 + 4·quads) of the slab, 4 neighbouring tiles of a row (a
-// quad, which share 2 of every 4·M + 2 columns) per invocation, one channel per invocation:
-// item id = ch·quads + q on a 2-D grid (id = gid.y·row_stride + gid.x). Quads past the last
-// tile (t ≥ tiles: slab padding) store zeros. Element ξ = r·A + b of tile t is stored at
-// float (ξ·c + ch)·4·quads + (t − t0).
+// Tiles: with dilation (dil_h, dil_w) the outputs split into dil_h·dil_w phases (oy mod
+// dil_h, ox mod dil_w), each a dense 3×3 convolution over the input's sub-grid (the
+// space-to-batch equivalence, in the index math). Tile (img, phase (pr, pc), ty, tx) covers
+// output rows pr + dil_h·(ty·M + i) and columns pc + dil_w·(tx·M + j), i, j < M, so input
+// rows pr + dil_h·(ty·M + u) − pad_top and columns pc + dil_w·(tx·M + v) − pad_left, u, v < A
+// (outside the image: zero). Tiles are numbered t = ((img·phases + phase)·th + ty)·tw + tx
+// (phase = pr·dil_w + pc; without dilation one phase and tw a multiple of 4). The dispatch
+// covers tiles [t0, t0 + 4·quads) of the slab, 4 consecutive tiles (a quad) per invocation,
+// one channel per invocation: item id = ch·quads + q on a 2-D grid (id = gid.y·row_stride +
+// gid.x). Tiles past the last (t ≥ tiles) store zeros. Element ξ = r·A + b of tile t is
+// stored at float (ξ·c + ch)·4·quads + (t − t0).
 //
 // `main` below is the readable loop form; the pipeline cache compiles the same computation
 // unrolled by src/winograd.rs (constant coefficients, zeros skipped), replacing the text
@@ -28,13 +31,17 @@ const M: u32 = 4u;
 // columns as aligned vec4s, the first at position VA of its vec4 (rows a multiple of 4).
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
+// DIL = 1: dilation > 1, the grid runs in phases (below); the generated form then locates
+// each of the quad's tiles on its own (DIL = 0: the 4 tiles share input columns).
+const DIL: u32 = 0u;
 // specialise:end
 
 struct Params {
     n: u32, c: u32, h: u32, w: u32,
     th: u32, tw: u32, tiles: u32, t0: u32,
     quads: u32, pad_top: u32, pad_left: u32, row_stride: u32,
-    items: u32, act: u32, alpha: f32, pad0: u32,
+    items: u32, act: u32, alpha: f32, dil_h: u32,
+    dil_w: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
 const WG: u32 = 64u;
@@ -76,25 +83,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let ch = id / p.quads;
     let q = id % p.quads;
-    let t = p.t0 + 4u * q;
-    let live = t < p.tiles;
-    let tt = min(t, p.tiles - 4u);
     let per_image = p.th * p.tw;
-    let n = tt / per_image;
-    let ty = (tt % per_image) / p.tw;
-    let tx = tt % p.tw;
+    let phases = p.dil_h * p.dil_w;
     let hin = i32(p.h);
     let win = i32(p.w);
-    let ih0 = i32(ty * M) - i32(p.pad_top);
-    let iw0 = i32(tx * M) - i32(p.pad_left);
-    let plane = (n * p.c + ch) * p.h * p.w;
     var vals: array<vec4<f32>, 36>;
     for (var i = 0u; i < 4u; i++) {
+        let t = p.t0 + 4u * q + i;
+        let live = t < p.tiles;
+        let tt = min(t, p.tiles - 1u);
+        let vi = tt / per_image;
+        let n = vi / phases;
+        let ph = vi % phases;
+        let oy = ph / p.dil_w + p.dil_h * (((tt % per_image) / p.tw) * M);
+        let ox = ph % p.dil_w + p.dil_w * ((tt % p.tw) * M);
+        let plane = (n * p.c + ch) * p.h * p.w;
         var d: array<f32, 36>;
         for (var u = 0u; u < A; u++) {
             for (var v = 0u; v < A; v++) {
-                let iy = ih0 + i32(u);
-                let ix = iw0 + i32(i * M + v);
+                let iy = i32(oy + u * p.dil_h) - i32(p.pad_top);
+                let ix = i32(ox + v * p.dil_w) - i32(p.pad_left);
                 let ok = live && iy >= 0 && iy < hin && ix >= 0 && ix < win;
                 let at = plane + u32(clamp(iy, 0, hin - 1)) * p.w + u32(clamp(ix, 0, win - 1));
                 d[u * A + v] = select(0.0, input[at], ok);

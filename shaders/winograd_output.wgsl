@@ -9,11 +9,10 @@
 // Each tensor is bound as the window of its own elements. In Params, c = k and (h, w) are
 // the output's.
 //
-// Tiles and quads as in winograd_input.wgsl: invocation id = ch·quads + q takes output
-// channel ch of the quad of 4 neighbouring tiles [t0 + 4q, t0 + 4q + 4) of one tile row;
-// element ξ of tile t is mt[(ξ·k + ch)·quads + q][t − t0 − 4q]. Quads past the last tile
-// return; outputs past the image's rows or columns (the last tiles of a row or column
-// overhang it) are not stored.
+// Tiles, phases and quads as in winograd_input.wgsl: invocation id = ch·quads + q takes
+// output channel ch of the quad of tiles [t0 + 4q, t0 + 4q + 4); element ξ of tile t is
+// mt[(ξ·k + ch)·quads + q][t − t0 − 4q]. Tiles past the last are not stored, nor outputs
+// past the image's rows or columns (a phase's last tiles may overhang it).
 //
 // `main` below is the readable loop form; the pipeline cache compiles the same computation
 // unrolled by src/winograd.rs, replacing the text between the `generated` markers.
@@ -24,6 +23,8 @@ const M: u32 = 4u;
 // VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each output
 // row of the quad (4·M columns from a multiple of 4) as vec4s (output rows a multiple of 4).
 const VOUT: u32 = 0u;
+// DIL = 1: dilation > 1, the grid runs in phases (see winograd_input.wgsl).
+const DIL: u32 = 0u;
 const ACT: u32 = 0u;
 // specialise:end
 
@@ -31,7 +32,8 @@ struct Params {
     n: u32, c: u32, h: u32, w: u32,
     th: u32, tw: u32, tiles: u32, t0: u32,
     quads: u32, pad_top: u32, pad_left: u32, row_stride: u32,
-    items: u32, act: u32, alpha: f32, pad0: u32,
+    items: u32, act: u32, alpha: f32, dil_h: u32,
+    dil_w: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
 const WG: u32 = 64u;
@@ -81,17 +83,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let ch = id / p.quads;
     let q = id % p.quads;
-    let t = p.t0 + 4u * q;
-    if t >= p.tiles {
-        return;
-    }
     let per_image = p.th * p.tw;
-    let n = t / per_image;
-    let ty = (t % per_image) / p.tw;
-    let tx = t % p.tw;
+    let phases = p.dil_h * p.dil_w;
     let bk = bias[ch];
-    let obase = (n * p.c + ch) * p.h * p.w;
     for (var i = 0u; i < 4u; i++) {
+        let t = p.t0 + 4u * q + i;
+        if t >= p.tiles {
+            return;
+        }
+        let vi = t / per_image;
+        let n = vi / phases;
+        let ph = vi % phases;
+        let oy0 = ph / p.dil_w + p.dil_h * (((t % per_image) / p.tw) * M);
+        let ox0 = ph % p.dil_w + p.dil_w * ((t % p.tw) * M);
+        let obase = (n * p.c + ch) * p.h * p.w;
         var tmp: array<f32, 24>;
         for (var r = 0u; r < M; r++) {
             for (var b = 0u; b < A; b++) {
@@ -108,8 +113,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 for (var b = 0u; b < A; b++) {
                     s += tmp[r * A + b] * at(c, b);
                 }
-                let oy = ty * M + r;
-                let ox = (tx + i) * M + c;
+                let oy = oy0 + r * p.dil_h;
+                let ox = ox0 + c * p.dil_w;
                 if oy < p.h && ox < p.w {
                     output[obase + oy * p.w + ox] = activate(s + bk);
                 }

@@ -325,9 +325,10 @@ impl KernelKey {
                 let spec = crate::winograd::TransformSpec {
                     m: get("M")?,
                     vec4: (get("VIN")? == 1).then_some(get("VA")?),
+                    dil: get("DIL")? == 1,
                 };
-                if matches!(spec.vec4, Some(a) if a > 3) {
-                    return Err(err("VIN needs VA < 4".into()));
+                if matches!(spec.vec4, Some(a) if a > 3 || spec.dil) {
+                    return Err(err("VIN needs VA < 4 and DIL = 0".into()));
                 }
                 let body = crate::winograd::winograd_input_main(&spec)
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
@@ -342,7 +343,11 @@ impl KernelKey {
                 let spec = crate::winograd::TransformSpec {
                     m: get("M")?,
                     vec4: (get("VOUT")? == 1).then_some(0),
+                    dil: get("DIL")? == 1,
                 };
+                if spec.vec4.is_some() && spec.dil {
+                    return Err(err("VOUT needs DIL = 0".into()));
+                }
                 let body = crate::winograd::winograd_output_main(&spec)
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
                 let out = replace_generated(&out, &body)

@@ -92,13 +92,13 @@ pub enum Winograd {
 }
 
 /// Whether a layer can run in Winograd form at all: a forward 3×3
-/// convolution with stride 1, dilation 1, one group and at least 16 input
-/// and output channels (below that the transforms outweigh the GEMMs).
+/// convolution with stride 1, any dilation (run in phases, see
+/// [`crate::winograd::TileGrid`]), one group and at least 16 input and
+/// output channels (below that the transforms outweigh the GEMMs).
 pub fn winograd_eligible(sig: &LayerSig) -> bool {
     sig.kind == ConvKind::Forward
         && (sig.k_h, sig.k_w) == (3, 3)
         && sig.stride == (1, 1)
-        && sig.dilation == (1, 1)
         && sig.groups == 1
         && sig.c_in_per_group >= 16
         && sig.c_out_per_group >= 16
@@ -137,7 +137,9 @@ pub fn winograd_keys(
     adapter: &AdapterProfile,
     row: u32,
 ) -> [KernelKey; 3] {
-    let aligned = adapter.storage_align.is_multiple_of(16);
+    // vec4 loads and stores need the dense grid's quads of neighbouring tiles.
+    let dense = (shape.dil_h, shape.dil_w) == (1, 1);
+    let aligned = dense && adapter.storage_align.is_multiple_of(16);
     let vin = (aligned && shape.w_in.is_multiple_of(4)).then_some((4 - shape.padding.left % 4) % 4);
     let vout = aligned && shape.w_out.is_multiple_of(4);
     let a2 = (m + 2) * (m + 2);
@@ -160,6 +162,7 @@ pub fn winograd_keys(
                 ("M", m),
                 ("VIN", u32::from(vin.is_some())),
                 ("VA", vin.unwrap_or(0)),
+                ("DIL", u32::from(!dense)),
             ],
         },
         gemm,
@@ -168,6 +171,7 @@ pub fn winograd_keys(
             consts: vec![
                 ("M", m),
                 ("VOUT", u32::from(vout)),
+                ("DIL", u32::from(!dense)),
                 ("ACT", activation.code()),
             ],
         },

@@ -207,34 +207,79 @@ pub fn transform_weight(mats: &Matrices, weight: &[f32], k_out: usize, c_in: usi
 
 /// Geometry of a Winograd layer on one input shape: `[n, c, h, w]` in,
 /// `[n, k, h_out, w_out]` out, tiles of `m × m` outputs.
+///
+/// With dilation `(d_h, d_w)` the outputs split into `d_h·d_w` phases
+/// (`oy mod d_h`, `ox mod d_w`); within a phase neighbouring outputs read
+/// neighbouring taps `d` apart, so each phase is a dense 3×3 convolution
+/// of the input's matching sub-grid — the space-to-batch equivalence of
+/// the dilated-convolution literature, done in the transforms' index math
+/// (no rearranged copies). Every phase gets the same `th × tw` tiles
+/// (`⌈⌈h_out/d_h⌉/m⌉ × ⌈⌈w_out/d_w⌉/m⌉`); tiles overhanging a phase's
+/// outputs are computed and not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileGrid {
     /// Output tile size.
     pub m: u32,
-    /// Tile rows per image: `⌈h_out / m⌉`.
+    /// Tile rows per phase.
     pub th: u32,
-    /// Tiles per tile row, rounded up to a multiple of 4 (each invocation of
-    /// the transforms takes 4 neighbouring tiles of a row).
+    /// Tiles per tile row; without dilation rounded up to a multiple of 4
+    /// (each invocation of the transforms then takes 4 neighbouring tiles of
+    /// a row, which share input columns).
     pub tw: u32,
     /// Images.
     pub n: u32,
+    /// Dilation `(d_h, d_w)`: phases per image `d_h·d_w`.
+    pub dil: (u32, u32),
 }
 
 impl TileGrid {
-    /// The grid of an output of `h_out × w_out` for `n` images.
-    pub fn new(m: u32, n: u32, h_out: u32, w_out: u32) -> Self {
+    /// The grid of an output of `h_out × w_out` for `n` images, dilation `dil`.
+    pub fn new(m: u32, n: u32, h_out: u32, w_out: u32, dil: (u32, u32)) -> Self {
+        let dense = dil == (1, 1);
+        let tw = w_out.div_ceil(dil.1).div_ceil(m);
         Self {
             m,
-            th: h_out.div_ceil(m),
-            tw: w_out.div_ceil(m).div_ceil(4) * 4,
+            th: h_out.div_ceil(dil.0).div_ceil(m),
+            tw: if dense { tw.div_ceil(4) * 4 } else { tw },
             n,
+            dil,
         }
     }
 
-    /// Tiles in all (a multiple of 4).
-    pub fn tiles(&self) -> u64 {
-        u64::from(self.n) * u64::from(self.th) * u64::from(self.tw)
+    /// Whether the grid runs in phases (dilation > 1).
+    pub fn phased(&self) -> bool {
+        self.dil != (1, 1)
     }
+
+    /// Tiles that exist: images × phases × tile rows × tiles per row.
+    pub fn real_tiles(&self) -> u64 {
+        u64::from(self.n)
+            * u64::from(self.dil.0)
+            * u64::from(self.dil.1)
+            * u64::from(self.th)
+            * u64::from(self.tw)
+    }
+
+    /// Tiles the transforms cover: [`TileGrid::real_tiles`] rounded up to a
+    /// multiple of 4 (the last quad's extra tiles are zeros, never stored).
+    pub fn tiles(&self) -> u64 {
+        self.real_tiles().div_ceil(4) * 4
+    }
+}
+
+/// Tiles per row of the GEMM's input for `tiles` tiles (a multiple of 4):
+/// all of them up to 64, else the multiple of 8 in 32..=64 that leaves the
+/// fewest padding tiles in the last row (ties: the longer row). Rows of
+/// 64 would pad r3x3's 224 tiles to 256 and aspp12's 144 to 192.
+pub fn gemm_row(tiles: u64) -> u64 {
+    if tiles <= 64 {
+        return tiles;
+    }
+    (4..=8)
+        .rev()
+        .map(|k| 8 * k)
+        .min_by_key(|&row| tiles.div_ceil(row) * row)
+        .unwrap_or(64)
 }
 
 /// The specialisation of `winograd_input` / `winograd_output` the
@@ -246,8 +291,11 @@ pub struct TransformSpec {
     /// `winograd_input`: `Some(a)` reads the input as aligned vec4s, the
     /// first column at position `a` of its vec4 (`VIN`, `VA`: rows a
     /// multiple of 4 floats). `winograd_output`: `Some(_)` stores aligned
-    /// vec4s (`VOUT`: output rows a multiple of 4 floats).
+    /// vec4s (`VOUT`: output rows a multiple of 4 floats). Never with `dil`.
     pub vec4: Option<u32>,
+    /// The grid runs in dilation phases (`DIL`): each of an invocation's 4
+    /// tiles is located on its own, its taps `dil_h` / `dil_w` apart.
+    pub dil: bool,
 }
 
 /// `Σ coef·name` over the non-zero coefficients, as WGSL (`0.0` if none).
@@ -295,9 +343,49 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tx = tt % p.tw;
 ";
 
+/// The opening of both transforms in phase mode: the quad (`q`, channel
+/// `ch`), and for each of its 4 tiles `i` its liveness, image `n{i}`, phase
+/// row and column offsets and first output row `oy{i}` / column `ox{i}`
+/// (tile row `ty·M` of phase `r` is output row `r + d_h·ty·M`).
+fn phased_opening() -> String {
+    let mut s = String::from(
+        "@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let id = gid.y * p.row_stride + gid.x;
+    if id >= p.items {
+        return;
+    }
+    let ch = id / p.quads;
+    let q = id % p.quads;
+    let per_image = p.th * p.tw;
+    let phases = p.dil_h * p.dil_w;
+",
+    );
+    for i in 0..4 {
+        let _ = writeln!(s, "    let t{i} = p.t0 + 4u * q + {i}u;");
+        let _ = writeln!(s, "    let live{i} = t{i} < p.tiles;");
+        let _ = writeln!(s, "    let tt{i} = min(t{i}, p.tiles - 1u);");
+        let _ = writeln!(s, "    let vi{i} = tt{i} / per_image;");
+        let _ = writeln!(s, "    let n{i} = vi{i} / phases;");
+        let _ = writeln!(s, "    let ph{i} = vi{i} % phases;");
+        let _ = writeln!(
+            s,
+            "    let oy{i} = ph{i} / p.dil_w + p.dil_h * (((tt{i} % per_image) / p.tw) * M);"
+        );
+        let _ = writeln!(
+            s,
+            "    let ox{i} = ph{i} % p.dil_w + p.dil_w * ((tt{i} % p.tw) * M);"
+        );
+    }
+    s
+}
+
 /// The unrolled `main` of `winograd_input` for `spec` (`None` for an `m`
 /// not in [`TILES`]).
 pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
+    if spec.dil {
+        return winograd_input_phased(spec);
+    }
     let mats = matrices(spec.m)?;
     let (m, a) = (mats.m, mats.alpha);
     let cols = 4 * m + 2;
@@ -333,12 +421,75 @@ pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
         line(loads.trim_end());
     }
     // Per tile i: d[u][v] = r{u}x{i·m + v}; t = Bᵀ d; V = t B.
+    input_math(&mats, &mut line, &|i, u, v| format!("r{u}x{}", i * m + v));
+    line("}");
+    Some(s)
+}
+
+/// `winograd_input` in phase mode: each tile's `α × α` taps, `d` apart.
+fn winograd_input_phased(spec: &TransformSpec) -> Option<String> {
+    let mats = matrices(spec.m)?;
+    let a = mats.alpha;
+    let mut s = phased_opening();
+    let mut line = |t: &str| {
+        s.push_str(t);
+        s.push('\n');
+    };
+    line("    let hin = i32(p.h);");
+    line("    let win = i32(p.w);");
+    for i in 0..4 {
+        line(&format!(
+            "    let plane{i} = (n{i} * p.c + ch) * p.h * p.w;"
+        ));
+        for u in 0..a {
+            line(&format!(
+                "    let iy{i}_{u} = i32(oy{i} + {u}u * p.dil_h) - i32(p.pad_top);"
+            ));
+            line(&format!(
+                "    let rv{i}_{u} = live{i} && iy{i}_{u} >= 0 && iy{i}_{u} < hin;"
+            ));
+            line(&format!(
+                "    let row{i}_{u} = plane{i} + u32(clamp(iy{i}_{u}, 0, hin - 1)) * p.w;"
+            ));
+        }
+        for v in 0..a {
+            line(&format!(
+                "    let ix{i}_{v} = i32(ox{i} + {v}u * p.dil_w) - i32(p.pad_left);"
+            ));
+            line(&format!(
+                "    let cv{i}_{v} = ix{i}_{v} >= 0 && ix{i}_{v} < win;"
+            ));
+            line(&format!(
+                "    let ci{i}_{v} = u32(clamp(ix{i}_{v}, 0, win - 1));"
+            ));
+        }
+        for u in 0..a {
+            for v in 0..a {
+                line(&format!(
+                    "    let d{i}_{u}_{v} = select(0.0, input[row{i}_{u} + ci{i}_{v}], rv{i}_{u} && cv{i}_{v});"
+                ));
+            }
+        }
+    }
+    input_math(&mats, &mut line, &|i, u, v| format!("d{i}_{u}_{v}"));
+    line("}");
+    Some(s)
+}
+
+/// `Bᵀ d B` of the quad's 4 tiles (`d(i, u, v)` names tile `i`'s input at
+/// row `u`, column `v`) and the stores of element ξ of the 4 tiles as one
+/// vec4 in plane `ξ·c + ch`.
+fn input_math(
+    mats: &Matrices,
+    line: &mut dyn FnMut(&str),
+    d: &dyn Fn(usize, usize, usize) -> String,
+) {
+    let a = mats.alpha;
     for i in 0..4 {
         for r in 0..a {
             for v in 0..a {
-                let terms: Vec<(f64, String)> = (0..a)
-                    .map(|u| (mats.bt[r * a + u], format!("r{u}x{}", i * m + v)))
-                    .collect();
+                let terms: Vec<(f64, String)> =
+                    (0..a).map(|u| (mats.bt[r * a + u], d(i, u, v))).collect();
                 line(&format!("    let t{i}_{r}_{v} = {};", lin(&terms)));
             }
         }
@@ -360,8 +511,6 @@ pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
             ));
         }
     }
-    line("}");
-    Some(s)
 }
 
 /// The unrolled `main` of `winograd_output` for `spec` (`None` for an `m`
@@ -369,12 +518,21 @@ pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
 pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
     let mats = matrices(spec.m)?;
     let (m, a) = (mats.m, mats.alpha);
-    let mut s = String::from(OPENING);
+    let mut s = if spec.dil {
+        phased_opening()
+    } else {
+        String::from(OPENING)
+    };
     let mut line = |t: &str| {
         s.push_str(t);
         s.push('\n');
     };
-    line("    if !live {");
+    // Quads past the last tile have nothing to store (tiles are in order).
+    line(if spec.dil {
+        "    if !live0 {"
+    } else {
+        "    if !live {"
+    });
     line("        return;");
     line("    }");
     for xi in 0..a * a {
@@ -405,6 +563,29 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
                 ));
             }
         }
+    }
+    if spec.dil {
+        // Tile i's outputs: rows oy{i} + d_h·r, columns ox{i} + d_w·c of image n{i}.
+        for i in 0..4 {
+            line(&format!(
+                "    let obase{i} = (n{i} * p.c + ch) * p.h * p.w;"
+            ));
+            for r in 0..m {
+                line(&format!("    let oyr{i}_{r} = oy{i} + {r}u * p.dil_h;"));
+                line(&format!("    if live{i} && oyr{i}_{r} < p.h {{"));
+                for c in 0..m {
+                    line(&format!(
+                        "        let oxc{i}_{r}_{c} = ox{i} + {c}u * p.dil_w;"
+                    ));
+                    line(&format!(
+                        "        if oxc{i}_{r}_{c} < p.w {{ output[obase{i} + oyr{i}_{r} * p.w + oxc{i}_{r}_{c}] = y{i}_{r}_{c}; }}"
+                    ));
+                }
+                line("    }");
+            }
+        }
+        line("}");
+        return Some(s);
     }
     line("    let oh0 = ty * M;");
     line("    let ow0 = tx * M;");
@@ -456,7 +637,7 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
 /// `L = 9·c_in + 1`.
 ///
 /// `input` is `[n, c, h, w]`, `weight` `[k, c, 3, 3]`, the output
-/// `[n, k, h_out, w_out]` with `pad = (top, left)`. Returns the magnitudes
+/// `[n, k, h_out, w_out]` with `pad = (top, left)` and dilation `dil`. Returns the magnitudes
 /// (the output's element order, bias included) and `L`.
 #[allow(clippy::too_many_arguments)]
 pub fn bound(
@@ -468,6 +649,7 @@ pub fn bound(
     bias: Option<&[f32]>,
     out_hw: (usize, usize),
     pad: (usize, usize),
+    dil: (usize, usize),
 ) -> Option<(Vec<f64>, u64)> {
     let mats = matrices(m)?.abs();
     let (mm, a) = (mats.m, mats.alpha);
@@ -485,16 +667,18 @@ pub fn bound(
         .collect();
     let mut out = vec![0f64; n * k_out * ho * wo];
     let mut d = vec![0f64; a * a];
-    for img in 0..n {
-        for ty in 0..ho.div_ceil(mm) {
-            for tx in 0..wo.div_ceil(mm) {
+    // Phase (pr, pc) of the dilation: outputs pr + dil.0·y', pc + dil.1·x'.
+    let phases = (0..dil.0).flat_map(|pr| (0..dil.1).map(move |pc| (pr, pc)));
+    for (img, (pr, pc)) in (0..n).flat_map(|img| phases.clone().map(move |ph| (img, ph))) {
+        for ty in 0..ho.div_ceil(dil.0).div_ceil(mm) {
+            for tx in 0..wo.div_ceil(dil.1).div_ceil(mm) {
                 // |Bᵀ||d||B| per input channel.
                 let v: Vec<Vec<f64>> = (0..c)
                     .map(|ch| {
                         for r in 0..a {
                             for s in 0..a {
-                                let iy = (ty * mm + r) as isize - pad.0 as isize;
-                                let ix = (tx * mm + s) as isize - pad.1 as isize;
+                                let iy = (pr + dil.0 * (ty * mm + r)) as isize - pad.0 as isize;
+                                let ix = (pc + dil.1 * (tx * mm + s)) as isize - pad.1 as isize;
                                 d[r * a + s] =
                                     if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w
                                     {
@@ -522,7 +706,7 @@ pub fn bound(
                     let b = bias.map_or(0.0, |b| f64::from(b[k].abs()));
                     for r in 0..mm {
                         for s in 0..mm {
-                            let (oy, ox) = (ty * mm + r, tx * mm + s);
+                            let (oy, ox) = (pr + dil.0 * (ty * mm + r), pc + dil.1 * (tx * mm + s));
                             if oy < ho && ox < wo {
                                 out[((img * k_out + k) * ho + oy) * wo + ox] = y[r * mm + s] + b;
                             }
@@ -577,8 +761,8 @@ mod tests {
     #[test]
     fn generated_transforms_use_every_matrix_entry() {
         for m in TILES {
-            for vec4 in [None, Some(3)] {
-                let spec = TransformSpec { m, vec4 };
+            for (vec4, dil) in [(None, false), (Some(3), false), (None, true)] {
+                let spec = TransformSpec { m, vec4, dil };
                 let a = (m + 2) as usize;
                 let input = winograd_input_main(&spec).unwrap();
                 // One store per transformed element, one load per element of M.
@@ -589,6 +773,19 @@ mod tests {
                 assert_eq!(input.contains("5.0 *"), m == 4);
                 assert!(!input.contains("0.5"));
             }
+        }
+    }
+
+    #[test]
+    fn gemm_rows_pad_little() {
+        assert_eq!(gemm_row(16), 16);
+        assert_eq!(gemm_row(224), 56);
+        assert_eq!(gemm_row(144), 48);
+        assert_eq!(gemm_row(448), 64);
+        for t in (4..2000).step_by(4) {
+            let row = gemm_row(t);
+            assert!(row.is_multiple_of(4) && row <= 64, "{t}: {row}");
+            assert!(t.div_ceil(row) * row - t < row, "{t}: {row}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! The Winograd form (F(2×2, 3×3) and F(4×4, 3×3)) against the CPU
 //! reference: odd sizes, channel counts that are not multiples of 4, tiles
 //! overhanging the image, asymmetric and zero padding, batches, every
-//! activation, and the vec4 load/store variants; within the Winograd error
+//! activation, dilation (run in phases), and the vec4 load/store variants; within the Winograd error
 //! bound ([`wgconv::winograd::bound`]). Also which layers the planner runs
 //! in Winograd form.
 
@@ -19,6 +19,7 @@ struct Case {
     c_out: usize,
     padding: Padding,
     activation: Activation,
+    dilation: (u32, u32),
 }
 
 fn case(input: [usize; 4], c_out: usize, padding: Padding, activation: Activation) -> Case {
@@ -27,13 +28,20 @@ fn case(input: [usize; 4], c_out: usize, padding: Padding, activation: Activatio
         c_out,
         padding,
         activation,
+        dilation: (1, 1),
     }
+}
+
+fn dilated(c: Case, dilation: (u32, u32)) -> Case {
+    Case { dilation, ..c }
 }
 
 /// Runs `c` in Winograd form `m`: passes the Winograd bound, and returns
 /// the comparison under it and under the direct form's bound.
 fn run(engine: &Engine, c: &Case, m: Winograd, seed: u64) -> (String, f64, f64) {
-    let params = Conv2dParams::default().padding(c.padding);
+    let params = Conv2dParams::default()
+        .padding(c.padding)
+        .dilation(c.dilation.0, c.dilation.1);
     let weight = [c.c_out, c.input[1], 3, 3];
     let shape = Conv2dShape::conv2d(c.input, weight, None, &params).unwrap();
     let mut rng = Rng::new(seed);
@@ -94,6 +102,30 @@ fn winograd_matches_reference() {
         case([3, 16, 9, 12], 20, Padding::uniform(2), Activation::Silu),
         // Enough tiles for several GEMM rows of 64 tiles.
         case([1, 64, 40, 36], 48, p1, Activation::Relu),
+        // Dilation, run in phases: equal and unequal, phases whose last tile
+        // overhangs, a dilation almost as large as the image (aspp12's shape),
+        // a batch, and a total tile count that is not a multiple of 4.
+        dilated(
+            case([1, 16, 20, 22], 16, Padding::uniform(2), Activation::Relu),
+            (2, 2),
+        ),
+        dilated(
+            case(
+                [2, 17, 15, 13],
+                19,
+                Padding::new(3, 2, 1, 2),
+                Activation::Silu,
+            ),
+            (3, 2),
+        ),
+        dilated(
+            case([1, 24, 13, 13], 16, Padding::uniform(12), Activation::None),
+            (12, 12),
+        ),
+        dilated(
+            case([1, 16, 9, 7], 16, Padding::uniform(1), Activation::Relu6),
+            (1, 3),
+        ),
     ];
     let mut worst = (0f64, 0f64);
     for (i, c) in cases.iter().enumerate() {
@@ -134,11 +166,12 @@ fn the_planner_runs_eligible_layers_in_winograd_form_on_cpu_adapters() {
     let none = LayerOptions::default();
     assert_eq!(layer(16, 16, p1, none), cpu.then_some(4));
     assert_eq!(layer(64, 32, p1, none), cpu.then_some(4));
-    // Not eligible: too few channels, strided, dilated, grouped.
+    // Dilated layers run in phases.
+    assert_eq!(layer(16, 16, p1.dilation(2, 2), none), cpu.then_some(4));
+    // Not eligible: too few channels, strided, grouped.
     assert_eq!(layer(8, 16, p1, none), None);
     assert_eq!(layer(16, 8, p1, none), None);
     assert_eq!(layer(16, 16, p1.stride(2, 2), none), None);
-    assert_eq!(layer(16, 16, p1.dilation(2, 2), none), None);
     assert_eq!(layer(32, 32, p1.groups(2), none), None);
     // A forced kernel family means the direct kernels; so does Off.
     let forced = LayerOptions {

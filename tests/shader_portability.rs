@@ -63,6 +63,7 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         ("PIX", &[1, 2, 3, 4, 8, 16]),
         // winograd_input / winograd_output: the tile size.
         ("M", &[2, 4]),
+        ("DIL", &[0, 1]),
         ("COB4", &[1, 2, 3, 4, 8]),
         ("K_W", &[1, 2, 3, 4, 5, 6, 7]),
         ("K_H", &[1, 2, 3, 4, 5, 6, 7]),

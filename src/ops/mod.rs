@@ -642,8 +642,8 @@ pub struct LayerOptions {
     /// choice; reduced to fit when too large for the shape. Tests use it to
     /// keep every tile the autotuner may pick correct.
     pub force_tile: Option<plan::Tile>,
-    /// Run (or never run) an eligible layer — forward 3×3, stride 1,
-    /// dilation 1, one group, at least 16 channels in and out — in Winograd
+    /// Run (or never run) an eligible layer — forward 3×3, stride 1, any
+    /// dilation, one group, at least 16 channels in and out — in Winograd
     /// form ([`crate::winograd`]); `None`: the planner's choice
     /// ([`plan::winograd_tile`]), which never picks it when `force_kernel`
     /// is set.
@@ -868,6 +868,7 @@ impl<P: OpParams> ConvLayer<P> {
                 self.host_bias.as_deref(),
                 (shape.h_out as usize, shape.w_out as usize),
                 (p.top as usize, p.left as usize),
+                (shape.dil_h as usize, shape.dil_w as usize),
             )
             .ok_or(Error::Internal {
                 what: "Winograd tile size",

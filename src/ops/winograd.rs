@@ -1,11 +1,11 @@
-//! A 3×3 stride-1 convolution run as Winograd F(m×m, 3×3) (see
-//! [`crate::winograd`]): `winograd_input`, the `α²` GEMMs as one grouped
+//! A 3×3 stride-1 convolution (any dilation, in phases) run as Winograd
+//! F(m×m, 3×3) (see [`crate::winograd`]): `winograd_input`, the `α²` GEMMs as one grouped
 //! 1×1 [`Conv2d`] through the ordinary planner, and `winograd_output` with
 //! the bias and activation.
 //!
 //! The transformed tiles live in two scratch tensors per input shape, `V`
 //! (`[1, α²·c_in, rows, row]`) and `Mt` (`[1, α²·c_out, rows, row]`): a row
-//! of `row` tiles (a multiple of 4, at most 64) makes the GEMM's output
+//! of `row` tiles (a multiple of 4, at most 64: [`winograd::gemm_row`]) makes the GEMM's output
 //! rows, and the tiles run in slabs of `rows` such rows, sized so that both
 //! fit one storage binding and [`SLAB_BYTES`]. A shape whose input or output
 //! does not fit one storage binding runs on the direct path instead (see
@@ -28,9 +28,6 @@ use crate::winograd::{self, TileGrid};
 /// Largest scratch tensor (`V` or `Mt`) of one slab, bytes.
 pub const SLAB_BYTES: u64 = 32 << 20;
 
-/// Tiles per GEMM row, at most.
-pub const MAX_ROW: u64 = 64;
-
 /// Mirrors `struct Params` of `shaders/winograd_input.wgsl` and
 /// `shaders/winograd_output.wgsl`.
 #[repr(C)]
@@ -51,7 +48,11 @@ pub(crate) struct WinogradUniforms {
     pub items: u32,
     pub act: u32,
     pub alpha: f32,
+    pub dil_h: u32,
+    pub dil_w: u32,
     pub pad0: u32,
+    pub pad1: u32,
+    pub pad2: u32,
 }
 
 /// The Winograd form of one layer: its GEMM layer and bias.
@@ -95,9 +96,15 @@ impl SlabLayout {
     /// invocations (one per channel and quad of tiles) within `max_dim²`
     /// workgroups; `None` if not even one row fits.
     pub fn of(shape: &Conv2dShape, m: u32, binding: u64, max_dim: u32) -> Option<Self> {
-        let grid = TileGrid::new(m, shape.n, shape.h_out, shape.w_out);
+        let grid = TileGrid::new(
+            m,
+            shape.n,
+            shape.h_out,
+            shape.w_out,
+            (shape.dil_h, shape.dil_w),
+        );
         let tiles = grid.tiles();
-        let row = tiles.min(MAX_ROW);
+        let row = winograd::gemm_row(tiles);
         let total_rows = tiles.div_ceil(row);
         let a2 = u64::from((m + 2) * (m + 2));
         let channels = u64::from(shape.c_in.max(shape.c_out));
@@ -106,7 +113,7 @@ impl SlabLayout {
         let rows = (binding.min(SLAB_BYTES) / row_bytes)
             .min(max_items / (channels * row / 4))
             .min(total_rows);
-        if rows == 0 || tiles > u64::from(u32::MAX) {
+        if rows == 0 || tiles > u64::from(u32::MAX) - 4 {
             return None;
         }
         Some(Self {
@@ -120,7 +127,7 @@ impl SlabLayout {
 
 impl WinogradExec {
     /// The Winograd form of a 3×3 stride-1 layer with weight `[c_out, c_in,
-    /// 3, 3]` (groups 1, dilation 1): the weight transformed once, in f64.
+    /// 3, 3]` (groups 1, any dilation): the weight transformed once, in f64.
     pub(crate) fn new(
         engine: &Engine,
         m: u32,
@@ -248,7 +255,7 @@ impl WinogradExec {
                 w: shape.w_in,
                 th: grid.th,
                 tw: grid.tw,
-                tiles: grid.tiles() as u32,
+                tiles: grid.real_tiles() as u32,
                 t0: (s * layout.rows * layout.row) as u32,
                 quads,
                 pad_top: shape.padding.top,
@@ -257,7 +264,11 @@ impl WinogradExec {
                 items: quads * shape.c_in,
                 act: self.activation.code(),
                 alpha: self.activation.alpha(),
+                dil_h: shape.dil_h,
+                dil_w: shape.dil_w,
                 pad0: 0,
+                pad1: 0,
+                pad2: 0,
             };
             let out = WinogradUniforms {
                 c: shape.c_out,
@@ -348,7 +359,7 @@ mod tests {
         .unwrap();
         for (m, binding) in [(4, 1u64 << 30), (2, 1 << 30), (4, 2 << 20), (2, 600_000)] {
             let l = SlabLayout::of(&s, m, binding, 65535).unwrap();
-            assert!(l.row <= MAX_ROW && l.row.is_multiple_of(4));
+            assert!(l.row <= 64 && l.row.is_multiple_of(4));
             assert!(l.slabs * l.rows * l.row >= l.grid.tiles());
             assert!((l.slabs - 1) * l.rows * l.row < l.grid.tiles());
             let a2 = u64::from((m + 2) * (m + 2));

@@ -81,7 +81,7 @@ pub struct Args {
     /// fastest (remembered per adapter in the autotune cache file).
     #[arg(long)]
     autotune: bool,
-    /// Winograd form for eligible layers (3×3, stride 1, dilation 1, one
+    /// Winograd form for eligible layers (3×3, stride 1, any dilation, one
     /// group, ≥ 16 channels): off, f2 (F(2×2, 3×3)) or f4 (F(4×4, 3×3));
     /// default: the planner's choice (f4 on CPU adapters, off elsewhere).
     #[arg(long, value_enum, conflicts_with = "net")]

@@ -75,8 +75,9 @@ pub fn keys(profile: &AdapterProfile, seed: u64) -> BTreeMap<String, KernelKey> 
         keys.insert(p.key.to_string(), p.key);
         // Layers the planner runs in Winograd form build its three kernels instead.
         if let Some(m) = plan::winograd_tile(&plan::LayerSig::of(&s), profile, None, None) {
-            let tiles = wgconv::winograd::TileGrid::new(m, s.n, s.h_out, s.w_out).tiles();
-            let row = tiles.min(wgconv::ops::winograd::MAX_ROW) as u32;
+            let dil = (s.dil_h, s.dil_w);
+            let tiles = wgconv::winograd::TileGrid::new(m, s.n, s.h_out, s.w_out, dil).tiles();
+            let row = wgconv::winograd::gemm_row(tiles) as u32;
             for key in plan::winograd_keys(&s, m, act, profile, row) {
                 keys.insert(key.to_string(), key);
             }
