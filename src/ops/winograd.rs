@@ -200,6 +200,16 @@ impl WinogradExec {
         SlabLayout::of(shape, m, engine.budget().binding, max_dim)
     }
 
+    /// [`WinogradExec::layout`] where [`WinogradExec::fits`] held (an
+    /// internal error otherwise).
+    fn layout_for(&self, engine: &Engine, shape: &Conv2dShape) -> Result<SlabLayout> {
+        Self::layout(engine, shape, self.m).ok_or(Error::Internal {
+            what: "Winograd slab rows",
+            expected: 1,
+            actual: 0,
+        })
+    }
+
     /// The GEMM's input shape for `shape` (one slab).
     fn gemm_input(&self, layout: &SlabLayout) -> [usize; 4] {
         let a2 = ((self.m + 2) * (self.m + 2)) as usize;
@@ -209,11 +219,7 @@ impl WinogradExec {
     /// A name for the kernels `shape` runs: `winograd-f{m}+` and the GEMM's
     /// kernel key.
     pub(crate) fn kernel_name(&self, engine: &Engine, shape: &Conv2dShape) -> Result<String> {
-        let layout = Self::layout(engine, shape, self.m).ok_or(Error::Internal {
-            what: "Winograd slab rows",
-            expected: 1,
-            actual: 0,
-        })?;
+        let layout = self.layout_for(engine, shape)?;
         let gemm = self.gemm.plan_on(engine, self.gemm_input(&layout))?;
         Ok(format!("winograd-f{}+{}", self.m, gemm.key))
     }
@@ -227,15 +233,13 @@ impl WinogradExec {
         if let Some(s) = map.get(&key) {
             return Ok(Arc::clone(s));
         }
-        let layout = Self::layout(engine, shape, self.m).ok_or(Error::Internal {
-            what: "Winograd slab rows",
-            expected: 1,
-            actual: 0,
-        })?;
+        let layout = self.layout_for(engine, shape)?;
         let max_dim = engine.limits().max_compute_workgroups_per_dimension;
+        // V is the GEMM's input; Mt its output, α²·c_out channels of the same rows.
+        let v_shape = self.gemm_input(&layout);
+        let [_, _, rows, row] = v_shape;
         let a2 = ((self.m + 2) * (self.m + 2)) as usize;
-        let (rows, row) = (layout.rows as usize, layout.row as usize);
-        let v = GpuTensor::empty(engine, [1, a2 * self.c_in, rows, row])?;
+        let v = GpuTensor::empty(engine, v_shape)?;
         let mt = GpuTensor::empty(engine, [1, a2 * self.c_out, rows, row])?;
         let quads = (layout.rows * layout.row / 4) as u32;
         let profile = plan::AdapterProfile::from_info(engine.info(), engine.limits());
