@@ -187,25 +187,6 @@ pub(crate) fn row_loads(offs: &[u32], vin: Option<u32>, guard: &str, indent: &st
     s
 }
 
-/// The bias of each of a block's `4·cob4` output channels, loaded once
-/// into `bias{co}` (the index clamped into `[0, c_out)`: a group's last
-/// block may pass its last channel, whose stores are then skipped).
-/// Loaded where each store used it, a tile's bias loads were one per store
-/// (up to 128); lavapipe compiles every storage load as a per-lane loop,
-/// and those loads were about 40 % of `pw`'s compile time (measured, cold:
-/// first result 1.78 s with them, 1.0 s hoisted). The index is the same
-/// for every invocation of a workgroup.
-fn bias_loads(cob4: u32) -> String {
-    let mut s = String::new();
-    for co in 0..cob4 * 4 {
-        let _ = writeln!(
-            s,
-            "    let bias{co} = bias[min(g * p.c_out_per_group + co_in_group0 + {co}u, p.c_out - 1u)];"
-        );
-    }
-    s.trim_end().to_string()
-}
-
 /// The unrolled `main` of `conv2d_tiled` for `spec`. Same bindings, grid
 /// and results as the loop form in `shaders/conv2d_tiled.wgsl`.
 pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
@@ -249,50 +230,53 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     if spec.vout {
         line("    let ob = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 - p.out_base;");
     }
-    if spec.segs && spec.vout {
+    if spec.segs {
+        // Loaded one channel vec4 (`c`) at a time into the last accumulator of
+        // each pixel, the others shifted down, so that after COB4 steps
+        // `a{px}_{c}` holds block `c` (see `rotate_down`).
         line("    if (p.flags & ACC_IN) != 0u {");
-        for k in 0..pix / 4 {
-            line(&format!("        if ow0 + {}u < p.w_out {{", 4 * k));
-            for c in 0..cob4 {
-                for (j, comp) in comps.iter().enumerate() {
-                    let co = c * 4 + j as u32;
+        if !spec.vout {
+            for px in 0..pix {
+                line(&format!(
+                    "        let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
+                    px * q
+                ));
+            }
+        }
+        line("        for (var c = 0u; c < COB4; c++) {");
+        line(&rotate_down(pix, cob4, "            "));
+        for (j, comp) in comps.iter().enumerate() {
+            line(&format!(
+                "            let co{j} = co_in_group0 + c * 4u + {j}u;"
+            ));
+            line(&format!("            if co{j} < p.c_out_per_group {{"));
+            if spec.vout {
+                for k in 0..pix / 4 {
+                    line(&format!("                if ow0 + {}u < p.w_out {{", 4 * k));
                     line(&format!(
-                        "            if co_in_group0 + {co}u < p.c_out_per_group {{"
-                    ));
-                    line(&format!(
-                        "                let v = output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {k}u];"
+                        "                    let v = output[(ob + co{j} * oplane) / 4u + {k}u];"
                     ));
                     for (i, vc) in comps.iter().enumerate() {
                         line(&format!(
-                            "                a{}_{c}.{comp} = v.{vc};",
-                            4 * k + i as u32
+                            "                    a{}_{}.{comp} = v.{vc};",
+                            4 * k + i as u32,
+                            cob4 - 1
                         ));
                     }
-                    line("            }");
+                    line("                }");
                 }
-            }
-            line("        }");
-        }
-        line("    }");
-    } else if spec.segs {
-        line("    if (p.flags & ACC_IN) != 0u {");
-        for px in 0..pix {
-            line(&format!("        if ow0 + {}u < p.w_out {{", px * q));
-            line(&format!(
-            "            let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
-            px * q
-        ));
-            for c in 0..cob4 {
-                for j in 0..4 {
-                    let co = c * 4 + j;
-                    let comp = ["x", "y", "z", "w"][j as usize];
+            } else {
+                for px in 0..pix {
                     line(&format!(
-                    "            if co_in_group0 + {co}u < p.c_out_per_group {{ a{px}_{c}.{comp} = output[o{px} + (co_in_group0 + {co}u) * oplane]; }}"
-                ));
+                        "                if ow0 + {}u < p.w_out {{ a{px}_{}.{comp} = output[o{px} + co{j} * oplane]; }}",
+                        px * q,
+                        cob4 - 1
+                    ));
                 }
             }
-            line("        }");
+            line("            }");
         }
+        line("        }");
         line("    }");
     }
     line("    var x_plane = (n * p.c_in + g * cpg + p.ci0) * plane;");
@@ -333,72 +317,77 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     if spec.segs {
         line("    let fin = (p.flags & FINAL) != 0u;");
     }
-    line(&bias_loads(cob4));
-    if spec.vout {
-        for k in 0..pix / 4 {
-            line(&format!("    if ow0 + {}u < p.w_out {{", 4 * k));
-            for c in 0..cob4 {
-                for (j, comp) in comps.iter().enumerate() {
-                    let co = c * 4 + j as u32;
-                    line(&format!(
-                        "        if co_in_group0 + {co}u < p.c_out_per_group {{"
-                    ));
-                    let a: Vec<String> = (0..4)
-                        .map(|i| format!("a{}_{c}.{comp}", 4 * k + i))
-                        .collect();
-                    let raw = format!("vec4<f32>({})", a.join(", "));
-                    let act: Vec<String> = a
-                        .iter()
-                        .map(|x| format!("activate({x} + bias{co})"))
-                        .collect();
-                    let act = format!("vec4<f32>({})", act.join(", "));
-                    let value = if spec.segs {
-                        format!("select({raw}, {act}, fin)")
-                    } else {
-                        act
-                    };
-                    line(&format!(
-                        "            output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {k}u] = {value};"
-                    ));
-                    line("        }");
-                }
-            }
-            line("    }");
+    // The stores run as a loop over the COB4 channel vec4s, storing block 0
+    // and shifting the others down (`rotate_down`): one copy of the store
+    // code instead of COB4. Unrolled, a tile's stores (up to 64, each a
+    // per-lane loop on lavapipe) and bias loads were most of its LLVM compile
+    // time: measured cold (empty shader cache), pw's first result 1.7–1.9 s
+    // unrolled against 0.68–0.71 s with this loop; the shifts cost a few
+    // register moves per invocation.
+    if !spec.vout {
+        for px in 0..pix {
+            line(&format!(
+                "    let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
+                px * q
+            ));
         }
-        line("}");
-        return s;
     }
-    for px in 0..pix {
-        let mut body = String::new();
-        let _ = writeln!(body, "    if ow0 + {}u < p.w_out {{", px * q);
-        let _ = writeln!(
-            body,
-            "        let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
-            px * q
-        );
-        for c in 0..cob4 {
-            for j in 0..4 {
-                let co = c * 4 + j;
-                let comp = ["x", "y", "z", "w"][j as usize];
-                let out = format!("output[o{px} + (co_in_group0 + {co}u) * oplane]");
-                let a = format!("a{px}_{c}.{comp}");
-                let value = format!("activate({a} + bias{co})");
-                let value = if spec.segs {
-                    format!("select({a}, {value}, fin)")
-                } else {
-                    value
-                };
-                let _ = writeln!(
-                    body,
-                    "        if co_in_group0 + {co}u < p.c_out_per_group {{ {out} = {value}; }}"
-                );
+    line("    for (var c = 0u; c < COB4; c++) {");
+    for (j, comp) in comps.iter().enumerate() {
+        line(&format!(
+            "        let co{j} = co_in_group0 + c * 4u + {j}u;"
+        ));
+        line(&format!("        if co{j} < p.c_out_per_group {{"));
+        line(&format!(
+            "            let b = bias[min(g * p.c_out_per_group + co{j}, p.c_out - 1u)];"
+        ));
+        let value = |a: &str| {
+            let act = format!("activate({a} + b)");
+            if spec.segs {
+                format!("select({a}, {act}, fin)")
+            } else {
+                act
+            }
+        };
+        if spec.vout {
+            for k in 0..pix / 4 {
+                let v: Vec<String> = (0..4)
+                    .map(|i| value(&format!("a{}_0.{comp}", 4 * k + i)))
+                    .collect();
+                line(&format!(
+                    "            if ow0 + {}u < p.w_out {{ output[(ob + co{j} * oplane) / 4u + {k}u] = vec4<f32>({}); }}",
+                    4 * k,
+                    v.join(", ")
+                ));
+            }
+        } else {
+            for px in 0..pix {
+                line(&format!(
+                    "            if ow0 + {}u < p.w_out {{ output[o{px} + co{j} * oplane] = {}; }}",
+                    px * q,
+                    value(&format!("a{px}_0.{comp}"))
+                ));
             }
         }
-        body.push_str("    }");
-        line(&body);
+        line("        }");
     }
+    line(&rotate_down(pix, cob4, "        "));
+    line("    }");
     line("}");
     s
+}
+
+/// Shifts every pixel's channel vec4s down by one (`a{px}_{c−1} = a{px}_{c}`);
+/// the last keeps its value. A loop over `c` that stores (or loads) only
+/// `a{px}_0` (or the last) thereby visits every block in turn.
+fn rotate_down(pix: u32, cob4: u32, indent: &str) -> String {
+    let mut s = String::new();
+    for px in 0..pix {
+        for c in 1..cob4 {
+            let _ = writeln!(s, "{indent}a{px}_{} = a{px}_{c};", c - 1);
+        }
+    }
+    s.trim_end().to_string()
 }
 
 /// The specialisation of `conv2d_depthwise` that the generator unrolls.
@@ -421,6 +410,10 @@ pub struct DepthwiseSpec {
     /// the first column sits in its vec4 (`VIN`, `VA`; the host's conditions
     /// are in `plan::depthwise_vec4_input`).
     pub vin: Option<u32>,
+    /// The output is bound as `array<vec4<f32>>` and each tile row's `PIX`
+    /// columns are stored as aligned vec4s (`VOUT`; the host's conditions
+    /// are in `plan::depthwise_vec4_output`).
+    pub vout: bool,
 }
 
 impl DepthwiseSpec {
@@ -520,6 +513,20 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
         "    let o = (n * p.c_out + co) * p.out_cstride + oh0 * p.w_out + ow0 - p.out_base;".into(),
     );
     for y in 0..ph {
+        if spec.vout {
+            // `o` and `w_out` are multiples of 4, and so is `ow0` (`PIX` is).
+            for k in 0..pix / 4 {
+                let v: Vec<String> = (4 * k..4 * k + 4)
+                    .map(|px| format!("activate(a{y}_{px} + b)"))
+                    .collect();
+                line(format!(
+                    "    if oh0 + {y}u < p.h_out && ow0 + {}u < p.w_out {{ output[(o + {y}u * p.w_out) / 4u + {k}u] = vec4<f32>({}); }}",
+                    4 * k,
+                    v.join(", ")
+                ));
+            }
+            continue;
+        }
         for px in 0..pix {
             line(format!(
                 "    if oh0 + {y}u < p.h_out && ow0 + {px}u < p.w_out {{ output[o + {y}u * p.w_out + {px}u] = activate(a{y}_{px} + b); }}"
@@ -680,51 +687,49 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     ] {
         line(l.to_string());
     }
-    line(bias_loads(cob4));
+    // A loop over the channel vec4s with the blocks shifted down, as in
+    // `conv2d_tiled_main`: one copy of the store code instead of COB4.
     if spec.vout {
         // Column S_W·q0 + i is phase i % S_W of step i / S_W; S_W·q0 is a multiple of 4.
         line("    let ob = o + S_W * q0;".into());
-        for m in 0..s_w * pix / 4 {
-            line(format!("    if S_W * q0 + {}u < p.w_out {{", 4 * m));
-            for c in 0..cob4 {
-                for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
-                    let co = c * 4 + j as u32;
+    }
+    line("    for (var c = 0u; c < COB4; c++) {".into());
+    for (j, comp) in ["x", "y", "z", "w"].iter().enumerate() {
+        line(format!("        let co{j} = co_in_group0 + c * 4u + {j}u;"));
+        line(format!("        if co{j} < p.c_out_per_group {{"));
+        line(format!(
+            "            let b = bias[min(g * p.c_out_per_group + co{j}, p.c_out - 1u)];"
+        ));
+        if spec.vout {
+            for m in 0..s_w * pix / 4 {
+                let v: Vec<String> = (4 * m..4 * m + 4)
+                    .map(|i| format!("activate(a{}_{}_0.{comp} + b)", i % s_w, i / s_w))
+                    .collect();
+                line(format!(
+                    "            if S_W * q0 + {}u < p.w_out {{ output[(ob + co{j} * oplane) / 4u + {m}u] = vec4<f32>({}); }}",
+                    4 * m,
+                    v.join(", ")
+                ));
+            }
+        } else {
+            for ph in 0..s_w {
+                for px in 0..pix {
                     line(format!(
-                        "        if co_in_group0 + {co}u < p.c_out_per_group {{"
+                        "            if {ph}u + S_W * (q0 + {px}u) < p.w_out {{ output[o + co{j} * oplane + {ph}u + S_W * (q0 + {px}u)] = activate(a{ph}_{px}_0.{comp} + b); }}"
                     ));
-                    let v: Vec<String> = (4 * m..4 * m + 4)
-                        .map(|i| {
-                            format!("activate(a{}_{}_{c}.{comp} + bias{co})", i % s_w, i / s_w)
-                        })
-                        .collect();
-                    line(format!(
-                        "            output[(ob + (co_in_group0 + {co}u) * oplane) / 4u + {m}u] = vec4<f32>({});",
-                        v.join(", ")
-                    ));
-                    line("        }".into());
                 }
             }
-            line("    }".into());
         }
-        line("}".into());
-        return s;
+        line("        }".into());
     }
     for ph in 0..s_w {
         for px in 0..pix {
-            line(format!("    if {ph}u + S_W * (q0 + {px}u) < p.w_out {{"));
-            line(format!("        let ow = {ph}u + S_W * (q0 + {px}u);"));
-            for c in 0..cob4 {
-                for j in 0..4u32 {
-                    let co = c * 4 + j;
-                    let comp = ["x", "y", "z", "w"][j as usize];
-                    line(format!(
-                        "        if co_in_group0 + {co}u < p.c_out_per_group {{ output[o + (co_in_group0 + {co}u) * oplane + ow] = activate(a{ph}_{px}_{c}.{comp} + bias{co}); }}"
-                    ));
-                }
+            for c in 1..cob4 {
+                line(format!("        a{ph}_{px}_{} = a{ph}_{px}_{c};", c - 1));
             }
-            line("    }".into());
         }
     }
+    line("    }".into());
     line("}".into());
     s
 }
@@ -793,6 +798,7 @@ mod tests {
             stride: (1, 1),
             dilation: (1, 1),
             vin: None,
+            vout: false,
         };
         assert_eq!(s.rows(), (0..6).collect::<Vec<_>>());
         assert_eq!(s.cols().len(), 10);
