@@ -289,13 +289,22 @@ impl KernelKey {
                     stride: (get("S_H")?, get("S_W")?),
                     dilation: (get("D_H")?, get("D_W")?),
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
+                    vout: get("VOUT")? == 1,
                 };
                 if matches!(spec.vin, Some(a) if a > 3 || !(spec.pix * spec.stride.1).is_multiple_of(4))
                 {
                     return Err(err("VIN needs VA < 4 and PIX·S_W a multiple of 4".into()));
                 }
+                if spec.vout && !spec.pix.is_multiple_of(4) {
+                    return Err(err("VOUT needs PIX a multiple of 4".into()));
+                }
                 let out = replace_generated(&out, &codegen::conv2d_depthwise_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))?;
+                let out = if spec.vout {
+                    vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))?
+                } else {
+                    out
+                };
                 if spec.vin.is_none() {
                     return Ok(out);
                 }

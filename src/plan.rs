@@ -643,6 +643,10 @@ pub fn plan_with(
                 ("VIN", 0),
                 ("VA", 0),
                 ("ACT", act),
+                (
+                    "VOUT",
+                    u32::from(depthwise_vec4_output(shape, pix, adapter)),
+                ),
             ];
             let mut consts = consts;
             if let Some(a) = depthwise_vec4_input(shape, pix, ph, adapter) {
@@ -888,6 +892,15 @@ pub fn transposed_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterPr
         && adapter.storage_align.is_multiple_of(16)
 }
 
+/// Whether a `conv2d_depthwise` tile of `pix` columns stores each of its
+/// rows as aligned vec4s (`VOUT`): the conditions of [`tiled_vec4_output`]
+/// with dense pixels. On lavapipe every storage access is a per-lane loop
+/// and a depthwise tile does few multiply-adds per access, so storing a
+/// quarter as many pays.
+pub fn depthwise_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterProfile) -> bool {
+    tiled_vec4_output(shape, pix, 1, adapter)
+}
+
 /// [`vec4_input`] for a `conv2d_depthwise` tile of `pix` columns (`dw3s2`:
 /// 17 columns in 5 vec4s).
 pub fn depthwise_vec4_input(
@@ -904,6 +917,7 @@ pub fn depthwise_vec4_input(
         stride: (shape.stride_h, shape.stride_w),
         dilation: (shape.dil_h, shape.dil_w),
         vin: None,
+        vout: false,
     };
     let fits = (pix * shape.stride_w).is_multiple_of(4);
     vec4_input(shape, &spec.cols(), fits, adapter)
