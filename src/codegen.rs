@@ -226,23 +226,23 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("    let oplane = p.out_cstride;");
     // A later reduction segment starts from the partial sums the previous one stored.
     let comps = ["x", "y", "z", "w"];
-    // With vout, the first output of this invocation's pixels in channel plane 0.
+    // In channel plane 0: with vout, the first output of this invocation's
+    // pixels (`ob`); without, each pixel's output (`o{px}`).
     if spec.vout {
         line("    let ob = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 - p.out_base;");
+    } else {
+        for px in 0..pix {
+            line(&format!(
+                "    let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
+                px * q
+            ));
+        }
     }
     if spec.segs {
         // Loaded one channel vec4 (`c`) at a time into the last accumulator of
         // each pixel, the others shifted down, so that after COB4 steps
         // `a{px}_{c}` holds block `c` (see `rotate_down`).
         line("    if (p.flags & ACC_IN) != 0u {");
-        if !spec.vout {
-            for px in 0..pix {
-                line(&format!(
-                    "        let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
-                    px * q
-                ));
-            }
-        }
         line("        for (var c = 0u; c < COB4; c++) {");
         line(&rotate_down(pix, cob4, "            "));
         for (j, comp) in comps.iter().enumerate() {
@@ -321,17 +321,9 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     // and shifting the others down (`rotate_down`): one copy of the store
     // code instead of COB4. Unrolled, a tile's stores (up to 64, each a
     // per-lane loop on lavapipe) and bias loads were most of its LLVM compile
-    // time: measured cold (empty shader cache), pw's first result 1.7–1.9 s
-    // unrolled against 0.68–0.71 s with this loop; the shifts cost a few
+    // time: measured cold (empty shader cache), pw's first result 1.49 s
+    // unrolled against 0.60 s with this loop; the shifts cost a few
     // register moves per invocation.
-    if !spec.vout {
-        for px in 0..pix {
-            line(&format!(
-                "    let o{px} = (n * p.c_out + g * p.c_out_per_group) * oplane + oh * p.w_out + ow0 + {}u - p.out_base;",
-                px * q
-            ));
-        }
-    }
     line("    for (var c = 0u; c < COB4; c++) {");
     for (j, comp) in comps.iter().enumerate() {
         line(&format!(
