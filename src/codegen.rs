@@ -224,7 +224,6 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         }
     }
     line("    let oplane = p.out_cstride;");
-    // A later reduction segment starts from the partial sums the previous one stored.
     let comps = ["x", "y", "z", "w"];
     // In channel plane 0: with vout, the first output of this invocation's
     // pixels (`ob`); without, each pixel's output (`o{px}`).
@@ -238,13 +237,18 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
             ));
         }
     }
+    // A later reduction segment starts from the partial sums the previous one stored,
     if spec.segs {
-        // Loaded one channel vec4 (`c`) at a time into the last accumulator of
+        // loaded one channel vec4 (`c`) at a time into the last accumulator of
         // each pixel, the others shifted down, so that after COB4 steps
         // `a{px}_{c}` holds block `c` (see `rotate_down`).
         line("    if (p.flags & ACC_IN) != 0u {");
         line("        for (var c = 0u; c < COB4; c++) {");
-        line(&rotate_down(pix, cob4, "            "));
+        line(&rotate_down(
+            (0..pix).map(|px| format!("a{px}")),
+            cob4,
+            "            ",
+        ));
         for (j, comp) in comps.iter().enumerate() {
             line(&format!(
                 "            let co{j} = co_in_group0 + c * 4u + {j}u;"
@@ -363,20 +367,25 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         }
         line("        }");
     }
-    line(&rotate_down(pix, cob4, "        "));
+    line(&rotate_down(
+        (0..pix).map(|px| format!("a{px}")),
+        cob4,
+        "        ",
+    ));
     line("    }");
     line("}");
     s
 }
 
-/// Shifts every pixel's channel vec4s down by one (`a{px}_{c−1} = a{px}_{c}`);
-/// the last keeps its value. A loop over `c` that stores (or loads) only
-/// `a{px}_0` (or the last) thereby visits every block in turn.
-fn rotate_down(pix: u32, cob4: u32, indent: &str) -> String {
+/// Shifts each accumulator row's channel vec4s down by one
+/// (`{row}_{c−1} = {row}_{c}` for every `row` in `rows`, e.g. `a{px}`); the
+/// last keeps its value. A loop over `c` that stores (or loads) only
+/// `{row}_0` (or the last) thereby visits every block in turn.
+fn rotate_down(rows: impl IntoIterator<Item = String>, cob4: u32, indent: &str) -> String {
     let mut s = String::new();
-    for px in 0..pix {
+    for row in rows {
         for c in 1..cob4 {
-            let _ = writeln!(s, "{indent}a{px}_{} = a{px}_{c};", c - 1);
+            let _ = writeln!(s, "{indent}{row}_{} = {row}_{c};", c - 1);
         }
     }
     s.trim_end().to_string()
@@ -714,12 +723,9 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
         }
         line("        }".into());
     }
-    for ph in 0..s_w {
-        for px in 0..pix {
-            for c in 1..cob4 {
-                line(format!("        a{ph}_{px}_{} = a{ph}_{px}_{c};", c - 1));
-            }
-        }
+    let rows = (0..s_w).flat_map(|ph| (0..pix).map(move |px| format!("a{ph}_{px}")));
+    if cob4 > 1 {
+        line(rotate_down(rows, cob4, "        "));
     }
     line("    }".into());
     line("}".into());
