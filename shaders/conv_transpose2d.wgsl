@@ -51,6 +51,11 @@ const ACT: u32 = 0u;
 // VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each channel's
 // S_W·PIX neighbouring columns as aligned vec4s (see plan::transposed_vec4_output).
 const VOUT: u32 = 0u;
+// VIN = 1: the generated form binds the input as array<vec4<f32>> and reads an invocation's
+// input columns as aligned vec4s, the first at position VA of its vec4 (see
+// plan::transposed_vec4_input); the loop form below always reads scalars.
+const VIN: u32 = 0u;
+const VA: u32 = 0u;
 // specialise:end
 
 struct Params {

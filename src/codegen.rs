@@ -557,6 +557,11 @@ pub struct TransposedSpec {
     /// `S_W·PIX` neighbouring columns are stored as aligned vec4s (`VOUT`;
     /// the host's conditions are in `plan::transposed_vec4_output`).
     pub vout: bool,
+    /// `Some(a)`: the input is bound as `array<vec4<f32>>` and the columns
+    /// [`offsets`](Self::offsets) are read as aligned vec4s, the first at
+    /// position `a` of its vec4 (`VIN`, `VA`; the host's conditions are in
+    /// `plan::transposed_vec4_input`).
+    pub vin: Option<u32>,
 }
 
 impl TransposedSpec {
@@ -581,6 +586,19 @@ impl TransposedSpec {
         v.sort_unstable();
         v.dedup();
         v
+    }
+
+    /// The first (lowest) of the [`offsets`](Self::offsets), and the offsets
+    /// relative to it: the columns an invocation reads start at input column
+    /// `q0 + pad_left / S_W + first`.
+    pub fn shifted_offsets(&self) -> (i64, Vec<u32>) {
+        let offs = self.offsets();
+        let first = offs.first().copied().unwrap_or(0);
+        let rel = offs
+            .iter()
+            .map(|&o| u32::try_from(o - first).unwrap_or(0))
+            .collect();
+        (first, rel)
     }
 }
 
@@ -627,11 +645,9 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     ] {
         line(l.to_string());
     }
-    for (t, o) in offs.iter().enumerate() {
-        line(format!(
-            "    let c{t} = ibase + ({o}); let cv{t} = c{t} >= 0 && c{t} < win; let ci{t} = u32(clamp(c{t}, 0, win - 1));"
-        ));
-    }
+    let (first, rel) = spec.shifted_offsets();
+    line(format!("    let iw0 = ibase + ({first});"));
+    line(column_setup(&rel, spec.vin, "    ").trim_end().to_string());
     for ph in 0..s_w {
         for px in 0..pix {
             for c in 0..cob4 {
@@ -657,11 +673,11 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     ] {
         line(l.to_string());
     }
-    for t in 0..offs.len() {
-        line(format!(
-            "            let x{t} = select(0.0, input[row + ci{t}], cv{t});"
-        ));
-    }
+    line(
+        row_loads(&rel, spec.vin, "", "            ")
+            .trim_end()
+            .to_string(),
+    );
     line("            let wb = w_at + kh * (K_W * COB4);".into());
     for kw in 0..k_w {
         let (ph, off) = spec.tap(kw);
@@ -820,6 +836,7 @@ mod tests {
             d_w: 1,
             plr: 1,
             vout: false,
+            vin: None,
         };
         for kw in 0..4 {
             let (ph, off) = s.tap(kw);

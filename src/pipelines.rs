@@ -319,16 +319,25 @@ impl KernelKey {
                     d_w: get("D_W")?,
                     plr: get("PLR")?,
                     vout: get("VOUT")? == 1,
+                    vin: (get("VIN")? == 1).then_some(get("VA")?),
                 };
                 if spec.vout && !(spec.pix * spec.s_w).is_multiple_of(4) {
                     return Err(err("VOUT needs PIX·S_W a multiple of 4".into()));
                 }
+                if matches!(spec.vin, Some(a) if a > 3 || !spec.pix.is_multiple_of(4)) {
+                    return Err(err("VIN needs VA < 4 and PIX a multiple of 4".into()));
+                }
                 let out = replace_generated(&out, &codegen::conv_transpose2d_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))?;
-                if !spec.vout {
+                let out = if spec.vout {
+                    vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))?
+                } else {
+                    out
+                };
+                if spec.vin.is_none() {
                     return Ok(out);
                 }
-                vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))
+                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
             }
             Kernel::WinogradInput => {
                 let spec = crate::winograd::TransformSpec {

@@ -680,6 +680,7 @@ pub fn plan_with(
             };
             let blocks_w = cols.div_ceil(pix);
             let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
+            let vin = transposed_vec4_input(shape, pix, adapter);
             let consts = vec![
                 ("PIX", pix),
                 ("COB4", cob4),
@@ -691,6 +692,8 @@ pub fn plan_with(
                     "VOUT",
                     u32::from(transposed_vec4_output(shape, pix, adapter)),
                 ),
+                ("VIN", u32::from(vin.is_some())),
+                ("VA", vin.unwrap_or(0)),
                 ("ACT", act),
             ];
             Plan {
@@ -890,6 +893,38 @@ pub fn transposed_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterPr
     (pix * shape.stride_w).is_multiple_of(4)
         && shape.w_out.is_multiple_of(4)
         && adapter.storage_align.is_multiple_of(16)
+}
+
+/// The `VA` of a `conv_transpose2d` tile of `pix` column steps that reads
+/// its input columns as aligned vec4s (`VIN`), or `None` where it reads
+/// scalars. The columns start at `q0 + pad_left / S_W + first` (see
+/// `TransposedSpec::shifted_offsets`) with `q0` a multiple of `pix`; so with
+/// `pix` a multiple of 4 the first sits at the fixed position
+/// `a = (pad_left / S_W + first) mod 4` of its vec4. The other conditions
+/// are [`vec4_input`]'s: rows a multiple of 4 floats, 16-byte windows, fewer
+/// vec4s than scalars (`tconv4`: 10 columns in 4 vec4s).
+pub fn transposed_vec4_input(
+    shape: &Conv2dShape,
+    pix: u32,
+    adapter: &AdapterProfile,
+) -> Option<u32> {
+    let spec = crate::codegen::TransposedSpec {
+        pix,
+        cob4: 1,
+        k_w: shape.k_w,
+        s_w: shape.stride_w,
+        d_w: shape.dil_w,
+        plr: shape.padding.left % shape.stride_w,
+        vout: false,
+        vin: None,
+    };
+    let (first, rel) = spec.shifted_offsets();
+    let a = (i64::from(shape.padding.left / shape.stride_w) + first).rem_euclid(4) as u32;
+    (pix.is_multiple_of(4)
+        && shape.w_in.is_multiple_of(4)
+        && adapter.storage_align.is_multiple_of(16)
+        && crate::codegen::vec4_slots(&rel, a).len() < rel.len())
+    .then_some(a)
 }
 
 /// Whether a `conv2d_depthwise` tile of `pix` columns stores each of its

@@ -148,10 +148,12 @@ fn random_sweep_matches_reference() {
 }
 
 /// Where `S_W·PIX` output columns are whole aligned vec4s of rows of a
-/// multiple of 4, each channel's columns are stored as vec4s (`VOUT`); the
-/// cases straddle the conditions, with a last vec4 past the row end.
+/// multiple of 4, each channel's columns are stored as vec4s (`VOUT`); where
+/// input rows are a multiple of 4, the input columns are read as aligned
+/// vec4s (`VIN`, with `VA` where the first column sits). The cases straddle
+/// the conditions, with a last vec4 past the row end and a first before it.
 #[test]
-fn vec4_output_stores_where_aligned() {
+fn vec4_loads_and_stores_where_aligned() {
     let engine = gpu_or_skip!();
     let mut rng = Rng::new(0x70c4);
     let p = ConvTranspose2dParams::default();
@@ -173,6 +175,7 @@ fn vec4_output_stores_where_aligned() {
                 Activation::Relu,
             ),
             true,
+            Some(3),
         ),
         (
             case(
@@ -182,6 +185,7 @@ fn vec4_output_stores_where_aligned() {
                 Activation::None,
             ),
             true,
+            None,
         ),
         // Stride 2, k 3, pad 1, output padding 1 (tconv3-like); grouped; stride 1.
         (
@@ -194,6 +198,7 @@ fn vec4_output_stores_where_aligned() {
                 Activation::Silu,
             ),
             true,
+            Some(0),
         ),
         (
             case(
@@ -203,21 +208,48 @@ fn vec4_output_stores_where_aligned() {
                 Activation::Relu6,
             ),
             true,
+            None,
         ),
-        (case([1, 4, 5, 9], [4, 4, 3, 3], p, Activation::None), false),
+        (
+            case([1, 4, 5, 9], [4, 4, 3, 3], p, Activation::None),
+            false,
+            None,
+        ),
+        // Pad 3 at stride 2 (pad_left / S_W = 1): the first column is the first of its vec4.
+        (
+            case(
+                [1, 4, 3, 12],
+                [4, 8, 4, 4],
+                p.stride(2, 2).padding(Padding::uniform(3)),
+                Activation::None,
+            ),
+            true,
+            Some(0),
+        ),
+        // Stride 1, k 3 on rows of 12: columns from q0 − 2, output rows of 14.
+        (
+            case([2, 5, 4, 12], [5, 6, 3, 3], p, Activation::LeakyRelu(0.1)),
+            false,
+            Some(2),
+        ),
         // Rows of 18 (stride 2, k 2 on 9 columns): not a multiple of 4.
         (
             case([1, 4, 3, 9], [4, 4, 2, 2], p.stride(2, 2), Activation::None),
             false,
+            None,
         ),
     ];
     let mut failures = Vec::new();
-    for (c, vout) in &cases {
+    for (c, vout, vin) in &cases {
         let shape = Conv2dShape::conv_transpose2d(c.input, c.weight, None, &c.params).unwrap();
         let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
         let planned = wgconv::plan::plan(&shape, c.activation, &profile, None);
-        let got = planned.key.consts.iter().any(|k| k.0 == "VOUT" && k.1 == 1);
-        assert_eq!(got, *vout, "{c:?}: {}", planned.key);
+        let has = |name: &str, v: u32| planned.key.consts.iter().any(|k| k.0 == name && k.1 == v);
+        assert_eq!(has("VOUT", 1), *vout, "{c:?}: {}", planned.key);
+        assert_eq!(has("VIN", 1), vin.is_some(), "{c:?}: {}", planned.key);
+        if let Some(a) = vin {
+            assert!(has("VA", *a), "{c:?}: {}", planned.key);
+        }
         if let Err(e) = run(engine, &mut rng, c) {
             failures.push(e);
         }
