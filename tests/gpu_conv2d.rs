@@ -150,18 +150,33 @@ fn run(engine: &Engine, rng: &mut Rng, case: &Case, kernel: Option<Kernel>) -> O
     (!cmp.passed).then(|| format!("{case:?} on {kernel}: {cmp}"))
 }
 
+const SWEEP_CASES: usize = 320;
+
+// The sweep runs as two tests, the even and the odd cases, each on its own
+// engine so that their kernels compile in parallel (see `shard_engine`).
 #[test]
-fn random_sweep_matches_reference() {
-    let engine = gpu_or_skip!();
+fn random_sweep_matches_reference_even() {
+    random_sweep(0);
+}
+
+#[test]
+fn random_sweep_matches_reference_odd() {
+    random_sweep(1);
+}
+
+fn random_sweep(shard: usize) {
+    let engine = gpu_or_skip!(shard);
     // Cases and data from separate generators: the cases are exactly those
     // `sweep_covers_every_kind` checks, whatever kernels each one runs on.
     let mut cases = Rng::new(0x5eed_c0de);
-    let mut rng = Rng::new(0xda7a_5eed);
+    let mut rng = Rng::new(0xda7a_5eed + shard as u64);
     let mut failures = Vec::new();
     let mut runs = 0;
-    const CASES: usize = 320;
-    for i in 0..CASES {
+    for i in 0..SWEEP_CASES {
         let case = random_case(&mut cases, i);
+        if i % common::SHARDS != shard {
+            continue;
+        }
         // The planner's kernel, the fallback that must run everything, and the
         // workgroup-memory GEMM (the GPU planner's choice; lavapipe's planner never
         // picks it, so it is forced here). Every third case also runs the kernels
@@ -186,7 +201,7 @@ fn random_sweep_matches_reference() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(runs >= 3 * CASES);
+    assert!(runs >= 3 * SWEEP_CASES / common::SHARDS);
 }
 
 /// `conv2d_shared` on the shapes its tiling is most likely to get wrong: K
@@ -494,7 +509,7 @@ fn vec4_input_loads_where_aligned() {
 fn sweep_covers_every_kind() {
     // The generator really produces each class the issue names.
     let mut rng = Rng::new(0x5eed_c0de);
-    let cases: Vec<Case> = (0..320).map(|i| random_case(&mut rng, i)).collect();
+    let cases: Vec<Case> = (0..SWEEP_CASES).map(|i| random_case(&mut rng, i)).collect();
     let has = |f: &dyn Fn(&Case) -> bool| cases.iter().any(f);
     assert!(
         has(&|c| c.params.groups > 1 && c.weight[1] == 1 && c.weight[0] > c.input[1]),

@@ -128,21 +128,41 @@ fn run(engine: &Engine, rng: &mut Rng, case: &Case) -> Result<Vec<f32>, String> 
     }
 }
 
+const SWEEP_CASES: usize = 240;
+
+// The sweep runs as two tests, the even and the odd cases, each on its own
+// engine so that their kernels compile in parallel (see `shard_engine`).
 #[test]
-fn random_sweep_matches_reference() {
-    let engine = gpu_or_skip!();
-    let mut rng = Rng::new(0x7a05_e5ed);
-    const CASES: usize = 240;
-    let failures: Vec<String> = (0..CASES)
-        .filter_map(|i| {
-            let case = random_case(&mut rng, i);
-            run(engine, &mut rng, &case).err()
-        })
-        .collect();
+fn random_sweep_matches_reference_even() {
+    random_sweep(0);
+}
+
+#[test]
+fn random_sweep_matches_reference_odd() {
+    random_sweep(1);
+}
+
+fn random_sweep(shard: usize) {
+    let engine = gpu_or_skip!(shard);
+    // Cases and data from separate generators: the cases are exactly those
+    // `sweep_covers_every_class` checks.
+    let mut cases = Rng::new(0x7a05_e5ed);
+    let mut rng = Rng::new(0xda7a_7a05 + shard as u64);
+    let mut failures = Vec::new();
+    for i in 0..SWEEP_CASES {
+        let case = random_case(&mut cases, i);
+        if i % common::SHARDS != shard {
+            continue;
+        }
+        if let Err(e) = run(engine, &mut rng, &case) {
+            failures.push(e);
+        }
+    }
     assert!(
         failures.is_empty(),
-        "{} of {CASES} failed:\n{}",
+        "{} of {} failed:\n{}",
         failures.len(),
+        SWEEP_CASES / common::SHARDS,
         failures.join("\n")
     );
 }
@@ -260,7 +280,7 @@ fn vec4_loads_and_stores_where_aligned() {
 #[test]
 fn sweep_covers_every_class() {
     let mut rng = Rng::new(0x7a05_e5ed);
-    let cases: Vec<Case> = (0..240).map(|i| random_case(&mut rng, i)).collect();
+    let cases: Vec<Case> = (0..SWEEP_CASES).map(|i| random_case(&mut rng, i)).collect();
     let has = |f: &dyn Fn(&Case) -> bool| cases.iter().any(f);
     for s in 1..=4 {
         assert!(has(&|c| c.params.stride.0 == s), "stride {s}");

@@ -293,15 +293,31 @@ fn assert_no_failures(failures: &[String], cases: usize) {
     );
 }
 
+const SWEEP_CASES: usize = 90;
+
+// The sweep runs as two tests, the even and the odd cases, each on its own
+// engine so that their kernels compile in parallel (see `shard_engine`).
 #[test]
-fn upsample_conv_sweep_matches_reference() {
-    let engine = gpu_or_skip!();
+fn upsample_conv_sweep_matches_reference_even() {
+    upsample_conv_sweep(0);
+}
+
+#[test]
+fn upsample_conv_sweep_matches_reference_odd() {
+    upsample_conv_sweep(1);
+}
+
+fn upsample_conv_sweep(shard: usize) {
+    let engine = gpu_or_skip!(shard);
     let mut rng = Rng::new(0x0c0a_5ed0);
-    const CASES: usize = 90;
     let mut failures = Vec::new();
-    for i in 0..CASES {
+    for i in 0..SWEEP_CASES {
+        // Every case's draws, so that each shard sees the same cases and data.
         let case = random_case(&mut rng, i);
         let d = data(&mut rng, &case);
+        if i % common::SHARDS != shard {
+            continue;
+        }
         let l = layer(engine, &case, &d);
         let y = l
             .forward(
@@ -314,13 +330,13 @@ fn upsample_conv_sweep_matches_reference() {
         assert_eq!(shape.conv.h_in, shape.upsample.h_out);
         check_case(engine, &l, &case, &d, &y, &mut failures);
     }
-    assert_no_failures(&failures, CASES);
+    assert_no_failures(&failures, SWEEP_CASES / common::SHARDS);
 }
 
 #[test]
 fn upsample_conv_sweep_covers_every_kind() {
     let mut rng = Rng::new(0x0c0a_5ed0);
-    let cases: Vec<Case> = (0..90)
+    let cases: Vec<Case> = (0..SWEEP_CASES)
         .map(|i| {
             let c = random_case(&mut rng, i);
             data(&mut rng, &c); // keep the draw sequence identical to the sweep
@@ -551,7 +567,8 @@ fn random_sub_pixel_case(rng: &mut Rng, i: usize) -> Case {
 /// under the same tolerance, and through `record_into` too.
 #[test]
 fn sub_pixel_sweep_matches_reference() {
-    let engine = gpu_or_skip!();
+    // On the second engine, beside the first shard of the sweep above.
+    let engine = gpu_or_skip!(1);
     let mut rng = Rng::new(0x5b_91c5);
     const CASES: usize = 60;
     let cases: Vec<Case> = (0..CASES)

@@ -26,24 +26,47 @@ pub fn own_engine() -> Engine {
 /// GPU (CI sets it, so CI can never pass by skipping).
 pub fn engine() -> Option<&'static Engine> {
     static ENGINE: OnceLock<Option<Engine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| match Engine::with_options(&options()) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                if std::env::var("WGCONV_REQUIRE_GPU").as_deref() == Ok("1") {
-                    panic!("WGCONV_REQUIRE_GPU=1 but no GPU: {e}");
-                }
-                None
-            }
-        })
-        .as_ref()
+    init(&ENGINE)
 }
 
-/// Gets the engine or returns from the test, printing that it was skipped.
+/// The engine for shard `shard` (0 or 1) of a sweep split in two: shard 0
+/// runs on the shared engine, shard 1 on a second one. Each engine is its own
+/// device, and lavapipe compiles a device's kernels on that device's queue
+/// thread, so the two shards' compiles (most of a sweep's time) run on two
+/// cores instead of queueing on one.
+pub fn shard_engine(shard: usize) -> Option<&'static Engine> {
+    static SECOND: OnceLock<Option<Engine>> = OnceLock::new();
+    match shard {
+        0 => engine(),
+        _ => init(&SECOND),
+    }
+}
+
+fn init(cell: &'static OnceLock<Option<Engine>>) -> Option<&'static Engine> {
+    cell.get_or_init(|| match Engine::with_options(&options()) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            if std::env::var("WGCONV_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("WGCONV_REQUIRE_GPU=1 but no GPU: {e}");
+            }
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// The number of shards a sweep split with [`shard_engine`] runs as.
+pub const SHARDS: usize = 2;
+
+/// Gets the engine (with an argument: the shard's, see [`shard_engine`]) or
+/// returns from the test, printing that it was skipped.
 #[macro_export]
 macro_rules! gpu_or_skip {
     () => {
-        match common::engine() {
+        $crate::gpu_or_skip!(0)
+    };
+    ($shard:expr) => {
+        match common::shard_engine($shard) {
             Some(e) => e,
             None => {
                 eprintln!(
