@@ -842,7 +842,17 @@ fn vec4_input(
     fits: bool,
     adapter: &AdapterProfile,
 ) -> Option<u32> {
-    let a = (4 - shape.padding.left % 4) % 4;
+    vec4_input_at(shape, offs, fits, (4 - shape.padding.left % 4) % 4, adapter)
+}
+
+/// [`vec4_input`] with the first column at position `a` of its vec4.
+fn vec4_input_at(
+    shape: &Conv2dShape,
+    offs: &[u32],
+    fits: bool,
+    a: u32,
+    adapter: &AdapterProfile,
+) -> Option<u32> {
     (fits
         && shape.w_in.is_multiple_of(4)
         && adapter.storage_align.is_multiple_of(16)
@@ -901,8 +911,8 @@ pub fn transposed_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterPr
 /// `TransposedSpec::shifted_offsets`) with `q0` a multiple of `pix`; so with
 /// `pix` a multiple of 4 the first sits at the fixed position
 /// `a = (pad_left / S_W + first) mod 4` of its vec4. The other conditions
-/// are [`vec4_input`]'s: rows a multiple of 4 floats, 16-byte windows, fewer
-/// vec4s than scalars (`tconv4`: 10 columns in 4 vec4s).
+/// are [`vec4_input_at`]'s: rows a multiple of 4 floats, 16-byte windows,
+/// fewer vec4s than scalars (`tconv4`: 10 columns in 4 vec4s).
 pub fn transposed_vec4_input(
     shape: &Conv2dShape,
     pix: u32,
@@ -920,11 +930,7 @@ pub fn transposed_vec4_input(
     };
     let (first, rel) = spec.shifted_offsets();
     let a = (i64::from(shape.padding.left / shape.stride_w) + first).rem_euclid(4) as u32;
-    (pix.is_multiple_of(4)
-        && shape.w_in.is_multiple_of(4)
-        && adapter.storage_align.is_multiple_of(16)
-        && crate::codegen::vec4_slots(&rel, a).len() < rel.len())
-    .then_some(a)
+    vec4_input_at(shape, &rel, pix.is_multiple_of(4), a, adapter)
 }
 
 /// Whether a `conv2d_depthwise` tile of `pix` columns stores each of its
