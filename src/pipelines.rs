@@ -57,6 +57,10 @@ pub enum Kernel {
     /// `shaders/winograd_output.wgsl`: the output transform of Winograd
     /// F(m×m, 3×3), with bias and activation, 4 tiles per invocation.
     WinogradOutput,
+    /// `shaders/phase_scatter.wgsl`: writes one phase of a sub-pixel
+    /// transposed convolution into its strided output pixels (see
+    /// [`crate::ops::sub_pixel`]), one element per invocation.
+    PhaseScatter,
 }
 
 /// The bind-group layout a kernel's module declares.
@@ -78,7 +82,7 @@ pub enum Bindings {
 
 impl Kernel {
     /// Every kernel, in declaration order.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Conv2dDirect,
         Kernel::Conv2dTiled,
         Kernel::Conv2dDepthwise,
@@ -91,6 +95,7 @@ impl Kernel {
         Kernel::GlobalAvgPool,
         Kernel::WinogradInput,
         Kernel::WinogradOutput,
+        Kernel::PhaseScatter,
     ];
 
     /// The kernel families that can run any forward convolution (what
@@ -117,6 +122,7 @@ impl Kernel {
             Kernel::GlobalAvgPool => "global_avg_pool",
             Kernel::WinogradInput => "winograd_input",
             Kernel::WinogradOutput => "winograd_output",
+            Kernel::PhaseScatter => "phase_scatter",
         }
     }
 
@@ -137,9 +143,11 @@ impl Kernel {
     /// The bind-group layout of the kernel's module.
     pub fn bindings(self) -> Bindings {
         match self {
-            Kernel::Upsample | Kernel::Pool2d | Kernel::GlobalAvgPool | Kernel::WinogradInput => {
-                Bindings::Unary
-            }
+            Kernel::Upsample
+            | Kernel::Pool2d
+            | Kernel::GlobalAvgPool
+            | Kernel::WinogradInput
+            | Kernel::PhaseScatter => Bindings::Unary,
             Kernel::Add | Kernel::WinogradOutput => Bindings::Binary,
             Kernel::Conv2dTiled => Bindings::ConvUniformWeight,
             _ => Bindings::Conv,
@@ -161,6 +169,7 @@ impl Kernel {
             Kernel::GlobalAvgPool => include_str!("../shaders/global_avg_pool.wgsl"),
             Kernel::WinogradInput => include_str!("../shaders/winograd_input.wgsl"),
             Kernel::WinogradOutput => include_str!("../shaders/winograd_output.wgsl"),
+            Kernel::PhaseScatter => include_str!("../shaders/phase_scatter.wgsl"),
         }
     }
 }
@@ -382,7 +391,8 @@ impl KernelKey {
             | Kernel::Conv2dShared
             | Kernel::Add
             | Kernel::Pool2d
-            | Kernel::GlobalAvgPool => Ok(out),
+            | Kernel::GlobalAvgPool
+            | Kernel::PhaseScatter => Ok(out),
         }
     }
 }

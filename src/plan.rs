@@ -126,6 +126,29 @@ pub fn winograd_tile(
     }
 }
 
+/// Whether a transposed layer runs in sub-pixel form (its `stride_h·stride_w`
+/// phases as forward convolutions, see [`crate::ops::sub_pixel`]) where it
+/// has one: `choice` if given; by default on CPU adapters for layers with at
+/// least 16 channels in and out per group whose kernel is a multiple of the
+/// stride, so that every phase has the same sub-kernel size. Measured on
+/// lavapipe (medians of 10 alternated processes): tconv4 (4×4, stride 2)
+/// 57.6 → 44.3 ms with the phases on `conv2d_tiled`, first result with an
+/// empty shader cache 0.92 → 1.2 s; tconv3 (3×3, stride 2: phases of 1×1,
+/// 1×2, 2×1 and 2×2 taps) only 36.9 → 35.4 ms for a first result of 1.7–2.9 s
+/// against 0.85 s (four more kernels to compile), so it keeps the gather.
+/// Nowhere else by default: unmeasured on GPUs.
+pub fn sub_pixel(sig: &LayerSig, adapter: &AdapterProfile, choice: Option<bool>) -> bool {
+    let (s_h, s_w) = sig.stride;
+    sig.kind == ConvKind::Transposed
+        && choice.unwrap_or(
+            adapter.device_type == wgpu::DeviceType::Cpu
+                && sig.c_in_per_group >= 16
+                && sig.c_out_per_group >= 16
+                && sig.k_h.is_multiple_of(s_h.max(1))
+                && sig.k_w.is_multiple_of(s_w.max(1)),
+        )
+}
+
 /// The pipeline keys of a layer `shape` in Winograd form F(m×m, 3×3):
 /// `winograd_input`, the GEMM's (a 1×1 convolution with `α²` groups over
 /// rows of `row` tiles; its key does not depend on the number of rows) and
@@ -460,7 +483,8 @@ pub fn plan_pool2d(shape: &Pool2dShape) -> Plan {
 }
 
 /// Every pipeline key the weightless network ops can plan: [`plan_add`],
-/// [`plan_pool2d`] in each [`PoolMode`] and [`plan_global_avg_pool`] (their
+/// [`plan_pool2d`] in each [`PoolMode`], [`plan_global_avg_pool`] and
+/// [`plan_phase_scatter`] (their
 /// keys do not depend on the shape).
 pub fn network_op_keys() -> Vec<KernelKey> {
     let mut keys = vec![plan_add(1).key];
@@ -471,7 +495,15 @@ pub fn network_op_keys() -> Vec<KernelKey> {
         });
     }
     keys.push(plan_global_avg_pool(1).key);
+    keys.push(plan_phase_scatter(1, MAX_GROUPS_PER_DIM).key);
     keys
+}
+
+/// Plans the scatter of one sub-pixel phase of `len` elements into its
+/// output ([`Kernel::PhaseScatter`]), one element per invocation on a 2-D
+/// grid like [`plan_upsample`]'s, at most `max_dim` workgroups wide.
+pub fn plan_phase_scatter(len: usize, max_dim: u32) -> Plan {
+    flat_plan_within(KernelKey::plain(Kernel::PhaseScatter), len as u64, max_dim)
 }
 
 /// Plans a global average pooling of `planes` (= n·c) planes:
@@ -548,7 +580,8 @@ pub fn tile_candidates(
         | Kernel::Pool2d
         | Kernel::GlobalAvgPool
         | Kernel::WinogradInput
-        | Kernel::WinogradOutput => &[],
+        | Kernel::WinogradOutput
+        | Kernel::PhaseScatter => &[],
         Kernel::Conv2dDepthwise => &[(8, 1), (8, 2), (8, 4), (4, 4), (4, 2), (16, 2)],
         Kernel::Conv2dTiled | Kernel::ConvTranspose2d => &[(2, 1), (4, 1), (8, 1)],
         Kernel::Conv2dShared => &[],
@@ -606,7 +639,8 @@ pub fn plan_with(
         | Kernel::Pool2d
         | Kernel::GlobalAvgPool
         | Kernel::WinogradInput
-        | Kernel::WinogradOutput => Plan {
+        | Kernel::WinogradOutput
+        | Kernel::PhaseScatter => Plan {
             key: KernelKey::plain(Kernel::Conv2dDirect),
             layout,
             groups: [

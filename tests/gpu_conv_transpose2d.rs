@@ -8,7 +8,7 @@ use common::Rng;
 use wgconv::reference::{self, compare, Tolerance};
 use wgconv::{
     Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2d, ConvTranspose2dParams, Engine,
-    Error, GpuTensor, Padding,
+    Error, GpuTensor, LayerOptions, Padding,
 };
 
 #[derive(Debug, Clone)]
@@ -100,17 +100,32 @@ fn random_case(rng: &mut Rng, i: usize) -> Case {
 }
 
 fn run(engine: &Engine, rng: &mut Rng, case: &Case) -> Result<Vec<f32>, String> {
+    run_with(engine, rng, case, None).map(|(y, _)| y)
+}
+
+/// Runs `case` with `LayerOptions::sub_pixel = sub_pixel` against the
+/// reference; also returns whether the layer ran in sub-pixel form.
+fn run_with(
+    engine: &Engine,
+    rng: &mut Rng,
+    case: &Case,
+    sub_pixel: Option<bool>,
+) -> Result<(Vec<f32>, bool), String> {
     let shape = Conv2dShape::conv_transpose2d(case.input, case.weight, None, &case.params).unwrap();
     let x = rng.vec(shape.input_len());
     let w = rng.vec(shape.weight_len());
     let b = case.bias.then(|| rng.vec(shape.c_out as usize));
-    let layer = ConvTranspose2d::new(
+    let layer = ConvTranspose2d::with_options(
         engine,
         &w,
         case.weight,
         b.as_deref(),
         case.params,
         case.activation,
+        LayerOptions {
+            sub_pixel,
+            ..LayerOptions::default()
+        },
     )
     .unwrap();
     let gpu = layer
@@ -121,10 +136,10 @@ fn run(engine: &Engine, rng: &mut Rng, case: &Case) -> Result<Vec<f32>, String> 
     let r = reference::conv(&shape, &x, &w, b.as_deref(), case.activation).unwrap();
     let cmp = compare(&r, case.activation, &gpu, Tolerance::F32Accumulation).unwrap();
     if cmp.passed {
-        Ok(gpu)
+        Ok((gpu, layer.sub_pixel_on(engine, case.input).unwrap()))
     } else {
-        let key = layer.plan_for(case.input).unwrap().key;
-        Err(format!("{case:?} on {key}: {cmp}"))
+        let kernel = layer.kernel_name(engine, case.input).unwrap();
+        Err(format!("{case:?} on {kernel}: {cmp}"))
     }
 }
 
@@ -165,6 +180,86 @@ fn random_sweep(shard: usize) {
         SWEEP_CASES / common::SHARDS,
         failures.join("\n")
     );
+}
+
+/// The sub-pixel form (each output phase a forward convolution, then a
+/// scatter) on every third sweep case, forced: it runs wherever the layer
+/// has that form (no dilation, a stride above 1, non-negative phase
+/// paddings) and the output has a row and column in every phase, and
+/// matches the reference.
+#[test]
+fn sub_pixel_sweep_matches_reference() {
+    // On the second engine, beside the odd shard of the sweep.
+    let engine = gpu_or_skip!(1);
+    let mut cases = Rng::new(0x7a05_e5ed);
+    let mut rng = Rng::new(0x5b_7a05);
+    let mut failures = Vec::new();
+    let (mut ran, mut expected) = (0, 0);
+    for i in 0..SWEEP_CASES {
+        let case = random_case(&mut cases, i);
+        if i % 3 != 0 {
+            continue;
+        }
+        let [_, _, k_h, k_w] = case.weight;
+        let shape =
+            Conv2dShape::conv_transpose2d(case.input, case.weight, None, &case.params).unwrap();
+        let (s_h, s_w) = case.params.stride;
+        let every_phase = shape.h_out >= s_h && shape.w_out >= s_w;
+        let form = wgconv::ops::sub_pixel::phases(&case.params, k_h as u32, k_w as u32).is_some();
+        match run_with(engine, &mut rng, &case, Some(true)) {
+            Ok((_, sub)) => {
+                assert_eq!(sub, form && every_phase, "{case:?}");
+                ran += usize::from(sub);
+                expected += usize::from(form);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        ran >= 15 && ran * 10 >= expected * 8,
+        "{ran} of {expected} ran sub-pixel"
+    );
+}
+
+/// The suite's transposed layers at a quarter of their channels: `tconv4`
+/// (a 4×4 kernel, stride 2) runs in sub-pixel form by default on a CPU
+/// adapter, `tconv3` (3×3: phases of unequal sizes) keeps the gather unless
+/// asked; every form matches the reference.
+#[test]
+fn sub_pixel_by_default_where_every_phase_is_the_same_size() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0x5b_5e7);
+    let cpu = engine.info().device_type == wgpu::DeviceType::Cpu;
+    let cases = [
+        Case {
+            input: [1, 32, 8, 8],
+            weight: [32, 16, 4, 4],
+            params: ConvTranspose2dParams::default()
+                .stride(2, 2)
+                .padding(Padding::uniform(1)),
+            bias: true,
+            activation: Activation::Relu,
+        },
+        Case {
+            input: [1, 16, 8, 8],
+            weight: [16, 16, 3, 3],
+            params: ConvTranspose2dParams::default()
+                .stride(2, 2)
+                .padding(Padding::uniform(1))
+                .output_padding(1, 1),
+            bias: true,
+            activation: Activation::None,
+        },
+    ];
+    for (case, default) in cases.iter().zip([cpu, false]) {
+        let (_, sub) = run_with(engine, &mut rng, case, None).unwrap();
+        assert_eq!(sub, default, "{case:?}");
+        let (_, forced) = run_with(engine, &mut rng, case, Some(true)).unwrap();
+        assert!(forced, "{case:?}");
+        let (_, gather) = run_with(engine, &mut rng, case, Some(false)).unwrap();
+        assert!(!gather, "{case:?}");
+    }
 }
 
 /// Where `S_W·PIX` output columns are whole aligned vec4s of rows of a

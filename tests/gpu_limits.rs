@@ -133,11 +133,13 @@ fn data(c: &Case) -> Data {
 
 /// Runs the case on `engine`: output and chunking report. The direct
 /// kernels only (`winograd_slabs_fold_and_fall_back` covers the Winograd
-/// form under the same limits).
+/// form under the same limits, `sub_pixel_falls_back_to_the_gather` the
+/// sub-pixel form of transposed layers).
 fn run_on(engine: &Engine, c: &Case, d: &Data) -> wgconv::Result<(Vec<f32>, Chunking)> {
     let opts = LayerOptions {
         force_kernel: c.kernel,
         winograd: Some(Winograd::Off),
+        sub_pixel: Some(false),
         ..LayerOptions::default()
     };
     let x = GpuTensor::upload(engine, &d.x, c.input)?;
@@ -488,6 +490,56 @@ fn trusted_modules_compute_the_same_bits() {
     for c in cases {
         let s = same_as_unchunked(e, &c);
         assert_ne!(s.level, ChunkLevel::Whole, "{c:?}");
+    }
+}
+
+/// The sub-pixel form of a transposed layer under small limits: its phase
+/// convolutions chunk like any forward layer, but its scatters bind the
+/// whole output, so an output larger than one binding runs on the gather
+/// kernel (chunked) instead; both match the reference, and where the
+/// output fits the sub-pixel form runs with folded dispatches.
+#[test]
+fn sub_pixel_falls_back_to_the_gather() {
+    let _ = gpu_or_skip!();
+    let _serial = serial();
+    let p = ConvTranspose2dParams::default()
+        .stride(2, 2)
+        .padding(Padding::uniform(1));
+    // An output of 16·144·144 floats (1.3 MiB) past the 1 MiB binding; one of
+    // 16·16·16 whose scatters fit 8×8 workgroups.
+    for (c, engine, sub) in [
+        (tcase([1, 16, 72, 72], [16, 16, 4, 4], p), chunking(), false),
+        (
+            tcase([1, 16, 72, 72], [16, 16, 4, 4], p),
+            common::engine().expect("engine"),
+            true,
+        ),
+        (tcase([1, 16, 8, 8], [16, 16, 4, 4], p), folding(), true),
+        (tcase([1, 16, 9, 8], [16, 16, 4, 4], p), folding(), false),
+    ] {
+        let d = data(&c);
+        let Op::Transposed(params) = c.op else {
+            unreachable!("transposed cases")
+        };
+        let l = ConvTranspose2d::with_options(
+            engine,
+            &d.w,
+            c.weight,
+            Some(&d.b),
+            params,
+            c.activation,
+            LayerOptions {
+                sub_pixel: Some(true),
+                ..LayerOptions::default()
+            },
+        )
+        .expect("layer");
+        assert_eq!(l.sub_pixel_on(engine, c.input).unwrap(), sub, "{c:?}");
+        let x = GpuTensor::upload(engine, &d.x, c.input).unwrap();
+        let y = l.forward(engine, &x).unwrap().read(engine).unwrap();
+        let r = reference::conv(&c.shape(), &d.x, &d.w, Some(&d.b), c.activation).unwrap();
+        let cmp = compare(&r, c.activation, &y, Tolerance::F32Accumulation).unwrap();
+        assert!(cmp.passed, "{c:?}: {cmp}");
     }
 }
 

@@ -56,4 +56,8 @@ impl OpParams for ConvTranspose2dParams {
             dilation: self.dilation,
         }
     }
+
+    fn transposed(&self) -> Option<ConvTranspose2dParams> {
+        Some(*self)
+    }
 }

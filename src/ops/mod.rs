@@ -11,6 +11,7 @@ pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod eltwise;
 pub mod pool;
+pub mod sub_pixel;
 pub mod upsample;
 pub mod upsample_conv2d;
 pub mod winograd;
@@ -627,6 +628,10 @@ pub trait OpParams: Copy + std::fmt::Debug + Send + Sync + 'static {
     fn nominal_input(&self, weight: [usize; 4]) -> [usize; 4];
     /// The layer signature the planner needs.
     fn sig(&self, weight: [usize; 4]) -> crate::plan::LayerSig;
+    /// The transposed convolution's parameters, for a transposed op.
+    fn transposed(&self) -> Option<crate::geometry::ConvTranspose2dParams> {
+        None
+    }
 }
 
 /// Options for building a layer.
@@ -648,6 +653,10 @@ pub struct LayerOptions {
     /// ([`plan::winograd_tile`]), which never picks it when `force_kernel`
     /// is set.
     pub winograd: Option<plan::Winograd>,
+    /// Run (`Some(true)`) or never run (`Some(false)`) a transposed layer
+    /// that has a sub-pixel form ([`sub_pixel`]) in it; `None`: the
+    /// planner's choice ([`plan::sub_pixel`]). Ignored for forward layers.
+    pub sub_pixel: Option<bool>,
 }
 
 /// A convolution layer ([`conv2d::Conv2d`] or
@@ -668,6 +677,7 @@ pub struct ConvLayer<P: OpParams> {
     /// Winograd layer only when a shape does not fit the Winograd form.
     core: OnceLock<LayerCore>,
     winograd: Option<Box<winograd::WinogradExec>>,
+    sub_pixel: Option<Box<sub_pixel::SubPixelExec>>,
 }
 
 impl<P: OpParams> ConvLayer<P> {
@@ -740,8 +750,15 @@ impl<P: OpParams> ConvLayer<P> {
                 )?)),
                 None => None,
             };
+        let sub_pixel = match params.transposed() {
+            Some(t) if plan::sub_pixel(&sig, &profile, options.sub_pixel) => {
+                sub_pixel::SubPixelExec::new(engine, weight, weight_shape, bias, &t, activation)?
+                    .map(Box::new)
+            }
+            _ => None,
+        };
         let core = OnceLock::new();
-        if winograd.is_none() {
+        if winograd.is_none() && sub_pixel.is_none() {
             let _ = core.set(Self::upload_core(
                 engine, &profile, options, weight, &sig, layout, bias, activation,
             )?);
@@ -757,6 +774,7 @@ impl<P: OpParams> ConvLayer<P> {
             layout,
             core,
             winograd,
+            sub_pixel,
         })
     }
 
@@ -811,6 +829,25 @@ impl<P: OpParams> ConvLayer<P> {
         self.winograd.as_deref().filter(|w| w.fits(engine, shape))
     }
 
+    /// The sub-pixel form, if this layer runs `shape` in it.
+    fn sub_pixel_for(
+        &self,
+        engine: &Engine,
+        shape: &Conv2dShape,
+    ) -> Option<&sub_pixel::SubPixelExec> {
+        self.sub_pixel.as_deref().filter(|s| s.fits(engine, shape))
+    }
+
+    /// Whether this layer runs `input` in sub-pixel form (a transposed layer
+    /// as forward convolutions of its phases, see [`sub_pixel`]).
+    ///
+    /// # Errors
+    /// As [`ConvLayer::shape_for`].
+    pub fn sub_pixel_on(&self, engine: &Engine, input: [usize; 4]) -> Result<bool> {
+        let shape = self.shape_for(input)?;
+        Ok(self.sub_pixel_for(engine, &shape).is_some())
+    }
+
     /// The Winograd tile size `m` this layer runs `input` with on `engine`
     /// (F(m×m, 3×3)), or `None` for the direct kernels.
     ///
@@ -829,6 +866,9 @@ impl<P: OpParams> ConvLayer<P> {
     /// As [`ConvLayer::shape_for`].
     pub fn kernel_name(&self, engine: &Engine, input: [usize; 4]) -> Result<String> {
         let shape = self.shape_for(input)?;
+        if let Some(s) = self.sub_pixel_for(engine, &shape) {
+            return s.kernel_name(engine, input);
+        }
         match self.winograd_for(engine, &shape) {
             Some(w) => w.kernel_name(engine, &shape),
             None => Ok(self.plan_on(engine, input)?.key.to_string()),
@@ -906,6 +946,7 @@ impl<P: OpParams> ConvLayer<P> {
     pub fn gpu_bytes(&self) -> u64 {
         self.core.get().map_or(0, LayerCore::gpu_bytes)
             + self.winograd.as_ref().map_or(0, |w| w.gpu_bytes())
+            + self.sub_pixel.as_ref().map_or(0, |s| s.gpu_bytes())
     }
 
     /// Resolves this layer against an input shape.
@@ -1110,6 +1151,9 @@ impl<P: OpParams> ConvLayer<P> {
     ) -> Result<()> {
         if let Some(w) = self.winograd_for(engine, shape) {
             return w.record(engine, encoder, shape, input, output);
+        }
+        if let Some(s) = self.sub_pixel_for(engine, shape) {
+            return s.record(engine, encoder, shape, input, output);
         }
         let plan = self.plan_recorded(engine, shape, input)?;
         debug_assert_eq!(plan.layout, self.layout);
