@@ -285,7 +285,6 @@ impl SubPixelExec {
     ) -> Result<()> {
         for p in &self.phases {
             let y = p.scratch(engine, input.shape())?;
-            p.conv.record_into(engine, encoder, input, &y)?;
             let [_, _, h_ph, w_ph] = y.shape();
             // The phase's pixels are exactly the output's (s_h·i + a, s_w·j + b).
             let rows = |len: u32, s: u32, a: u32| (len.saturating_sub(a)).div_ceil(s) as usize;
@@ -301,6 +300,7 @@ impl SubPixelExec {
                     actual: h_ph as u64,
                 });
             }
+            p.conv.record_into(engine, encoder, input, &y)?;
             let plan = plan::plan_phase_scatter(
                 y.len(),
                 engine.limits().max_compute_workgroups_per_dimension,
