@@ -70,6 +70,10 @@ const VA: u32 = 0u;
 // VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each
 // channel's 4 neighbouring pixels as one aligned vec4 (see plan::tiled_vec4_output).
 const VOUT: u32 = 0u;
+// SG > 0: the device runs subgroups of exactly SG invocations, and the generated form reads
+// each weight once per subgroup and broadcasts it (see plan::subgroup_weights); the loop
+// form below reads them directly.
+const SG: u32 = 0u;
 const ACT: u32 = 0u;
 // specialise:end
 

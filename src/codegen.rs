@@ -52,6 +52,10 @@ pub struct TiledSpec {
     /// neighbouring pixels are stored (and reloaded) as one aligned vec4
     /// (`VOUT`; the host's conditions are in `plan::tiled_vec4_output`).
     pub vout: bool,
+    /// `Some(s)`: the device runs subgroups of exactly `s` invocations, and
+    /// the weights are read through them (`SG`; see [`subgroup_weights`] and
+    /// `plan::subgroup_weights`).
+    pub sg: Option<u32>,
 }
 
 impl TiledSpec {
@@ -104,6 +108,73 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let item = min(flat, p.x_end - 1u);
     let n = p.z0 + lw.z;
 ";
+
+/// [`PROLOGUE`] for a kernel that reads its weights through subgroups
+/// ([`subgroup_weights`]): every lane of a subgroup must reach the
+/// broadcasts, so a subgroup exits only when all its lanes are past the end;
+/// in the others, lanes past the end (`live` false) compute the last item
+/// and store nothing. Lanes of a workgroup need not be consecutive in a
+/// subgroup for this to hold.
+const SG_PROLOGUE: &str = "@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
+    let lw = logical_wid(wid);
+    if lw.z >= p.grid_z {
+        return;
+    }
+    let flat = p.x0 + lw.x * WG + lid;
+    if subgroupAll(flat >= p.x_end) {
+        return;
+    }
+    let live = flat < p.x_end;
+    let item = min(flat, p.x_end - 1u);
+    let n = p.z0 + lw.z;
+";
+
+/// Loads of the `count` consecutive weights `{base} + i` (`i < count`) that
+/// every invocation of a subgroup of `sg` lanes needs, as `{name}{i}`.
+/// Where a weight index is the same for the whole workgroup, Mesa 22's
+/// llvmpipe still gathers it lane by lane: it takes the scalar path only for
+/// offsets built from constants and push constants, not for ones computed
+/// from the workgroup id or a loop counter. So here lane `l` loads weight
+/// `s·j + l` (one gather brings `sg` different weights), and
+/// `subgroupBroadcast` hands each to every lane (on llvmpipe an element
+/// extract and a broadcast). Measured on lavapipe in `conv2d_tiled`, against
+/// the plain loads (medians of 4 alternated processes of `wgconv bench`,
+/// `WGCONV_SUBGROUPS=0` / `1`): stem7 28.2 → 18.8 ms, r3x3s2 42.5 → 30.6,
+/// pw 13.6 → 10.1, tconv4 47.0 → 33.8, aspp12 131.6 → 108.7, b8 88.9 →
+/// 77.1, r3x3 16.8 → 14.5, grp32 8.4 → 7.2, ctx8 20.3 → 18.6. In
+/// `conv2d_depthwise` (9 weights per channel) it made no difference beyond
+/// noise over 8 alternations, so that kernel keeps its plain loads. Fewer
+/// gathers also compile faster: first result with an empty shader cache
+/// (two alternations) pw 0.57/0.56 → 0.42/0.52 s, stem7 1.25/1.06 →
+/// 0.87/0.84 s, r3x3s2 1.69/1.80 → 1.50/1.21 s, tconv4 unchanged.
+/// Every lane of the subgroup must be active (see [`SG_PROLOGUE`]).
+pub(crate) fn subgroup_weights(
+    name: &str,
+    base: &str,
+    count: u32,
+    sg: u32,
+    indent: &str,
+) -> String {
+    let mut s = String::new();
+    for j in 0..count.div_ceil(sg) {
+        let last = (count - sg * j).min(sg) - 1;
+        let _ = writeln!(
+            s,
+            "{indent}let {name}l{j} = weight[{base} + {}u + min(sl, {last}u)];",
+            sg * j
+        );
+    }
+    for i in 0..count {
+        let _ = writeln!(
+            s,
+            "{indent}let {name}{i} = subgroupBroadcast({name}l{}, {}u);",
+            i / sg,
+            i % sg
+        );
+    }
+    s
+}
 
 /// Reads the `u32` constants of a specialised module (`const NAME: u32 = Vu;`).
 pub(crate) fn read_consts(src: &str) -> BTreeMap<String, u32> {
@@ -199,7 +270,13 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         offs.iter().position(|&v| v == o).unwrap_or(0)
     };
     let mut s = String::new();
-    s.push_str(PROLOGUE);
+    s.push_str(if spec.sg.is_some() {
+        SG_PROLOGUE
+    } else {
+        PROLOGUE
+    });
+    // With subgroups, lanes past the end compute but do not store.
+    let live = if spec.sg.is_some() { "live && " } else { "" };
     let mut line = |text: &str| {
         s.push_str(text);
         s.push('\n');
@@ -288,8 +365,17 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("    var w_at = (cb * cpg + p.ci0) * taps * COB4 - p.w_base;");
     // Kernel rows whose input row lies inside the image: kh in [kh_lo, kh_end). Lanes
     // that share an output row share the range, so padding rows cost no work.
-    line("    let kh_lo = (u32(max(-ih0, 0)) + p.dil_h - 1u) / p.dil_h;");
-    line("    let kh_end = select(0u, min(p.k_h, u32(hin - 1 - ih0) / p.dil_h + 1u), ih0 < hin);");
+    let lo = "(u32(max(-ih0, 0)) + p.dil_h - 1u) / p.dil_h";
+    let end = "select(0u, min(p.k_h, u32(hin - 1 - ih0) / p.dil_h + 1u), ih0 < hin)";
+    if spec.sg.is_some() {
+        // The broadcasts need the whole subgroup in the loop: it runs over the union of
+        // the lanes' ranges, and a lane's rows outside the image read zeros.
+        line(&format!("    let kh_lo = subgroupMin({lo});"));
+        line(&format!("    let kh_end = subgroupMax({end});"));
+    } else {
+        line(&format!("    let kh_lo = {lo};"));
+        line(&format!("    let kh_end = {end};"));
+    }
     line("    for (var ci = p.ci0; ci < p.ci1; ci++) {");
     if spec.kh1 {
         line("        if kh_lo < kh_end {");
@@ -297,15 +383,29 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     } else {
         line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
     }
-    line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in - p.in_base;");
-    line(row_loads(&offs, spec.vin, "", "            ").trim_end());
+    if spec.sg.is_some() {
+        line("            let ih = ih0 + i32(kh * p.dil_h);");
+        line("            let rv = ih >= 0 && ih < hin;");
+        line("            let row = x_plane + u32(clamp(ih, 0, hin - 1)) * p.w_in - p.in_base;");
+        line(row_loads(&offs, spec.vin, "rv && ", "            ").trim_end());
+    } else {
+        line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in - p.in_base;");
+        line(row_loads(&offs, spec.vin, "", "            ").trim_end());
+    }
     line("            let wb = w_at + kh * (K_W * COB4);");
+    if let Some(sg) = spec.sg {
+        line(subgroup_weights("ws", "wb", k_w * cob4, sg, "            ").trim_end());
+    }
     for kw in 0..k_w {
         for c in 0..cob4 {
-            line(&format!(
-                "            let w{kw}_{c} = weight[wb + {}u];",
-                kw * cob4 + c
-            ));
+            if spec.sg.is_some() {
+                line(&format!("            let w{kw}_{c} = ws{};", kw * cob4 + c));
+            } else {
+                line(&format!(
+                    "            let w{kw}_{c} = weight[wb + {}u];",
+                    kw * cob4 + c
+                ));
+            }
             for px in 0..pix {
                 line(&format!(
                     "            a{px}_{c} = fma(vec4<f32>(x{}), w{kw}_{c}, a{px}_{c});",
@@ -351,7 +451,7 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
                     .map(|i| value(&format!("a{}_0.{comp}", 4 * k + i)))
                     .collect();
                 line(&format!(
-                    "            if ow0 + {}u < p.w_out {{ output[(ob + co{j} * oplane) / 4u + {k}u] = vec4<f32>({}); }}",
+                    "            if {live}ow0 + {}u < p.w_out {{ output[(ob + co{j} * oplane) / 4u + {k}u] = vec4<f32>({}); }}",
                     4 * k,
                     v.join(", ")
                 ));
@@ -359,7 +459,7 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         } else {
             for px in 0..pix {
                 line(&format!(
-                    "            if ow0 + {}u < p.w_out {{ output[o{px} + co{j} * oplane] = {}; }}",
+                    "            if {live}ow0 + {}u < p.w_out {{ output[o{px} + co{j} * oplane] = {}; }}",
                     px * q,
                     value(&format!("a{px}_0.{comp}"))
                 ));
@@ -765,6 +865,7 @@ mod tests {
             segs: false,
             vin: None,
             vout: false,
+            sg: None,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -783,6 +884,7 @@ mod tests {
             segs: false,
             vin: None,
             vout: false,
+            sg: None,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -797,6 +899,7 @@ mod tests {
             segs: false,
             vin: None,
             vout: false,
+            sg: None,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }

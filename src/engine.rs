@@ -45,6 +45,11 @@ pub struct EngineOptions {
     /// [`crate::pipelines`]). `None` means `WGCONV_RUNTIME_CHECKS` (`1` on,
     /// `0` off) if set, else on in debug builds and off in release builds.
     pub runtime_checks: Option<bool>,
+    /// Whether kernels may use subgroup operations where the adapter offers
+    /// them (`Features::SUBGROUP`) at one fixed subgroup size (see
+    /// [`crate::plan::AdapterProfile::subgroup_size`]). `None` means
+    /// `WGCONV_SUBGROUPS` (`1` on, `0` off) if set, else on.
+    pub subgroups: Option<bool>,
 }
 
 /// One adapter as wgpu reports it.
@@ -58,6 +63,29 @@ pub struct AdapterReport {
     pub features: wgpu::Features,
     /// Whether the engine would pick it.
     pub selected: bool,
+}
+
+impl AdapterReport {
+    /// What the planner would know of this adapter in an engine created with
+    /// `options` (see [`Engine::profile`]), without creating a device.
+    pub fn profile(&self, options: &EngineOptions) -> crate::plan::AdapterProfile {
+        let features = if options.resolved_subgroups() {
+            self.features
+        } else {
+            self.features - wgpu::Features::SUBGROUP
+        };
+        crate::plan::AdapterProfile::from_info(&self.info, &self.limits)
+            .with_subgroup_size(fixed_subgroup_size(&self.info, features))
+    }
+}
+
+/// The subgroup size of an adapter with `features` enabled, where it has
+/// subgroup operations and reports one size.
+fn fixed_subgroup_size(info: &wgpu::AdapterInfo, features: wgpu::Features) -> Option<u32> {
+    (features.contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size > 0
+        && info.subgroup_min_size == info.subgroup_max_size)
+        .then_some(info.subgroup_min_size)
 }
 
 /// Preference among device types: discrete, integrated, virtual, CPU, other.
@@ -95,6 +123,16 @@ impl EngineOptions {
                 _ => None,
             })
             .unwrap_or(cfg!(debug_assertions))
+    }
+    /// Whether subgroup operations may be used (see [`EngineOptions::subgroups`]).
+    pub fn resolved_subgroups(&self) -> bool {
+        self.subgroups
+            .or_else(|| match std::env::var("WGCONV_SUBGROUPS").as_deref() {
+                Ok("1") => Some(true),
+                Ok("0") => Some(false),
+                _ => None,
+            })
+            .unwrap_or(true)
     }
     fn resolved_name(&self) -> Option<String> {
         self.adapter_name
@@ -229,9 +267,12 @@ impl Engine {
     ) -> Result<Self> {
         let info = adapter.get_info();
         let adapter_limits = adapter.limits();
-        // Timestamps are optional extras: request them only where offered.
-        let wanted =
+        // Timestamps and subgroups are optional extras: request them only where offered.
+        let mut wanted =
             wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        if options.resolved_subgroups() {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgconv"),
@@ -323,6 +364,17 @@ impl Engine {
     /// [`EngineOptions::max_workgroups_per_dimension`]).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+    /// The subgroup size kernels may rely on: the device has subgroup
+    /// operations enabled and the adapter reports a single subgroup size.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        fixed_subgroup_size(&self.info, self.device.features())
+    }
+    /// What the planner knows of this engine's adapter: its device type,
+    /// backend, limits and subgroup size.
+    pub fn profile(&self) -> crate::plan::AdapterProfile {
+        crate::plan::AdapterProfile::from_info(&self.info, &self.limits)
+            .with_subgroup_size(self.subgroup_size())
     }
     /// Why this adapter was selected.
     pub fn selection_reason(&self) -> &str {

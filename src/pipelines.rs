@@ -268,7 +268,14 @@ impl KernelKey {
                     segs: get("SEGS")? == 1,
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
                     vout: get("VOUT")? == 1,
+                    sg: Some(get("SG")?).filter(|&s| s > 0),
                 };
+                if spec
+                    .sg
+                    .is_some_and(|s| !crate::plan::WORKGROUP.is_multiple_of(s))
+                {
+                    return Err(err("SG must divide the workgroup size".into()));
+                }
                 if spec.vout && !spec.vout_fits() {
                     return Err(err("VOUT needs Q = 1 and PIX a multiple of 4".into()));
                 }
@@ -672,12 +679,24 @@ pub fn check_portability(name: &str, src: &str) -> Result<()> {
     };
     let module =
         naga::front::wgsl::parse_str(src).map_err(|e| fail("wgsl", e.emit_to_string(src)))?;
-    let info = naga::valid::Validator::new(
+    // Kernels that use subgroup operations (planned only where the device has them).
+    let subgroups = src.contains("subgroup");
+    let mut validator = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .map_err(|e| fail("validation", format!("{:?}", e.into_inner())))?;
+        if subgroups {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        },
+    );
+    if subgroups {
+        validator
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all());
+    }
+    let info = validator
+        .validate(&module)
+        .map_err(|e| fail("validation", format!("{:?}", e.into_inner())))?;
     spv::write_vec(&module, &info, &spv::Options::default(), None)
         .map_err(|e| fail("spir-v", e.to_string()))?;
     let msl_options = msl::Options {

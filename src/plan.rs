@@ -34,6 +34,10 @@ pub struct AdapterProfile {
     /// `min_storage_buffer_offset_alignment`, bytes: where storage windows
     /// may start (vec4 input loads need 16-byte aligned windows).
     pub storage_align: u32,
+    /// The subgroup size, where the device has subgroup operations enabled
+    /// and runs every subgroup at one size (lavapipe: 8); `None` elsewhere.
+    /// See [`subgroup_weights`].
+    pub subgroup_size: Option<u32>,
 }
 
 impl AdapterProfile {
@@ -61,6 +65,16 @@ impl AdapterProfile {
             max_uniform_binding: limits.max_uniform_buffer_binding_size,
             uniform_align: limits.min_uniform_buffer_offset_alignment,
             storage_align: limits.min_storage_buffer_offset_alignment,
+            subgroup_size: None,
+        }
+    }
+
+    /// This profile with subgroups of `size` invocations (see
+    /// [`AdapterProfile::subgroup_size`]).
+    pub fn with_subgroup_size(self, size: Option<u32>) -> Self {
+        Self {
+            subgroup_size: size,
+            ..self
         }
     }
 
@@ -802,6 +816,7 @@ pub fn plan_with(
                 ("VIN", u32::from(vin.is_some())),
                 ("VA", vin.unwrap_or(0)),
                 ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
+                ("SG", subgroup_weights(adapter)),
                 ("ACT", act),
             ];
             Plan {
@@ -816,6 +831,27 @@ pub fn plan_with(
                 blocks_per_group,
             }
         }
+    }
+}
+
+/// The `SG` of a `conv2d_tiled` kernel: the subgroup size where its weights
+/// are read once per subgroup and broadcast (see
+/// `codegen::subgroup_weights`), else 0. Chosen on CPU adapters with a fixed
+/// subgroup size that divides the workgroup: it works around how Mesa 22's
+/// llvmpipe compiles loads whose index is the same for every lane (a gather,
+/// lane by lane), a lavapipe-specific cost. A GPU compiler turns such loads
+/// into one scalar or constant-cache load itself, so GPUs keep the plain
+/// loads (the broadcasts are unmeasured there).
+pub fn subgroup_weights(adapter: &AdapterProfile) -> u32 {
+    match adapter.subgroup_size {
+        Some(s)
+            if adapter.device_type == wgpu::DeviceType::Cpu
+                && s > 1
+                && WORKGROUP.is_multiple_of(s) =>
+        {
+            s
+        }
+        _ => 0,
     }
 }
 
@@ -912,6 +948,7 @@ pub fn tiled_vec4_input(
         segs: false,
         vin: None,
         vout: false,
+        sg: None,
     };
     vec4_input(shape, &spec.offsets(), spec.vin_fits(), adapter)
 }
@@ -1058,6 +1095,7 @@ fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
         segs: false,
         vin: None,
         vout: false,
+        sg: None,
     }
     .offsets()
     .len() as u32

@@ -83,7 +83,7 @@ fn tuned_layers_match_the_reference_and_the_choice_persists() {
     )
     .unwrap();
 
-    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+    let profile = engine.profile();
     for (name, shape, force) in [
         (
             "dense",
@@ -147,7 +147,7 @@ fn every_candidate_tile_matches_the_reference() {
         eprintln!("SKIPPED: no GPU adapter");
         return;
     };
-    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+    let profile = engine.profile();
     let mut rng = Rng::new(11);
     let forward = [
         (

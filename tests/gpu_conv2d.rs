@@ -204,6 +204,77 @@ fn random_sweep(shard: usize) {
     assert!(runs >= 3 * SWEEP_CASES / common::SHARDS);
 }
 
+/// `conv2d_tiled` with its weights read through subgroups (where the
+/// adapter has fixed-size subgroups) and without, on the shapes where the
+/// lanes of one subgroup differ: fewer items than a subgroup (the dead lanes
+/// must stay for the broadcasts and store nothing), rows of a subgroup's
+/// lanes with different kernel-row ranges (padding, dilation), one-row
+/// kernels with padding rows, stride, groups, batch.
+#[test]
+fn subgroup_weight_loads_at_the_edges() {
+    let with = gpu_or_skip!();
+    let without = gpu_or_skip!(1);
+    let sg = wgconv::plan::subgroup_weights(&with.profile());
+    if sg == 0 {
+        eprintln!("note: the adapter has no fixed-size subgroups; only the plain loads run");
+    }
+    assert_eq!(wgconv::plan::subgroup_weights(&without.profile()), 0);
+    let mut rng = Rng::new(0x5b9);
+    let p = Conv2dParams::default();
+    let cases = [
+        // 7 items (one per output row): one subgroup, partly past the end.
+        ([1, 16, 7, 7], [24, 16, 1, 1], p),
+        // 3 items, batch 2.
+        ([2, 8, 3, 5], [8, 8, 1, 1], p),
+        // 1x1 with padding rows: some lanes have no kernel row in the image.
+        (
+            [1, 8, 3, 12],
+            [12, 8, 1, 1],
+            p.padding(Padding::new(2, 0, 1, 0)),
+        ),
+        // 3x3, rows of 12 (two tiles per row): a subgroup spans 4 output rows whose
+        // kernel-row ranges differ at the top and bottom.
+        ([1, 8, 5, 12], [16, 8, 3, 3], p.padding(Padding::uniform(1))),
+        (
+            [1, 4, 6, 6],
+            [8, 4, 3, 3],
+            p.padding(Padding::uniform(2)).dilation(2, 2),
+        ),
+        // Stride 2, 5x5, asymmetric padding, grouped.
+        (
+            [1, 6, 9, 10],
+            [12, 3, 5, 5],
+            p.stride(2, 2).padding(Padding::new(2, 1, 0, 3)).groups(2),
+        ),
+        // 7 taps per row and 2 channel vec4s: 14 weights, two loads per subgroup.
+        (
+            [1, 3, 12, 16],
+            [8, 3, 7, 7],
+            p.stride(2, 2).padding(Padding::uniform(3)),
+        ),
+    ];
+    for (input, weight, params) in cases {
+        let case = Case {
+            input,
+            weight,
+            params,
+            bias: true,
+            activation: Activation::Relu,
+        };
+        let kernel = Kernel::Conv2dTiled;
+        for (engine, want) in [(with, sg), (without, 0)] {
+            let shape = Conv2dShape::conv2d(input, weight, None, &params).unwrap();
+            let key =
+                wgconv::plan::plan(&shape, Activation::Relu, &engine.profile(), Some(kernel)).key;
+            assert_eq!(key.kernel, kernel);
+            assert!(key.consts.contains(&("SG", want)), "{key}");
+            if let Some(f) = run(engine, &mut rng, &case, Some(kernel)) {
+                panic!("{f}");
+            }
+        }
+    }
+}
+
 /// `conv2d_shared` on the shapes its tiling is most likely to get wrong: K
 /// not a multiple of the K step (and shorter than one), channels not a
 /// multiple of the N tile, odd grouped channels, stride with dilation and
@@ -212,7 +283,7 @@ fn random_sweep(shard: usize) {
 #[test]
 fn shared_kernel_targeted_cases() {
     let engine = gpu_or_skip!();
-    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+    let profile = engine.profile();
     let mut rng = Rng::new(0x54a7ed);
     let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
         input,
@@ -339,7 +410,7 @@ fn shared_kernel_targeted_cases() {
 #[test]
 fn vec4_input_loads_where_aligned() {
     let engine = gpu_or_skip!();
-    let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+    let profile = engine.profile();
     let mut rng = Rng::new(0x7ec4);
     let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
         input,

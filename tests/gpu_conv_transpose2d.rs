@@ -357,7 +357,7 @@ fn vec4_loads_and_stores_where_aligned() {
     let mut failures = Vec::new();
     for (c, vout, vin) in &cases {
         let shape = Conv2dShape::conv_transpose2d(c.input, c.weight, None, &c.params).unwrap();
-        let profile = wgconv::plan::AdapterProfile::from_info(engine.info(), engine.limits());
+        let profile = engine.profile();
         let planned = wgconv::plan::plan(&shape, c.activation, &profile, None);
         let has = |name: &str, v: u32| planned.key.consts.iter().any(|k| k.0 == name && k.1 == v);
         assert_eq!(has("VOUT", 1), *vout, "{c:?}: {}", planned.key);

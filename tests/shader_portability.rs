@@ -29,6 +29,12 @@ fn profiles() -> Vec<AdapterProfile> {
     .map(|device_type| {
         AdapterProfile::new(device_type, wgpu::Backend::Vulkan, &wgpu::Limits::default())
     })
+    .flat_map(|p| {
+        [
+            p.clone().with_subgroup_size(None),
+            p.with_subgroup_size(Some(8)),
+        ]
+    })
     .collect()
 }
 
@@ -82,6 +88,8 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         // conv2d_tiled, conv2d_depthwise: vec4 input loads (the suite keys add VA 0, 1, 3).
         ("VIN", &[0, 1]),
         ("VOUT", &[0, 1]),
+        // conv2d_tiled: weights read through subgroups of 8, 16, 32 lanes.
+        ("SG", &[0, 8, 16, 32]),
         // conv2d_depthwise: the tile height and the vertical structure.
         ("PH", &[1, 2, 4]),
         ("K_H", &[1, 2, 3, 5, 7]),
@@ -119,6 +127,13 @@ fn every_specialisation_translates_to_every_backend() {
             kernel.name()
         );
     }
+    // The suite plans subgroup weight loads for the CPU profile with subgroups.
+    assert!(
+        suite_keys()
+            .iter()
+            .any(|k| k.consts.iter().any(|&(n, v)| n == "SG" && v == 8)),
+        "no suite kernel reads its weights through subgroups"
+    );
     let failures: Vec<String> = keys
         .iter()
         .filter_map(|key| {

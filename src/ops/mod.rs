@@ -735,7 +735,7 @@ impl<P: OpParams> ConvLayer<P> {
                 actual: weight.len(),
             });
         }
-        let profile = AdapterProfile::from_info(engine.info(), engine.limits());
+        let profile = engine.profile();
         let sig = params.sig(weight_shape);
         let (_, layout) = plan::weight_layout(&sig, &profile, options.force_kernel);
         let winograd =

@@ -240,7 +240,7 @@ impl UpsampleConv2d {
                 let layout = plan::upsample_conv2d_layout(&sig);
                 let packed = plan::repack_weight(weight, &sig, layout);
                 Path::Fused {
-                    profile: Box::new(AdapterProfile::from_info(engine.info(), engine.limits())),
+                    profile: Box::new(engine.profile()),
                     layout,
                     core: LayerCore::upload(engine, activation, &packed, bias, weight_shape[0], 0)?,
                 }

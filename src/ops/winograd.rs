@@ -242,7 +242,7 @@ impl WinogradExec {
         let v = GpuTensor::empty(engine, v_shape)?;
         let mt = GpuTensor::empty(engine, [1, a2 * self.c_out, rows, row])?;
         let quads = (layout.rows * layout.row / 4) as u32;
-        let profile = plan::AdapterProfile::from_info(engine.info(), engine.limits());
+        let profile = engine.profile();
         let [input_key, _, output_key] =
             plan::winograd_keys(shape, self.m, self.activation, &profile, layout.row as u32);
         let input_plan =

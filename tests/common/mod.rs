@@ -34,16 +34,35 @@ pub fn engine() -> Option<&'static Engine> {
 /// device, and lavapipe compiles a device's kernels on that device's queue
 /// thread, so the two shards' compiles (most of a sweep's time) run on two
 /// cores instead of queueing on one.
+///
+/// The second engine runs without subgroup operations, so on an adapter
+/// that has them each sweep covers both forms of the kernels that read
+/// their weights through subgroups (`plan::subgroup_weights`).
 pub fn shard_engine(shard: usize) -> Option<&'static Engine> {
     static SECOND: OnceLock<Option<Engine>> = OnceLock::new();
     match shard {
         0 => engine(),
-        _ => init(&SECOND),
+        _ => init_with(&SECOND, no_subgroups()),
+    }
+}
+
+/// [`options`] without subgroup operations.
+pub fn no_subgroups() -> EngineOptions {
+    EngineOptions {
+        subgroups: Some(false),
+        ..options()
     }
 }
 
 fn init(cell: &'static OnceLock<Option<Engine>>) -> Option<&'static Engine> {
-    cell.get_or_init(|| match Engine::with_options(&options()) {
+    init_with(cell, options())
+}
+
+fn init_with(
+    cell: &'static OnceLock<Option<Engine>>,
+    options: EngineOptions,
+) -> Option<&'static Engine> {
+    cell.get_or_init(|| match Engine::with_options(&options) {
         Ok(e) => Some(e),
         Err(e) => {
             if std::env::var("WGCONV_REQUIRE_GPU").as_deref() == Ok("1") {

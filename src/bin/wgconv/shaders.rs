@@ -102,12 +102,10 @@ pub fn keys(profile: &AdapterProfile, seed: u64) -> BTreeMap<String, KernelKey> 
 pub fn run(args: &Args) -> Outcome {
     // The planner looks at the adapter; use the one the engine would select,
     // without creating a device.
-    let reports = wgconv::engine::enumerate_adapters(&args.adapter.options());
+    let options = args.adapter.options();
+    let reports = wgconv::engine::enumerate_adapters(&options);
     let (mut profile, mut on) = match reports.iter().find(|r| r.selected) {
-        Some(r) => (
-            AdapterProfile::from_info(&r.info, &r.limits),
-            r.info.name.clone(),
-        ),
+        Some(r) => (r.profile(&options), r.info.name.clone()),
         None => (
             AdapterProfile::new(
                 wgpu::DeviceType::DiscreteGpu,
