@@ -74,6 +74,10 @@ const VOUT: u32 = 0u;
 // each weight once per subgroup and broadcasts it (see plan::subgroup_weights); the loop
 // form below reads them directly.
 const SG: u32 = 0u;
+// CU: input channels per step of the generated form's reduction loop (the host makes every
+// reduction segment a multiple of CU; see plan::channels_per_step); the loop form below
+// takes one channel per step.
+const CU: u32 = 1u;
 const ACT: u32 = 0u;
 // specialise:end
 

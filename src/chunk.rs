@@ -196,6 +196,9 @@ struct GridMap {
     /// The kernel stores the output as vec4s (`conv2d_tiled` with `VOUT =
     /// 1`): the same conditions on every output window.
     vec4_output: bool,
+    /// Input channels per step of the kernel's reduction loop (`CU` of
+    /// `conv2d_tiled`, else 1): every reduction segment is a multiple of it.
+    channel_step: u32,
 }
 
 /// The weight window of `conv2d_tiled`: a uniform array of exactly `cap`
@@ -369,6 +372,14 @@ impl GridMap {
                 weight_bytes,
             ));
         }
+        let channel_step = spec(plan, "CU").unwrap_or(1).max(1);
+        if !s.c_in_per_group().is_multiple_of(channel_step) {
+            return Err(internal(
+                "input channels per group, a multiple of the channel step",
+                u64::from(channel_step),
+                u64::from(s.c_in_per_group()),
+            ));
+        }
         let rows_per_item = match plan.key.kernel {
             Kernel::Conv2dDepthwise => spec(plan, "PH").unwrap_or(1).max(1),
             _ => 1,
@@ -414,6 +425,7 @@ impl GridMap {
             uniform_weight,
             vec4_input: spec(plan, "VIN") == Some(1),
             vec4_output: spec(plan, "VOUT") == Some(1),
+            channel_step,
         })
     }
 
@@ -431,17 +443,20 @@ impl GridMap {
         if self.weight_unit + slack <= uw.cap {
             return Ok(vec![(0, cpg)]);
         }
-        let per_segment = uw.cap.saturating_sub(slack) / uw.per_ci;
+        // Segments are whole steps of `channel_step` channels.
+        let step = u64::from(self.channel_step);
+        let per_segment = uw.cap.saturating_sub(slack) / (uw.per_ci * step);
         if per_segment == 0 {
             return Err(Error::ExceedsLimit {
-                what: "the weight of one input channel of one output-channel block",
-                size: (uw.per_ci + slack) * self.weight_elem,
+                what: "the weight of one step of input channels of one output-channel block",
+                size: (uw.per_ci * step + slack) * self.weight_elem,
                 max: uw.cap * self.weight_elem,
             });
         }
-        let n = u64::from(cpg).div_ceil(per_segment);
-        // Balanced bounds k·cpg/n: each range is at most ceil(cpg/n) ≤ per_segment.
-        let bound = |k: u64| (k * u64::from(cpg) / n) as u32;
+        let steps = u64::from(cpg) / step;
+        let n = steps.div_ceil(per_segment);
+        // Balanced bounds k·steps/n: each range is at most ceil(steps/n) ≤ per_segment steps.
+        let bound = |k: u64| (k * steps / n * step) as u32;
         Ok((0..n).map(|k| (bound(k), bound(k + 1))).collect())
     }
 
@@ -1186,6 +1201,9 @@ mod tests {
                 }
             }
             assert!(p.ci0 < p.ci1 && p.ci1 <= cpg);
+            // Whole steps of the kernel's reduction loop.
+            assert_eq!(p.ci0 % map.channel_step, 0);
+            assert_eq!(p.ci1 % map.channel_step, 0);
             assert_eq!(p.flags & ACC_IN != 0, p.ci0 > 0);
             assert_eq!(p.flags & FINAL != 0, p.ci1 == cpg);
             let in_len = c.input.size() / 4;
@@ -1440,6 +1458,14 @@ mod tests {
         // The default limits keep the same layers in one segment.
         let s = fwd([1, 40, 9, 11], [8, 40, 3, 3], pad1);
         assert_eq!(check_schedule(&s, None, budget(1 << 20)).segments, 1);
+        // Pointwise with 2 channels per step (CU 2): a 64-vec4 window less 15 vec4s of
+        // alignment slack holds 3 steps of a 32-channel block (2 channels of 8 vec4s), so
+        // 40 channels (20 steps) run in 7 segments of whole steps.
+        let s = fwd([1, 40, 5, 8], [32, 40, 1, 1], Conv2dParams::default());
+        let plan = plan::plan(&s, Activation::None, &small_uniform, None);
+        assert!(plan.key.consts.contains(&("CU", 2)), "{}", plan.key);
+        let sc = check_schedule_on(&s, None, budget(1 << 20), &small_uniform);
+        assert_eq!(sc.segments, 7);
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub struct TiledSpec {
     /// the weights are read through them (`SG`; see [`subgroup_weights`] and
     /// `plan::subgroup_weights`).
     pub sg: Option<u32>,
+    /// Input channels per iteration of the reduction loop (`CU`, at least
+    /// 1): each accumulator takes their `CU·K_W` taps of a kernel row in one
+    /// expression (see `plan::channels_per_step`).
+    pub cu: u32,
 }
 
 impl TiledSpec {
@@ -232,25 +236,38 @@ pub(crate) fn column_setup(offs: &[u32], vin: Option<u32>, indent: &str) -> Stri
 /// binding, a multiple of 4 with `vin`) into `x{t}` for the columns `offs`;
 /// `guard` (e.g. `"rv && "`) is ANDed into every validity test.
 pub(crate) fn row_loads(offs: &[u32], vin: Option<u32>, guard: &str, indent: &str) -> String {
+    row_loads_named(offs, vin, guard, "row", "", indent)
+}
+
+/// [`row_loads`] from the row `row`, into `{tag}x{t}` (through vec4s
+/// `{tag}v{k}`), for code that holds several rows' values at once.
+pub(crate) fn row_loads_named(
+    offs: &[u32],
+    vin: Option<u32>,
+    guard: &str,
+    row: &str,
+    tag: &str,
+    indent: &str,
+) -> String {
     let mut s = String::new();
     match vin {
         Some(a) => {
             for k in vec4_slots(offs, a) {
                 let _ = writeln!(
                     s,
-                    "{indent}let v{k} = select(vec4<f32>(0.0), input[(row + vc{k}) / 4u], {guard}vv{k});"
+                    "{indent}let {tag}v{k} = select(vec4<f32>(0.0), input[({row} + vc{k}) / 4u], {guard}vv{k});"
                 );
             }
             for (t, o) in offs.iter().enumerate() {
                 let comp = ["x", "y", "z", "w"][((a + o) % 4) as usize];
-                let _ = writeln!(s, "{indent}let x{t} = v{}.{comp};", (a + o) / 4);
+                let _ = writeln!(s, "{indent}let {tag}x{t} = {tag}v{}.{comp};", (a + o) / 4);
             }
         }
         None => {
             for t in 0..offs.len() {
                 let _ = writeln!(
                     s,
-                    "{indent}let x{t} = select(0.0, input[row + ci{t}], {guard}cv{t});"
+                    "{indent}let {tag}x{t} = select(0.0, input[{row} + ci{t}], {guard}cv{t});"
                 );
             }
         }
@@ -262,7 +279,12 @@ pub(crate) fn row_loads(offs: &[u32], vin: Option<u32>, guard: &str, indent: &st
 /// and results as the loop form in `shaders/conv2d_tiled.wgsl`.
 pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     let TiledSpec {
-        pix, cob4, k_w, q, ..
+        pix,
+        cob4,
+        k_w,
+        q,
+        cu,
+        ..
     } = *spec;
     let offs = spec.offsets();
     let slot = |px: u32, kw: u32| {
@@ -376,47 +398,96 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         line(&format!("    let kh_lo = {lo};"));
         line(&format!("    let kh_end = {end};"));
     }
-    line("    for (var ci = p.ci0; ci < p.ci1; ci++) {");
+    // CU input channels per iteration (the host makes every reduction segment a
+    // multiple of CU), their taps summed into each accumulator in one expression.
+    line("    for (var ci = p.ci0; ci < p.ci1; ci += CU) {");
     if spec.kh1 {
         line("        if kh_lo < kh_end {");
         line("            let kh = 0u;");
     } else {
         line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
     }
-    if spec.sg.is_some() {
+    let (guard, ih) = if spec.sg.is_some() {
         line("            let ih = ih0 + i32(kh * p.dil_h);");
         line("            let rv = ih >= 0 && ih < hin;");
-        line("            let row = x_plane + u32(clamp(ih, 0, hin - 1)) * p.w_in - p.in_base;");
-        line(row_loads(&offs, spec.vin, "rv && ", "            ").trim_end());
+        ("rv && ", "clamp(ih, 0, hin - 1)")
     } else {
-        line("            let row = x_plane + u32(ih0 + i32(kh * p.dil_h)) * p.w_in - p.in_base;");
-        line(row_loads(&offs, spec.vin, "", "            ").trim_end());
-    }
+        ("", "ih0 + i32(kh * p.dil_h)")
+    };
+    line(&format!(
+        "            let row = x_plane + u32({ih}) * p.w_in - p.in_base;"
+    ));
     line("            let wb = w_at + kh * (K_W * COB4);");
-    if let Some(sg) = spec.sg {
-        line(subgroup_weights("ws", "wb", k_w * cob4, sg, "            ").trim_end());
+    // Weights of channel u, tap kw, block c: wb + u·taps·COB4 + kw·COB4 + c. With one
+    // kernel row (taps = K_W) the CU channels' weights are contiguous.
+    let nw = k_w * cob4;
+    let w_name = |u: u32, kw: u32, c: u32| {
+        if spec.kh1 {
+            format!("ws{}", u * nw + kw * cob4 + c)
+        } else {
+            format!("ws{u}_{}", kw * cob4 + c)
+        }
+    };
+    for u in 0..cu {
+        let row = if u == 0 {
+            "row".to_string()
+        } else {
+            line(&format!("            let row{u} = row + {u}u * plane;"));
+            format!("row{u}")
+        };
+        line(
+            row_loads_named(
+                &offs,
+                spec.vin,
+                guard,
+                &row,
+                &format!("c{u}"),
+                "            ",
+            )
+            .trim_end(),
+        );
     }
-    for kw in 0..k_w {
-        for c in 0..cob4 {
-            if spec.sg.is_some() {
-                line(&format!("            let w{kw}_{c} = ws{};", kw * cob4 + c));
-            } else {
-                line(&format!(
-                    "            let w{kw}_{c} = weight[wb + {}u];",
-                    kw * cob4 + c
-                ));
+    match spec.sg {
+        Some(sg) if spec.kh1 => {
+            line(subgroup_weights("ws", "wb", cu * nw, sg, "            ").trim_end());
+        }
+        Some(sg) => {
+            for u in 0..cu {
+                let base = format!("wb + {}u * taps * COB4", u);
+                line(
+                    subgroup_weights(&format!("ws{u}_"), &base, nw, sg, "            ").trim_end(),
+                );
             }
-            for px in 0..pix {
-                line(&format!(
-                    "            a{px}_{c} = fma(vec4<f32>(x{}), w{kw}_{c}, a{px}_{c});",
-                    slot(px, kw)
-                ));
+        }
+        None => {
+            for u in 0..cu {
+                for i in 0..nw {
+                    let name = w_name(u, i / cob4, i % cob4);
+                    line(&format!(
+                        "            let {name} = weight[wb + {u}u * taps * COB4 + {i}u];"
+                    ));
+                }
             }
         }
     }
+    for c in 0..cob4 {
+        for px in 0..pix {
+            let mut e = format!("a{px}_{c}");
+            for u in 0..cu {
+                for kw in 0..k_w {
+                    e = format!(
+                        "fma(vec4<f32>(c{u}x{}), {}, {e})",
+                        slot(px, kw),
+                        w_name(u, kw, c)
+                    );
+                }
+            }
+            line(&format!("            a{px}_{c} = {e};"));
+        }
+    }
     line("        }");
-    line("        x_plane += plane;");
-    line("        w_at += taps * COB4;");
+    line("        x_plane += CU * plane;");
+    line("        w_at += CU * taps * COB4;");
     line("    }");
     if spec.segs {
         line("    let fin = (p.flags & FINAL) != 0u;");
@@ -866,6 +937,7 @@ mod tests {
             vin: None,
             vout: false,
             sg: None,
+            cu: 1,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -885,6 +957,7 @@ mod tests {
             vin: None,
             vout: false,
             sg: None,
+            cu: 1,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -900,6 +973,7 @@ mod tests {
             vin: None,
             vout: false,
             sg: None,
+            cu: 1,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }

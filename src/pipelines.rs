@@ -269,7 +269,11 @@ impl KernelKey {
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
                     vout: get("VOUT")? == 1,
                     sg: Some(get("SG")?).filter(|&s| s > 0),
+                    cu: get("CU")?,
                 };
+                if spec.cu == 0 {
+                    return Err(err("CU must be at least 1".into()));
+                }
                 if spec
                     .sg
                     .is_some_and(|s| !crate::plan::WORKGROUP.is_multiple_of(s))

@@ -817,6 +817,7 @@ pub fn plan_with(
                 ("VA", vin.unwrap_or(0)),
                 ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
                 ("SG", subgroup_weights(adapter)),
+                ("CU", channels_per_step(&sig, cob4, adapter)),
                 ("ACT", act),
             ];
             Plan {
@@ -852,6 +853,35 @@ pub fn subgroup_weights(adapter: &AdapterProfile) -> u32 {
             s
         }
         _ => 0,
+    }
+}
+
+/// The `CU` of a `conv2d_tiled` kernel: input channels per step of its
+/// reduction loop, each accumulator taking the step's taps of a kernel row in
+/// one expression. llvmpipe blends every write to a variable inside a loop
+/// with the loop's execution mask, and a tile's accumulators mostly live in
+/// spill slots, so each write costs a load, a blend and a store: fewer writes
+/// per multiply-add pay (a lavapipe-specific cost; a GPU compiler keeps
+/// accumulators in registers and needs no blend in uniform control flow).
+/// Measured on lavapipe, medians of 3 alternated processes of
+/// `wgconv bench`, 1 → 2 channels per step: pw 10.4 → 8.1 ms, aspp12
+/// 106.8 → 81.5, b8 76.4 → 65.8 (Winograd's GEMMs are one-row kernels);
+/// 4 were no faster than 2 and compile slower (first result with an empty
+/// shader cache, 1 / 2 / 4 channels: pw 0.51 / 0.58 / 0.77 s, r3x3 1.5 /
+/// 1.8 / 2.3 s). Kernels with several rows, whose `K_W` taps already share
+/// an expression, gained nothing beyond noise (stem7, r3x3s2, grp32). So: 2
+/// for one-row kernels with an even channel count per group on CPU adapters,
+/// where the weights of 2 channels fit one window; else 1.
+pub fn channels_per_step(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> u32 {
+    let two = adapter.device_type == wgpu::DeviceType::Cpu
+        && sig.k_h == 1
+        && sig.c_in_per_group.is_multiple_of(2)
+        && 2 * u64::from(sig.k_w) * u64::from(cob4) + u64::from(uniform_slack(adapter))
+            <= u64::from(tiled_max_wcap(adapter));
+    if two {
+        2
+    } else {
+        1
     }
 }
 
@@ -949,6 +979,7 @@ pub fn tiled_vec4_input(
         vin: None,
         vout: false,
         sg: None,
+        cu: 1,
     };
     vec4_input(shape, &spec.offsets(), spec.vin_fits(), adapter)
 }
@@ -1096,6 +1127,7 @@ fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
         vin: None,
         vout: false,
         sg: None,
+        cu: 1,
     }
     .offsets()
     .len() as u32

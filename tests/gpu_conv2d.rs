@@ -209,7 +209,8 @@ fn random_sweep(shard: usize) {
 /// lanes of one subgroup differ: fewer items than a subgroup (the dead lanes
 /// must stay for the broadcasts and store nothing), rows of a subgroup's
 /// lanes with different kernel-row ranges (padding, dilation), one-row
-/// kernels with padding rows, stride, groups, batch.
+/// kernels with padding rows, stride, groups, batch. One-row kernels with an
+/// even channel count per group take 2 channels per step on CPU adapters.
 #[test]
 fn subgroup_weight_loads_at_the_edges() {
     let with = gpu_or_skip!();
@@ -224,6 +225,10 @@ fn subgroup_weight_loads_at_the_edges() {
     let cases = [
         // 7 items (one per output row): one subgroup, partly past the end.
         ([1, 16, 7, 7], [24, 16, 1, 1], p),
+        // Pointwise with an odd channel count (one channel per step) and grouped with 6
+        // per group (two per step).
+        ([1, 5, 3, 8], [8, 5, 1, 1], p),
+        ([1, 12, 4, 16], [8, 6, 1, 1], p.groups(2)),
         // 3 items, batch 2.
         ([2, 8, 3, 5], [8, 8, 1, 1], p),
         // 1x1 with padding rows: some lanes have no kernel row in the image.
@@ -268,6 +273,13 @@ fn subgroup_weight_loads_at_the_edges() {
                 wgconv::plan::plan(&shape, Activation::Relu, &engine.profile(), Some(kernel)).key;
             assert_eq!(key.kernel, kernel);
             assert!(key.consts.contains(&("SG", want)), "{key}");
+            let cpu = engine.info().device_type == wgpu::DeviceType::Cpu;
+            let cu = if cpu && weight[2] == 1 && weight[1] % 2 == 0 {
+                2
+            } else {
+                1
+            };
+            assert!(key.consts.contains(&("CU", cu)), "{key}");
             if let Some(f) = run(engine, &mut rng, &case, Some(kernel)) {
                 panic!("{f}");
             }

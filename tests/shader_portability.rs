@@ -90,6 +90,8 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         ("VOUT", &[0, 1]),
         // conv2d_tiled: weights read through subgroups of 8, 16, 32 lanes.
         ("SG", &[0, 8, 16, 32]),
+        // conv2d_tiled: input channels per step of the reduction loop.
+        ("CU", &[1, 2, 3]),
         // conv2d_depthwise: the tile height and the vertical structure.
         ("PH", &[1, 2, 4]),
         ("K_H", &[1, 2, 3, 5, 7]),
