@@ -56,6 +56,11 @@ const VOUT: u32 = 0u;
 // plan::transposed_vec4_input); the loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
+// SG > 0: the device runs subgroups of exactly SG invocations, each subgroup takes SG
+// consecutive tiles of one output row, and the generated form reads the weights once per
+// subgroup and broadcasts them (see plan::transposed_subgroups); the loop form below reads
+// them directly.
+const SG: u32 = 0u;
 // specialise:end
 
 struct Params {

@@ -134,6 +134,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let n = p.z0 + lw.z;
 ";
 
+/// [`SG_PROLOGUE`] with the items assigned by subgroup: the lanes of
+/// subgroup `k` take items `k·SG .. k·SG + SG − 1` of the workgroup,
+/// whatever the driver's mapping of invocations to subgroups. With rows of
+/// tiles a multiple of `SG`, a subgroup's lanes then share one output row.
+const SG_ROW_PROLOGUE: &str = "@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sgid: u32, @builtin(subgroup_invocation_id) sl: u32) {
+    let lw = logical_wid(wid);
+    if lw.z >= p.grid_z {
+        return;
+    }
+    let flat = p.x0 + lw.x * WG + sgid * SG + sl;
+    if subgroupAll(flat >= p.x_end) {
+        return;
+    }
+    let live = flat < p.x_end;
+    let item = min(flat, p.x_end - 1u);
+    let n = p.z0 + lw.z;
+";
+
 /// Loads of the `count` consecutive weights `{base} + i` (`i < count`) that
 /// every invocation of a subgroup of `sg` lanes needs, as `{name}{i}`.
 /// Where a weight index is the same for the whole workgroup, Mesa 22's
@@ -733,6 +752,10 @@ pub struct TransposedSpec {
     /// position `a` of its vec4 (`VIN`, `VA`; the host's conditions are in
     /// `plan::transposed_vec4_input`).
     pub vin: Option<u32>,
+    /// `Some(s)`: the weights are read through subgroups of `s` lanes
+    /// ([`subgroup_weights`]), each subgroup taking `s` consecutive items of
+    /// one output row (`SG`; see `plan::transposed_subgroups`).
+    pub sg: Option<u32>,
 }
 
 impl TransposedSpec {
@@ -786,7 +809,12 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     } = *spec;
     let offs = spec.offsets();
     let slot = |o: i64| offs.iter().position(|&v| v == o).unwrap_or(0);
-    let mut s = String::from(PROLOGUE);
+    let mut s = String::from(if spec.sg.is_some() {
+        SG_ROW_PROLOGUE
+    } else {
+        PROLOGUE
+    });
+    let live = if spec.sg.is_some() { "live && " } else { "" };
     let mut line = |text: String| {
         s.push_str(&text);
         s.push('\n');
@@ -850,13 +878,26 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
             .to_string(),
     );
     line("            let wb = w_at + kh * (K_W * COB4);".into());
+    if let Some(sg) = spec.sg {
+        // Every lane of the subgroup is here: they share the output row, so the
+        // kernel rows above, and the row's exits, are the same for all of them.
+        line(
+            subgroup_weights("ws", "wb", k_w * cob4, sg, "            ")
+                .trim_end()
+                .into(),
+        );
+    }
     for kw in 0..k_w {
         let (ph, off) = spec.tap(kw);
         for c in 0..cob4 {
-            line(format!(
-                "            let w{kw}_{c} = weight[wb + {}u];",
-                kw * cob4 + c
-            ));
+            if spec.sg.is_some() {
+                line(format!("            let w{kw}_{c} = ws{};", kw * cob4 + c));
+            } else {
+                line(format!(
+                    "            let w{kw}_{c} = weight[wb + {}u];",
+                    kw * cob4 + c
+                ));
+            }
             for px in 0..pix {
                 line(format!(
                     "            a{ph}_{px}_{c} = fma(vec4<f32>(x{}), w{kw}_{c}, a{ph}_{px}_{c});",
@@ -894,7 +935,7 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
                     .map(|i| format!("activate(a{}_{}_0.{comp} + b)", i % s_w, i / s_w))
                     .collect();
                 line(format!(
-                    "            if S_W * q0 + {}u < p.w_out {{ output[(ob + co{j} * oplane) / 4u + {m}u] = vec4<f32>({}); }}",
+                    "            if {live}S_W * q0 + {}u < p.w_out {{ output[(ob + co{j} * oplane) / 4u + {m}u] = vec4<f32>({}); }}",
                     4 * m,
                     v.join(", ")
                 ));
@@ -903,7 +944,7 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
             for ph in 0..s_w {
                 for px in 0..pix {
                     line(format!(
-                        "            if {ph}u + S_W * (q0 + {px}u) < p.w_out {{ output[o + co{j} * oplane + {ph}u + S_W * (q0 + {px}u)] = activate(a{ph}_{px}_0.{comp} + b); }}"
+                        "            if {live}{ph}u + S_W * (q0 + {px}u) < p.w_out {{ output[o + co{j} * oplane + {ph}u + S_W * (q0 + {px}u)] = activate(a{ph}_{px}_0.{comp} + b); }}"
                     ));
                 }
             }
@@ -1014,6 +1055,7 @@ mod tests {
             plr: 1,
             vout: false,
             vin: None,
+            sg: None,
         };
         for kw in 0..4 {
             let (ph, off) = s.tap(kw);

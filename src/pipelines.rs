@@ -340,7 +340,14 @@ impl KernelKey {
                     plr: get("PLR")?,
                     vout: get("VOUT")? == 1,
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
+                    sg: Some(get("SG")?).filter(|&s| s > 0),
                 };
+                if spec
+                    .sg
+                    .is_some_and(|s| !crate::plan::WORKGROUP.is_multiple_of(s))
+                {
+                    return Err(err("SG must divide the workgroup size".into()));
+                }
                 if spec.vout && !(spec.pix * spec.s_w).is_multiple_of(4) {
                     return Err(err("VOUT needs PIX·S_W a multiple of 4".into()));
                 }

@@ -267,6 +267,89 @@ fn sub_pixel_by_default_where_every_phase_is_the_same_size() {
 /// input rows are a multiple of 4, the input columns are read as aligned
 /// vec4s (`VIN`, with `VA` where the first column sits). The cases straddle
 /// the conditions, with a last vec4 past the row end and a first before it.
+/// The gather kernel with its weights read through subgroups, where each
+/// output row is a whole number of subgroups (each subgroup then shares a
+/// row and its kernel rows), and without (a narrow row; and the engine
+/// without subgroups): strides 1, 2, 3, dilation with groups, batch, rows
+/// whose kernel rows fall outside the input.
+#[test]
+fn subgroup_weight_loads_share_a_row() {
+    let with = gpu_or_skip!();
+    let without = gpu_or_skip!(1);
+    let sg = wgconv::plan::subgroup_weights(&with.profile());
+    let mut rng = Rng::new(0x5b9e);
+    let p = ConvTranspose2dParams::default();
+    let case = |input, weight, params| Case {
+        input,
+        weight,
+        params,
+        bias: true,
+        activation: Activation::Relu6,
+    };
+    // (case, whether its rows are whole subgroups of 8)
+    let cases = [
+        // Rows of 128 = 64 column steps of 8: 8 tiles per row.
+        (
+            case(
+                [1, 4, 5, 64],
+                [4, 6, 3, 3],
+                p.stride(2, 2)
+                    .padding(Padding::uniform(1))
+                    .output_padding(1, 1),
+            ),
+            true,
+        ),
+        (case([2, 3, 4, 62], [3, 5, 3, 3], p), true),
+        (
+            case(
+                [1, 4, 6, 64],
+                [4, 3, 3, 3],
+                p.stride(2, 2)
+                    .padding(Padding::uniform(2))
+                    .dilation(2, 2)
+                    .groups(2),
+            ),
+            true,
+        ),
+        // Stride 3: 5 column steps per tile, 40 steps per row.
+        (
+            case(
+                [1, 2, 3, 40],
+                [2, 4, 5, 5],
+                p.stride(3, 3).padding(Padding::uniform(1)),
+            ),
+            true,
+        ),
+        // 16 column steps: 2 tiles per row.
+        (
+            case(
+                [1, 4, 5, 16],
+                [4, 6, 3, 3],
+                p.stride(2, 2).padding(Padding::uniform(1)),
+            ),
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (c, whole) in &cases {
+        let shape = Conv2dShape::conv_transpose2d(c.input, c.weight, None, &c.params).unwrap();
+        for (engine, want) in [(with, if *whole { sg } else { 0 }), (without, 0)] {
+            let planned = wgconv::plan::plan(&shape, c.activation, &engine.profile(), None);
+            assert_eq!(planned.key.kernel, wgconv::Kernel::ConvTranspose2d);
+            assert!(
+                planned.key.consts.contains(&("SG", want)),
+                "{c:?}: {}",
+                planned.key
+            );
+            match run_with(engine, &mut rng, c, Some(false)) {
+                Ok((_, sub_pixel)) => assert!(!sub_pixel),
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn vec4_loads_and_stores_where_aligned() {
     let engine = gpu_or_skip!();
