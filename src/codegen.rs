@@ -91,67 +91,62 @@ impl TiledSpec {
     }
 }
 
+/// How a generated `main` assigns items to invocations (see [`prologue`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lanes {
+    /// Item `lid` of the workgroup; items past `x_end` exit at once.
+    Plain,
+    /// The same items, but every lane of a subgroup reaches the subgroup
+    /// operations: a subgroup exits only when all its lanes are past the
+    /// end; in the others, lanes past the end (`live` false) compute the last
+    /// item and store nothing. This holds whatever the driver's mapping of
+    /// invocations to subgroups.
+    Subgroup,
+    /// As `Subgroup`, with the lanes of subgroup `k` taking items `k·SG ..
+    /// k·SG + SG − 1` of the workgroup: with rows of tiles a multiple of
+    /// `SG`, a subgroup's lanes then share one output row.
+    SubgroupRows,
+}
+
 /// The opening of every generated `main`, under the chunk contract of
 /// `src/chunk.rs`: the logical workgroup of this chunk (`logical_wid`), and
-/// the item from `x0`; items past `x_end` exit at once. (They used to compute
-/// a clamped item and skip only the store, to keep the hot loop free of a
-/// divergent exit; but when a layer has fewer items than a workgroup — 7×7
-/// pointwise layers have 7 — that ran up to 64 copies of the work: exiting
-/// measured 6–7× faster on such layers on lavapipe, and no slower on the
-/// suite layers. The clamp stays, as a bound the host proof relies on.)
-const PROLOGUE: &str = "@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+/// the item from `x0`, assigned as `lanes` says. (With `Plain`, items past
+/// `x_end` used to compute a clamped item and skip only the store, to keep
+/// the hot loop free of a divergent exit; but when a layer has fewer items
+/// than a workgroup — 7×7 pointwise layers have 7 — that ran up to 64
+/// copies of the work: exiting measured 6–7× faster on such layers on
+/// lavapipe, and no slower on the suite layers. The clamp stays, as a bound
+/// the host proof relies on.)
+fn prologue(lanes: Lanes) -> String {
+    let (builtins, lane) = match lanes {
+        Lanes::Plain => ("@builtin(local_invocation_index) lid: u32", "lid"),
+        Lanes::Subgroup => (
+            "@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32",
+            "lid",
+        ),
+        Lanes::SubgroupRows => (
+            "@builtin(subgroup_id) sgid: u32, @builtin(subgroup_invocation_id) sl: u32",
+            "sgid * SG + sl",
+        ),
+    };
+    let exit = if lanes == Lanes::Plain {
+        "    if flat >= p.x_end {\n        return;\n    }\n"
+    } else {
+        "    if subgroupAll(flat >= p.x_end) {\n        return;\n    }\n    let live = flat < p.x_end;\n"
+    };
+    format!(
+        "@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, {builtins}) {{
     let lw = logical_wid(wid);
-    if lw.z >= p.grid_z {
+    if lw.z >= p.grid_z {{
         return;
-    }
-    let flat = p.x0 + lw.x * WG + lid;
-    if flat >= p.x_end {
-        return;
-    }
-    let item = min(flat, p.x_end - 1u);
+    }}
+    let flat = p.x0 + lw.x * WG + {lane};
+{exit}    let item = min(flat, p.x_end - 1u);
     let n = p.z0 + lw.z;
-";
-
-/// [`PROLOGUE`] for a kernel that reads its weights through subgroups
-/// ([`subgroup_weights`]): every lane of a subgroup must reach the
-/// broadcasts, so a subgroup exits only when all its lanes are past the end;
-/// in the others, lanes past the end (`live` false) compute the last item
-/// and store nothing. Lanes of a workgroup need not be consecutive in a
-/// subgroup for this to hold.
-const SG_PROLOGUE: &str = "@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sl: u32) {
-    let lw = logical_wid(wid);
-    if lw.z >= p.grid_z {
-        return;
-    }
-    let flat = p.x0 + lw.x * WG + lid;
-    if subgroupAll(flat >= p.x_end) {
-        return;
-    }
-    let live = flat < p.x_end;
-    let item = min(flat, p.x_end - 1u);
-    let n = p.z0 + lw.z;
-";
-
-/// [`SG_PROLOGUE`] with the items assigned by subgroup: the lanes of
-/// subgroup `k` take items `k·SG .. k·SG + SG − 1` of the workgroup,
-/// whatever the driver's mapping of invocations to subgroups. With rows of
-/// tiles a multiple of `SG`, a subgroup's lanes then share one output row.
-const SG_ROW_PROLOGUE: &str = "@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sgid: u32, @builtin(subgroup_invocation_id) sl: u32) {
-    let lw = logical_wid(wid);
-    if lw.z >= p.grid_z {
-        return;
-    }
-    let flat = p.x0 + lw.x * WG + sgid * SG + sl;
-    if subgroupAll(flat >= p.x_end) {
-        return;
-    }
-    let live = flat < p.x_end;
-    let item = min(flat, p.x_end - 1u);
-    let n = p.z0 + lw.z;
-";
+"
+    )
+}
 
 /// Loads of the `count` consecutive weights `{base} + i` (`i < count`) that
 /// every invocation of a subgroup of `sg` lanes needs, as `{name}{i}`.
@@ -171,7 +166,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) sgid: u32, 
 /// gathers also compile faster: first result with an empty shader cache
 /// (two alternations) pw 0.57/0.56 → 0.42/0.52 s, stem7 1.25/1.06 →
 /// 0.87/0.84 s, r3x3s2 1.69/1.80 → 1.50/1.21 s, tconv4 unchanged.
-/// Every lane of the subgroup must be active (see [`SG_PROLOGUE`]).
+/// Every lane of the subgroup must be active (see [`Lanes::Subgroup`]).
 pub(crate) fn subgroup_weights(
     name: &str,
     base: &str,
@@ -311,11 +306,11 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         offs.iter().position(|&v| v == o).unwrap_or(0)
     };
     let mut s = String::new();
-    s.push_str(if spec.sg.is_some() {
-        SG_PROLOGUE
+    s.push_str(&prologue(if spec.sg.is_some() {
+        Lanes::Subgroup
     } else {
-        PROLOGUE
-    });
+        Lanes::Plain
+    }));
     // With subgroups, lanes past the end compute but do not store.
     let live = if spec.sg.is_some() { "live && " } else { "" };
     let mut line = |text: &str| {
@@ -644,7 +639,7 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
     let (d_h, d_w) = spec.dilation;
     let rows = spec.rows();
     let cols = spec.cols();
-    let mut s = String::from(PROLOGUE);
+    let mut s = prologue(Lanes::Plain);
     let mut line = |text: String| {
         s.push_str(&text);
         s.push('\n');
@@ -809,10 +804,10 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     } = *spec;
     let offs = spec.offsets();
     let slot = |o: i64| offs.iter().position(|&v| v == o).unwrap_or(0);
-    let mut s = String::from(if spec.sg.is_some() {
-        SG_ROW_PROLOGUE
+    let mut s = prologue(if spec.sg.is_some() {
+        Lanes::SubgroupRows
     } else {
-        PROLOGUE
+        Lanes::Plain
     });
     let live = if spec.sg.is_some() { "live && " } else { "" };
     let mut line = |text: String| {
