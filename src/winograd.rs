@@ -410,14 +410,15 @@ pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
         line(&format!(
             "    let row{u} = plane + u32(clamp(iy{u}, 0, hin - 1)) * p.w;"
         ));
-        let loads = crate::codegen::row_loads(&offs, spec.vec4, &format!("rv{u} && "), "    ");
-        // Each row's values get their own names: x{t} -> r{u}x{t}, v{k} -> r{u}v{k}.
-        let loads = loads
-            .replace("let x", &format!("let r{u}x"))
-            .replace("let v", &format!("let r{u}v"))
-            .replace("= v", &format!("= r{u}v"))
-            .replace("(row +", &format!("(row{u} +"))
-            .replace("[row +", &format!("[row{u} +"));
+        // Each row's values get their own names: r{u}x{t}, through vec4s r{u}v{k}.
+        let loads = crate::codegen::row_loads_named(
+            &offs,
+            spec.vec4,
+            &format!("rv{u} && "),
+            &format!("row{u}"),
+            &format!("r{u}"),
+            "    ",
+        );
         line(loads.trim_end());
     }
     // Per tile i: d[u][v] = r{u}x{i·m + v}; t = Bᵀ d; V = t B.
