@@ -393,6 +393,11 @@ fn info_lists_adapters() {
     assert!(adapters.iter().any(|a| a["selected"] == true));
     assert!(adapters[0]["limits"]["max_storage_buffer_binding_size"].is_u64());
     assert!(adapters[0]["features"]["timestamp_query"].is_boolean());
+    let sizes = adapters[0]["features"]["subgroup_sizes"]
+        .as_array()
+        .expect("subgroup_sizes");
+    assert_eq!(sizes.len(), 2);
+    assert!(sizes[0].as_u64() <= sizes[1].as_u64());
     let text = wgconv(&["info"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("selected"));
 }

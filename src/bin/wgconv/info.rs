@@ -70,6 +70,9 @@ pub struct FeaturesJson {
     pub shader_f16: bool,
     /// Subgroup operations.
     pub subgroup: bool,
+    /// The smallest and largest subgroup size the adapter reports (equal
+    /// where it runs one size; the planner relies on a size only then).
+    pub subgroup_sizes: [u32; 2],
 }
 
 /// Reports on an adapter.
@@ -102,6 +105,7 @@ pub fn adapter_json(
                 .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroup: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_sizes: [info.subgroup_min_size, info.subgroup_max_size],
         },
     }
 }
@@ -165,12 +169,16 @@ pub fn run(args: &Args) -> Outcome {
             );
             let f = &a.features;
             let yn = |b: bool| if b { "yes" } else { "no" };
+            let subgroups = match f.subgroup_sizes {
+                _ if !f.subgroup => "no".to_string(),
+                [lo, hi] if lo == hi => format!("yes (size {lo})"),
+                [lo, hi] => format!("yes (sizes {lo}–{hi})"),
+            };
             println!(
-                "      timestamp queries {} (inside encoders {}), f16 {}, subgroups {}",
+                "      timestamp queries {} (inside encoders {}), f16 {}, subgroups {subgroups}",
                 yn(f.timestamp_query),
                 yn(f.timestamp_query_inside_encoders),
                 yn(f.shader_f16),
-                yn(f.subgroup)
             );
         }
         if let Some(reason) = &report.selection_reason {
