@@ -287,6 +287,48 @@ fn subgroup_weight_loads_at_the_edges() {
     }
 }
 
+/// `conv2d_depthwise` with 8 output rows per invocation (stride 1): a
+/// partial last tile of rows, a channel multiplier, dilation, batch.
+#[test]
+fn depthwise_eight_rows_at_stride_one() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0xd8);
+    let p = Conv2dParams::default();
+    let cases = [
+        (
+            [1, 4, 13, 16],
+            [4, 1, 3, 3],
+            p.padding(Padding::uniform(1)).groups(4),
+        ),
+        (
+            [2, 3, 9, 8],
+            [6, 1, 3, 3],
+            p.padding(Padding::uniform(1)).groups(3),
+        ),
+        (
+            [1, 2, 17, 12],
+            [2, 1, 3, 3],
+            p.padding(Padding::uniform(2)).dilation(2, 2).groups(2),
+        ),
+    ];
+    for (input, weight, params) in cases {
+        let shape = Conv2dShape::conv2d(input, weight, None, &params).unwrap();
+        let key = wgconv::plan::plan(&shape, Activation::Relu6, &engine.profile(), None).key;
+        assert_eq!(key.kernel, Kernel::Conv2dDepthwise);
+        assert!(key.consts.contains(&("PH", 8)), "{key}");
+        let case = Case {
+            input,
+            weight,
+            params,
+            bias: true,
+            activation: Activation::Relu6,
+        };
+        if let Some(f) = run(engine, &mut rng, &case, None) {
+            panic!("{f}");
+        }
+    }
+}
+
 /// `conv2d_shared` on the shapes its tiling is most likely to get wrong: K
 /// not a multiple of the K step (and shorter than one), channels not a
 /// multiple of the N tile, odd grouped channels, stride with dilation and

@@ -93,7 +93,7 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         // conv2d_tiled: input channels per step of the reduction loop.
         ("CU", &[1, 2, 3]),
         // conv2d_depthwise: the tile height and the vertical structure.
-        ("PH", &[1, 2, 4]),
+        ("PH", &[1, 2, 4, 8]),
         ("K_H", &[1, 2, 3, 5, 7]),
         ("S_H", &[1, 2, 3]),
         ("D_H", &[1, 2, 3]),
