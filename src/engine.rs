@@ -88,6 +88,15 @@ fn fixed_subgroup_size(info: &wgpu::AdapterInfo, features: wgpu::Features) -> Op
         .then_some(info.subgroup_min_size)
 }
 
+/// An on/off environment variable: `1` on, `0` off, anything else unset.
+fn env_switch(name: &str) -> Option<bool> {
+    match std::env::var(name).as_deref() {
+        Ok("1") => Some(true),
+        Ok("0") => Some(false),
+        _ => None,
+    }
+}
+
 /// Preference among device types: discrete, integrated, virtual, CPU, other.
 fn device_rank(t: wgpu::DeviceType) -> u32 {
     match t {
@@ -117,21 +126,13 @@ impl EngineOptions {
     /// Whether shader runtime checks stay on (see [`EngineOptions::runtime_checks`]).
     pub fn resolved_runtime_checks(&self) -> bool {
         self.runtime_checks
-            .or_else(|| match std::env::var("WGCONV_RUNTIME_CHECKS").as_deref() {
-                Ok("1") => Some(true),
-                Ok("0") => Some(false),
-                _ => None,
-            })
+            .or_else(|| env_switch("WGCONV_RUNTIME_CHECKS"))
             .unwrap_or(cfg!(debug_assertions))
     }
     /// Whether subgroup operations may be used (see [`EngineOptions::subgroups`]).
     pub fn resolved_subgroups(&self) -> bool {
         self.subgroups
-            .or_else(|| match std::env::var("WGCONV_SUBGROUPS").as_deref() {
-                Ok("1") => Some(true),
-                Ok("0") => Some(false),
-                _ => None,
-            })
+            .or_else(|| env_switch("WGCONV_SUBGROUPS"))
             .unwrap_or(true)
     }
     fn resolved_name(&self) -> Option<String> {

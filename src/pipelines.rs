@@ -255,6 +255,15 @@ impl KernelKey {
                 .copied()
                 .ok_or_else(|| err(format!("no constant {name}")))
         };
+        // `SG`: the subgroup size the weight broadcasts assume (0: none); the
+        // subgroups must tile the workgroup.
+        let subgroup_size = || -> Result<Option<u32>> {
+            let sg = Some(get("SG")?).filter(|&s| s > 0);
+            if sg.is_some_and(|s| !crate::plan::WORKGROUP.is_multiple_of(s)) {
+                return Err(err("SG must divide the workgroup size".into()));
+            }
+            Ok(sg)
+        };
         match self.kernel {
             Kernel::Conv2dTiled => {
                 let spec = codegen::TiledSpec {
@@ -268,17 +277,11 @@ impl KernelKey {
                     segs: get("SEGS")? == 1,
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
                     vout: get("VOUT")? == 1,
-                    sg: Some(get("SG")?).filter(|&s| s > 0),
+                    sg: subgroup_size()?,
                     cu: get("CU")?,
                 };
                 if spec.cu == 0 {
                     return Err(err("CU must be at least 1".into()));
-                }
-                if spec
-                    .sg
-                    .is_some_and(|s| !crate::plan::WORKGROUP.is_multiple_of(s))
-                {
-                    return Err(err("SG must divide the workgroup size".into()));
                 }
                 if spec.vout && !spec.vout_fits() {
                     return Err(err("VOUT needs Q = 1 and PIX a multiple of 4".into()));
@@ -340,14 +343,8 @@ impl KernelKey {
                     plr: get("PLR")?,
                     vout: get("VOUT")? == 1,
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
-                    sg: Some(get("SG")?).filter(|&s| s > 0),
+                    sg: subgroup_size()?,
                 };
-                if spec
-                    .sg
-                    .is_some_and(|s| !crate::plan::WORKGROUP.is_multiple_of(s))
-                {
-                    return Err(err("SG must divide the workgroup size".into()));
-                }
                 if spec.vout && !(spec.pix * spec.s_w).is_multiple_of(4) {
                     return Err(err("VOUT needs PIX·S_W a multiple of 4".into()));
                 }
