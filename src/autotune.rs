@@ -1,20 +1,52 @@
-//! Autotuning of tile shapes, remembered per adapter on disk.
+//! Autotuning of algorithms and tile shapes, remembered per adapter on disk.
 //!
-//! The planner's default tile shapes are a guess; what is fastest depends on
-//! the adapter (a CPU driver such as lavapipe and a discrete GPU disagree).
+//! The planner's defaults are a guess; what is fastest depends on the
+//! adapter (a CPU driver such as lavapipe and a discrete GPU disagree).
 //! With autotuning on ([`crate::EngineOptions::autotune`]), the first time a
-//! layer meets an input shape the engine times every candidate tile
-//! ([`crate::plan::tile_candidates`]) on that shape, keeps the fastest, and
-//! stores the choice in a JSON file keyed by adapter, backend and driver, so
-//! the next process (and the next layer of the same shape class) skips the
-//! timing. Timing is wall clock around a synchronous submission: the best of
-//! a few runs after one untimed warm-up run that also compiles the pipeline.
+//! layer meets an input shape the engine times every candidate on that
+//! shape — its transformed forms (Winograd for an eligible 3×3 layer, the
+//! sub-pixel form for a strided transposed one), built for the timing even
+//! where the planner would not pick them, and the direct path with each
+//! candidate tile ([`crate::plan::tile_candidates`], which includes wider
+//! channel blocks) — keeps the fastest, and stores the choice in a JSON
+//! file keyed by adapter, backend and driver, so the next process (and the
+//! next layer of the same shape class) skips the timing. Timing is wall
+//! clock around a synchronous submission: the best of a few runs after one
+//! untimed warm-up run that also compiles the pipelines.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::plan::Tile;
+
+/// A layer's route that is not a tile of its direct path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Form {
+    /// The direct path with the planner's plan (a kernel with no tiles to
+    /// tune, such as `conv2d_shared`).
+    Direct,
+    /// The Winograd form ([`crate::winograd`]).
+    Winograd,
+    /// The sub-pixel form of a transposed layer ([`crate::ops::sub_pixel`]).
+    SubPixel,
+}
+
+/// What the autotuner remembers for a shape class: a tile of the direct
+/// path (stored as the tile's fields, as files from before forms were tuned
+/// hold them) or a form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Choice {
+    /// The direct path with this tile.
+    Tile(Tile),
+    /// A form (`{"form": "winograd"}`).
+    Form {
+        /// Which.
+        form: Form,
+    },
+}
 
 /// What identifies an adapter for tuning: name, backend, driver and its version.
 fn adapter_key(info: &wgpu::AdapterInfo) -> String {
@@ -29,8 +61,8 @@ fn adapter_key(info: &wgpu::AdapterInfo) -> String {
 pub struct Autotuner {
     path: Option<PathBuf>,
     adapter: String,
-    /// adapter key → (shape class → tile).
-    table: Mutex<BTreeMap<String, BTreeMap<String, Tile>>>,
+    /// adapter key → (shape class → choice).
+    table: Mutex<BTreeMap<String, BTreeMap<String, Choice>>>,
 }
 
 impl Autotuner {
@@ -71,23 +103,23 @@ impl Autotuner {
         self.path.as_deref()
     }
 
-    /// The remembered tile for a shape class on this adapter.
-    pub fn get(&self, class: &str) -> Option<Tile> {
+    /// The remembered choice for a shape class on this adapter.
+    pub fn get(&self, class: &str) -> Option<Choice> {
         let table = self.table.lock().ok()?;
         table.get(&self.adapter)?.get(class).copied()
     }
 
-    /// Remembers `tile` for `class` and rewrites the file (atomically: a
+    /// Remembers `choice` for `class` and rewrites the file (atomically: a
     /// temporary file renamed into place). A file that cannot be written
     /// leaves the choice in memory only.
-    pub fn put(&self, class: &str, tile: Tile) {
+    pub fn put(&self, class: &str, choice: Choice) {
         let Ok(mut table) = self.table.lock() else {
             return;
         };
         table
             .entry(self.adapter.clone())
             .or_default()
-            .insert(class.to_string(), tile);
+            .insert(class.to_string(), choice);
         if let (Some(path), Ok(json)) = (&self.path, serde_json::to_string_pretty(&*table)) {
             let tmp = path.with_extension("json.tmp");
             let written = path
@@ -114,14 +146,50 @@ mod tests {
         let path = dir.path().join("sub").join("autotune.json");
         let t = Autotuner::for_adapter(Some(path.clone()), ADAPTER.into());
         assert_eq!(t.get("class"), None);
-        t.put("class", Tile { pix: 4, ph: 1 });
-        // A new process (a new tuner on the same file) sees the choice ...
+        let tile = Choice::Tile(Tile {
+            pix: 4,
+            ph: 1,
+            cob4: Some(8),
+        });
+        let form = Choice::Form {
+            form: Form::Winograd,
+        };
+        t.put("class", tile);
+        t.put("other", form);
+        // A new process (a new tuner on the same file) sees the choices ...
         let again = Autotuner::for_adapter(Some(path.clone()), ADAPTER.into());
-        assert_eq!(again.get("class"), Some(Tile { pix: 4, ph: 1 }));
+        assert_eq!(again.get("class"), Some(tile));
+        assert_eq!(again.get("other"), Some(form));
         // ... but another driver does not.
         let other =
             Autotuner::for_adapter(Some(path), "llvmpipe | Vulkan | llvmpipe | Mesa 24".into());
         assert_eq!(other.get("class"), None);
+    }
+
+    /// A file written before forms and channel blocks were tuned holds bare
+    /// tiles: they read as tiles with the planner's channel block, and the
+    /// file keeps its format.
+    #[test]
+    fn older_files_read_as_tiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("autotune.json");
+        std::fs::write(
+            &path,
+            format!(r#"{{"{ADAPTER}": {{"c": {{"pix": 8, "ph": 2}}}}}}"#),
+        )
+        .unwrap();
+        let t = Autotuner::for_adapter(Some(path.clone()), ADAPTER.into());
+        assert_eq!(t.get("c"), Some(Choice::Tile(Tile::new(8, 2))));
+        t.put(
+            "d",
+            Choice::Form {
+                form: Form::SubPixel,
+            },
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(json[ADAPTER]["c"], serde_json::json!({"pix": 8, "ph": 2}));
+        assert_eq!(json[ADAPTER]["d"], serde_json::json!({"form": "sub-pixel"}));
     }
 
     #[test]

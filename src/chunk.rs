@@ -1168,7 +1168,7 @@ mod tests {
         let weight_bytes = {
             let w = vec![0f32; shape.weight_len()];
             plan::repack_weight(&w, &sig, plan.layout).len() as u64 * 4
-                + plan::weight_padding(&sig, profile, force)
+                + plan::weight_padding(&sig, profile, force, plan.layout)
         };
         let base = ConvUniforms::new(shape, Activation::None, &plan);
         let sched = Schedule::build(shape, &plan, base, weight_bytes, budget).unwrap();
@@ -1480,7 +1480,7 @@ mod tests {
             &s,
             &plan,
             base,
-            packed * 4 + plan::weight_padding(&sig, &cpu(), None),
+            packed * 4 + plan::weight_padding(&sig, &cpu(), None, plan.layout),
             Budget {
                 binding: 4096,
                 align: 256,

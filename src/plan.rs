@@ -571,6 +571,7 @@ impl Plan {
         Some(Tile {
             pix: get("PIX")?,
             ph: get("PH").unwrap_or(1),
+            cob4: get("COB4"),
         })
     }
 }
@@ -580,13 +581,32 @@ impl Plan {
 pub const WORKGROUP: u32 = 64;
 
 /// A tile shape: output columns (`pix`) and rows (`ph`, depthwise only) per
-/// invocation. The autotuner picks one of [`tile_candidates`].
+/// invocation, and for the blocked kernels the output channels per
+/// invocation (`cob4` vec4s; `None`: the planner's). The autotuner picks one
+/// of [`tile_candidates`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Tile {
     /// Output columns (column steps, for the transposed kernel) per invocation.
     pub pix: u32,
     /// Output rows per invocation (1 for every kernel but depthwise).
     pub ph: u32,
+    /// Output channels per invocation in vec4s (`conv2d_tiled` and
+    /// `conv_transpose2d`, whose weights are repacked in blocks of that
+    /// many); `None` keeps the planner's. Files written before this field
+    /// existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cob4: Option<u32>,
+}
+
+impl Tile {
+    /// `pix` columns by `ph` rows, the planner's channel block.
+    pub fn new(pix: u32, ph: u32) -> Self {
+        Self {
+            pix,
+            ph,
+            cob4: None,
+        }
+    }
 }
 
 /// The tiles the autotuner times for a layer: the planner's default first,
@@ -616,16 +636,68 @@ pub fn tile_candidates(
         Kernel::Conv2dTiled | Kernel::ConvTranspose2d => &[(2, 1), (4, 1), (8, 1)],
         Kernel::Conv2dShared => &[],
     };
+    // The blocked kernels also try twice the planner's output channels per
+    // invocation where the group fills such blocks: each loaded input then
+    // feeds twice the multiply-adds, for twice the accumulators and a longer
+    // compile (measured on lavapipe: r3x3s2 18.1 → 14.6 ms, tconv4's phases
+    // 21.5 → 18.6 ms, first results 1.1 → 1.8–2.3 s and 0.9 → 3.5–4.0 s).
+    let blocks = match first.cob4 {
+        Some(c) if 2 * c <= MAX_TUNED_COB4 && shape.c_out_per_group() >= 8 * c => {
+            vec![first.cob4, Some(2 * c)]
+        }
+        _ => vec![first.cob4],
+    };
     let mut out = vec![first];
-    for &(pix, ph) in options {
-        let tile = Tile { pix, ph };
-        // Keep a candidate only if the planner accepts it unchanged (it fits the shape).
-        let planned = plan_with(shape, activation, adapter, force, Some(tile)).tile();
-        if planned == Some(tile) && !out.contains(&tile) {
-            out.push(tile);
+    for cob4 in blocks {
+        for &(pix, ph) in std::iter::once(&(first.pix, first.ph)).chain(options) {
+            let tile = Tile { pix, ph, cob4 };
+            let outputs = u64::from(pix * ph) * u64::from(4 * cob4.unwrap_or(1));
+            let outputs = outputs
+                * if default.key.kernel == Kernel::ConvTranspose2d {
+                    u64::from(shape.stride_w)
+                } else {
+                    1
+                };
+            if cob4 != first.cob4 && outputs > MAX_TUNED_OUTPUTS {
+                continue;
+            }
+            // Keep a candidate only if the planner accepts it unchanged (it fits the shape).
+            let planned = plan_with(shape, activation, adapter, force, Some(tile)).tile();
+            if planned == Some(tile) && !out.contains(&tile) {
+                out.push(tile);
+            }
         }
     }
     out
+}
+
+/// Widest channel block the autotuner tries, in vec4s.
+const MAX_TUNED_COB4: u32 = 8;
+
+/// Most outputs per invocation (accumulators) of a wider channel block the
+/// autotuner tries: the planner's own tiles go up to 256.
+const MAX_TUNED_OUTPUTS: u64 = 256;
+
+/// [`weight_layout`] with the autotuner's channel block (`cob4`, in vec4s)
+/// in place of the planner's, where the kernel is blocked and the block
+/// fits: at most [`MAX_TUNED_COB4`], and for `conv2d_tiled` one input
+/// channel of it within a weight window.
+pub fn tuned_layout(
+    sig: &LayerSig,
+    adapter: &AdapterProfile,
+    force: Option<Kernel>,
+    cob4: Option<u32>,
+) -> (Kernel, WeightLayout) {
+    let (kernel, layout) = weight_layout(sig, adapter, force);
+    match (kernel, layout, cob4) {
+        (Kernel::Conv2dTiled | Kernel::ConvTranspose2d, WeightLayout::Blocked { .. }, Some(c))
+            if (1..=MAX_TUNED_COB4).contains(&c)
+                && (kernel != Kernel::Conv2dTiled || tiled_fits(sig, c, adapter)) =>
+        {
+            (kernel, WeightLayout::Blocked { cob4: c })
+        }
+        _ => (kernel, layout),
+    }
 }
 
 /// Plans one convolution.
@@ -648,7 +720,7 @@ pub fn plan_with(
     tile: Option<Tile>,
 ) -> Plan {
     let sig = LayerSig::of(shape);
-    let (kernel, layout) = weight_layout(&sig, adapter, force);
+    let (kernel, layout) = tuned_layout(&sig, adapter, force, tile.and_then(|t| t.cob4));
     let act = activation.code();
     let max_pix = tile.map_or(MAX_PIX, |t| t.pix.clamp(1, MAX_TUNED_PIX));
     let pix = || {
@@ -1129,8 +1201,13 @@ fn tiled_fits(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> bool {
 /// window of its kernel is in bounds: `WCAP` vec4s for `conv2d_tiled`
 /// (windows have exactly that size; see [`tiled_weight_cap`]), none for the
 /// others.
-pub fn weight_padding(sig: &LayerSig, adapter: &AdapterProfile, force: Option<Kernel>) -> u64 {
-    match weight_layout(sig, adapter, force) {
+pub fn weight_padding(
+    sig: &LayerSig,
+    adapter: &AdapterProfile,
+    force: Option<Kernel>,
+    layout: WeightLayout,
+) -> u64 {
+    match (weight_layout(sig, adapter, force).0, layout) {
         (Kernel::Conv2dTiled, WeightLayout::Blocked { cob4 }) => {
             u64::from(tiled_weight_cap(sig, cob4, adapter)) * 16
         }

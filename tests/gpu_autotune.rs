@@ -1,5 +1,6 @@
-//! Autotuning: a tuned layer still matches the CPU reference whichever tile
-//! wins, the choice lands in the cache file keyed by adapter, and a second
+//! Autotuning: a tuned layer still matches the CPU reference whichever
+//! candidate wins (a tile, a wider channel block, the Winograd or sub-pixel
+//! form), the choice lands in the cache file keyed by adapter, and a second
 //! engine on the same file reuses it without timing again.
 
 mod common;
@@ -113,13 +114,25 @@ fn tuned_layers_match_the_reference_and_the_choice_persists() {
         .unwrap();
     assert!(c.passed, "transposed: {c:?}");
 
-    // Three shape classes tuned and written for this adapter.
+    // Three shape classes tuned and written for this adapter (and, should
+    // the transposed layer have timed its sub-pixel form, its phases' own).
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
     let per_adapter = json.as_object().unwrap();
     assert_eq!(per_adapter.len(), 1);
     let classes = per_adapter.values().next().unwrap().as_object().unwrap();
-    assert_eq!(classes.len(), 3, "{json}");
+    for (name, shape) in [
+        ("dense", dense.shape_for(dense_in).unwrap()),
+        ("depthwise", dw.shape_for(dw_in).unwrap()),
+        ("transposed", tconv.shape_for(t_in).unwrap()),
+    ] {
+        let shape = format!("{shape:?}");
+        assert_eq!(
+            classes.keys().filter(|k| k.contains(&shape)).count(),
+            1,
+            "{name}: {json}"
+        );
+    }
 
     // A second engine on the same file plans with the remembered tiles,
     // without timing (and so without compiling) anything.
@@ -184,8 +197,18 @@ fn every_candidate_tile_matches_the_reference() {
         ),
         // Pointwise with 40 outputs: 32-channel blocks, the second one ragged.
         ([1, 16, 7, 33], [40, 16, 1, 1], Conv2dParams::default()),
+        // 40 outputs of a strided 3×3: 16-channel blocks, and the tuner's
+        // 32-channel ones, the second ragged.
+        (
+            [1, 6, 11, 21],
+            [40, 6, 3, 3],
+            Conv2dParams::default()
+                .stride(2, 2)
+                .padding(Padding::uniform(1)),
+        ),
     ];
     let mut runs = 0;
+    let mut wide = 0;
     for (input, weight, params) in forward {
         let w = rng.vec(weight.iter().product());
         let x = rng.vec(input.iter().product());
@@ -205,6 +228,7 @@ fn every_candidate_tile_matches_the_reference() {
                 .unwrap();
             assert!(c.passed, "{input:?} {weight:?} {tile:?}: {c:?}");
             runs += 1;
+            wide += usize::from(tile.cob4 == Some(8) && weight[2] == 3);
         }
     }
     let transposed = [
@@ -221,6 +245,12 @@ fn every_candidate_tile_matches_the_reference() {
             ConvTranspose2dParams::default()
                 .stride(3, 3)
                 .output_padding(2, 1),
+        ),
+        // 40 outputs: 16- and 32-channel blocks, the second ragged.
+        (
+            [1, 5, 6, 7],
+            [5, 40, 2, 2],
+            ConvTranspose2dParams::default().stride(2, 2),
         ),
     ];
     for (input, weight, params) in transposed {
@@ -244,12 +274,164 @@ fn every_candidate_tile_matches_the_reference() {
                 options,
             )
             .unwrap();
+            assert_eq!(layer.plan_for(input).unwrap().tile(), Some(tile));
             let c = layer
                 .verify(engine, &x, input, Tolerance::F32Accumulation)
                 .unwrap();
             assert!(c.passed, "{input:?} {weight:?} {tile:?}: {c:?}");
             runs += 1;
+            wide += usize::from(tile.cob4 == Some(8));
         }
     }
     assert!(runs >= 20, "only {runs} tiles checked");
+    // The wider channel blocks are the tuner's alone on the blocked kernels
+    // (the planner keeps 16 channels for kernels wider than 1×1).
+    if profile.device_type == wgpu::DeviceType::Cpu {
+        assert!(wide >= 4, "only {wide} wider-block tiles checked");
+    }
+}
+
+/// Reads the tuned classes of the cache file (one adapter).
+fn classes(cache: &std::path::Path) -> serde_json::Map<String, serde_json::Value> {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache).unwrap()).unwrap();
+    let per_adapter = json.as_object().unwrap();
+    assert_eq!(per_adapter.len(), 1, "{json}");
+    per_adapter
+        .values()
+        .next()
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+/// Writes `choice` for the class of `key` into the cache file.
+fn remember(cache: &std::path::Path, key: &str, choice: serde_json::Value) {
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache).unwrap()).unwrap();
+    let per_adapter = json.as_object_mut().unwrap();
+    let classes = per_adapter.values_mut().next().unwrap();
+    classes[key] = choice;
+    std::fs::write(cache, serde_json::to_string(&json).unwrap()).unwrap();
+}
+
+/// The tuner times a layer's transformed form against its direct path:
+/// the Winograd form of a 3×3 stride-1 layer and the sub-pixel form of a
+/// strided transposed one, built for the timing even where the planner would
+/// not run them. Each choice it may remember (the form, each tile, each
+/// wider channel block) then runs in a new process — here a new engine on the
+/// file, with the choice written into it — and matches the reference, and
+/// the layer reports the route it runs.
+#[test]
+fn every_remembered_choice_runs_and_matches_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("autotune.json");
+    let Some(engine) = tuned_engine(&cache) else {
+        return;
+    };
+    let profile = engine.profile();
+    let mut rng = Rng::new(23);
+    let dense_w = rng.vec(32 * 16 * 9);
+    let dense_b = rng.vec(32);
+    let dense_in = [1, 16, 10, 14];
+    let dense_params = Conv2dParams::default().padding(Padding::uniform(1));
+    let t_w = rng.vec(16 * 32 * 9);
+    let t_in = [1, 16, 5, 7];
+    let t_params = ConvTranspose2dParams::default()
+        .stride(2, 2)
+        .padding(Padding::uniform(1))
+        .output_padding(1, 1);
+    let dense = |e: &Engine| {
+        Conv2d::new(
+            e,
+            &dense_w,
+            [32, 16, 3, 3],
+            Some(&dense_b),
+            dense_params,
+            Activation::Relu,
+        )
+        .unwrap()
+    };
+    let tconv = |e: &Engine| {
+        ConvTranspose2d::new(e, &t_w, [16, 32, 3, 3], None, t_params, Activation::None).unwrap()
+    };
+    let dense_x = rng.vec(dense_in.iter().product());
+    let t_x = rng.vec(t_in.iter().product());
+
+    // Tune both on first use.
+    let c = dense(&engine)
+        .verify(&engine, &dense_x, dense_in, Tolerance::F32Accumulation)
+        .unwrap();
+    assert!(c.passed, "dense, tuned: {c:?}");
+    let c = tconv(&engine)
+        .verify(&engine, &t_x, t_in, Tolerance::F32Accumulation)
+        .unwrap();
+    assert!(c.passed, "transposed, tuned: {c:?}");
+
+    let dense_shape = format!("{:?}", dense(&engine).shape_for(dense_in).unwrap());
+    let t_shape = format!("{:?}", tconv(&engine).shape_for(t_in).unwrap());
+    let tuned = classes(&cache);
+    let key_of = |shape: &str| {
+        let keys: Vec<_> = tuned.keys().filter(|k| k.contains(shape)).collect();
+        assert_eq!(keys.len(), 1, "{shape}: {tuned:?}");
+        keys[0].clone()
+    };
+    let (dense_key, t_key) = (key_of(&dense_shape), key_of(&t_shape));
+
+    let tiles = |shape, act| {
+        tile_candidates(&shape, act, &profile, None)
+            .into_iter()
+            .map(|t| serde_json::to_value(t).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mut dense_choices = tiles(
+        dense(&engine).shape_for(dense_in).unwrap(),
+        Activation::Relu,
+    );
+    dense_choices.push(serde_json::json!({"form": "winograd"}));
+    let mut t_choices = tiles(tconv(&engine).shape_for(t_in).unwrap(), Activation::None);
+    t_choices.push(serde_json::json!({"form": "sub-pixel"}));
+    // What the tuner remembered is one of its candidates.
+    assert!(dense_choices.contains(&tuned[&dense_key]), "{tuned:?}");
+    assert!(t_choices.contains(&tuned[&t_key]), "{tuned:?}");
+    if profile.device_type == wgpu::DeviceType::Cpu {
+        // 32 output channels of a 3×3 kernel: the wider block is a candidate.
+        assert!(
+            dense_choices.iter().any(|c| c["cob4"] == 8),
+            "{dense_choices:?}"
+        );
+    }
+
+    for choice in &dense_choices {
+        remember(&cache, &dense_key, choice.clone());
+        let e = tuned_engine(&cache).unwrap();
+        let layer = dense(&e);
+        let winograd = layer.winograd_on(&e, dense_in).unwrap();
+        assert_eq!(winograd.is_some(), choice.get("form").is_some(), "{choice}");
+        if winograd.is_none() {
+            let tile = layer.plan_on(&e, dense_in).unwrap().tile();
+            assert_eq!(serde_json::to_value(tile.unwrap()).unwrap(), *choice);
+        }
+        let c = layer
+            .verify(&e, &dense_x, dense_in, Tolerance::F32Accumulation)
+            .unwrap();
+        assert!(c.passed, "dense {choice}: {c:?}");
+        assert_eq!(classes(&cache)[&dense_key], *choice, "no retuning");
+    }
+    for choice in &t_choices {
+        remember(&cache, &t_key, choice.clone());
+        let e = tuned_engine(&cache).unwrap();
+        let layer = tconv(&e);
+        assert_eq!(
+            layer.sub_pixel_on(&e, t_in).unwrap(),
+            choice.get("form").is_some(),
+            "{choice}"
+        );
+        let c = layer
+            .verify(&e, &t_x, t_in, Tolerance::F32Accumulation)
+            .unwrap();
+        assert!(c.passed, "transposed {choice}: {c:?}");
+        assert_eq!(classes(&cache)[&t_key], *choice, "no retuning");
+    }
 }

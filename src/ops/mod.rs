@@ -19,6 +19,7 @@ pub mod winograd;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::autotune::{Choice, Form};
 use crate::chunk::{Chunking, Schedule, Window};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -673,11 +674,25 @@ pub struct ConvLayer<P: OpParams> {
     host_weight: Arc<[f32]>,
     host_bias: Option<Arc<[f32]>>,
     layout: WeightLayout,
-    /// The direct path's weights: uploaded with the layer, or for a
-    /// Winograd layer only when a shape does not fit the Winograd form.
-    core: OnceLock<LayerCore>,
+    /// The direct path's weights in the planner's layout: uploaded with the
+    /// layer, or for a layer that runs a form by default only when a shape
+    /// does not fit the form (or the autotuner times the direct path).
+    core: OnceLock<Arc<LayerCore>>,
+    /// The direct path's weights in other layouts (wider channel blocks),
+    /// uploaded when the autotuner first times them.
+    tuned_cores: Mutex<Vec<(WeightLayout, Arc<LayerCore>)>>,
     winograd: Option<Box<winograd::WinogradExec>>,
     sub_pixel: Option<Box<sub_pixel::SubPixelExec>>,
+    /// Whether the planner runs the form above (Winograd or sub-pixel) by
+    /// default; otherwise it was built only as an autotuning candidate.
+    form_default: bool,
+}
+
+/// How a layer runs one input shape.
+enum Route<'a> {
+    Winograd(&'a winograd::WinogradExec),
+    SubPixel(&'a sub_pixel::SubPixelExec),
+    Direct(Plan),
 }
 
 impl<P: OpParams> ConvLayer<P> {
@@ -738,30 +753,41 @@ impl<P: OpParams> ConvLayer<P> {
         let profile = engine.profile();
         let sig = params.sig(weight_shape);
         let (_, layout) = plan::weight_layout(&sig, &profile, options.force_kernel);
-        let winograd =
-            match plan::winograd_tile(&sig, &profile, options.force_kernel, options.winograd) {
-                Some(m) => Some(Box::new(winograd::WinogradExec::new(
-                    engine,
-                    m,
-                    weight,
-                    weight_shape,
-                    bias,
-                    activation,
-                )?)),
-                None => None,
-            };
+        // With autotuning on, a form the options leave open is built even where
+        // the planner would not run it, so that the tuner can time it.
+        let tune_forms = engine.autotuner().is_some()
+            && options.force_tile.is_none()
+            && options.force_kernel.is_none();
+        let planned_w = plan::winograd_tile(&sig, &profile, options.force_kernel, options.winograd);
+        let winograd_m = planned_w.or_else(|| {
+            (tune_forms && options.winograd.is_none() && plan::winograd_eligible(&sig)).then_some(4)
+        });
+        let winograd = match winograd_m {
+            Some(m) => Some(Box::new(winograd::WinogradExec::new(
+                engine,
+                m,
+                weight,
+                weight_shape,
+                bias,
+                activation,
+            )?)),
+            None => None,
+        };
+        let planned_s = plan::sub_pixel(&sig, &profile, options.sub_pixel);
         let sub_pixel = match params.transposed() {
-            Some(t) if plan::sub_pixel(&sig, &profile, options.sub_pixel) => {
+            Some(t) if planned_s || (tune_forms && options.sub_pixel.is_none()) => {
                 sub_pixel::SubPixelExec::new(engine, weight, weight_shape, bias, &t, activation)?
                     .map(Box::new)
             }
             _ => None,
         };
+        let form_default =
+            (winograd.is_some() && planned_w.is_some()) || (sub_pixel.is_some() && planned_s);
         let core = OnceLock::new();
-        if winograd.is_none() && sub_pixel.is_none() {
-            let _ = core.set(Self::upload_core(
+        if !form_default {
+            let _ = core.set(Arc::new(Self::upload_core(
                 engine, &profile, options, weight, &sig, layout, bias, activation,
-            )?);
+            )?));
         }
         Ok(Self {
             weight_shape,
@@ -773,8 +799,10 @@ impl<P: OpParams> ConvLayer<P> {
             host_bias: bias.map(Into::into),
             layout,
             core,
+            tuned_cores: Mutex::new(Vec::new()),
             winograd,
             sub_pixel,
+            form_default,
         })
     }
 
@@ -792,50 +820,114 @@ impl<P: OpParams> ConvLayer<P> {
     ) -> Result<LayerCore> {
         let packed = plan::repack_weight(weight, sig, layout);
         let c_out = sig.c_out_per_group as usize * sig.groups as usize;
-        let padding = plan::weight_padding(sig, profile, options.force_kernel);
+        let padding = plan::weight_padding(sig, profile, options.force_kernel, layout);
         LayerCore::upload(engine, activation, &packed, bias, c_out, padding)
     }
 
-    /// The direct path's state, uploaded on first use for a Winograd layer.
-    fn core(&self, engine: &Engine) -> Result<&LayerCore> {
-        if let Some(core) = self.core.get() {
-            return Ok(core);
+    /// The direct path's state for weights in `layout`, uploaded on first
+    /// use where the layer was built without it (a form runs by default, or
+    /// the autotuner times a wider channel block).
+    fn core_for(&self, engine: &Engine, layout: WeightLayout) -> Result<Arc<LayerCore>> {
+        let upload = || {
+            Self::upload_core(
+                engine,
+                &self.profile,
+                self.options,
+                &self.host_weight,
+                &self.params.sig(self.weight_shape),
+                layout,
+                self.host_bias.as_deref(),
+                self.activation,
+            )
+            .map(Arc::new)
+        };
+        if layout == self.layout {
+            if let Some(core) = self.core.get() {
+                return Ok(Arc::clone(core));
+            }
+            // Another thread may have won the race; either copy is the same.
+            let _ = self.core.set(upload()?);
+            return self.core.get().cloned().ok_or(Error::Internal {
+                what: "direct path state",
+                expected: 1,
+                actual: 0,
+            });
         }
-        let core = Self::upload_core(
-            engine,
-            &self.profile,
-            self.options,
-            &self.host_weight,
-            &self.params.sig(self.weight_shape),
-            self.layout,
-            self.host_bias.as_deref(),
-            self.activation,
-        )?;
-        // Another thread may have won the race; either copy is the same.
-        let _ = self.core.set(core);
-        self.core.get().ok_or(Error::Internal {
-            what: "direct path state",
-            expected: 1,
-            actual: 0,
-        })
+        let mut cores = self
+            .tuned_cores
+            .lock()
+            .map_err(|_| Error::Validation("layer weight cache lock poisoned".into()))?;
+        if let Some((_, core)) = cores.iter().find(|(l, _)| *l == layout) {
+            return Ok(Arc::clone(core));
+        }
+        let core = upload()?;
+        cores.push((layout, Arc::clone(&core)));
+        Ok(core)
     }
 
-    /// The Winograd form, if this layer runs `shape` in it on `engine`.
-    fn winograd_for(
-        &self,
-        engine: &Engine,
-        shape: &Conv2dShape,
-    ) -> Option<&winograd::WinogradExec> {
-        self.winograd.as_deref().filter(|w| w.fits(engine, shape))
+    /// The form this layer holds that runs `shape` on `engine`, if any.
+    fn form_fitting(&self, engine: &Engine, shape: &Conv2dShape) -> Option<Route<'_>> {
+        if let Some(w) = self.winograd.as_deref().filter(|w| w.fits(engine, shape)) {
+            return Some(Route::Winograd(w));
+        }
+        self.sub_pixel
+            .as_deref()
+            .filter(|s| s.fits(engine, shape))
+            .map(Route::SubPixel)
     }
 
-    /// The sub-pixel form, if this layer runs `shape` in it.
-    fn sub_pixel_for(
-        &self,
-        engine: &Engine,
-        shape: &Conv2dShape,
-    ) -> Option<&sub_pixel::SubPixelExec> {
-        self.sub_pixel.as_deref().filter(|s| s.fits(engine, shape))
+    /// Whether the options pin this layer to the form it holds.
+    fn form_pinned(&self) -> bool {
+        (self.winograd.is_some() && self.options.winograd.is_some())
+            || (self.sub_pixel.is_some() && self.options.sub_pixel.is_some())
+    }
+
+    /// The route of `choice` (`None`: the planner's) on `shape`: a form
+    /// runs where it fits, else the direct path.
+    fn route_of(&self, engine: &Engine, shape: &Conv2dShape, choice: Option<Choice>) -> Route<'_> {
+        let form = self.form_fitting(engine, shape);
+        match (choice, form) {
+            (Some(Choice::Tile(t)), _) => Route::Direct(self.plan_tile(shape, Some(t))),
+            (
+                Some(Choice::Form {
+                    form: Form::Direct, ..
+                }),
+                _,
+            ) => Route::Direct(self.plan_tile(shape, None)),
+            (Some(Choice::Form { .. }), Some(form)) => form,
+            (None, Some(form)) if self.form_default => form,
+            _ => Route::Direct(self.plan_tile(shape, None)),
+        }
+    }
+
+    /// The autotuner's remembered choice for `shape`, where it is one this
+    /// layer can run: a form it holds that fits the shape, or a candidate
+    /// tile; none where the options pin the tile or the form.
+    fn remembered(&self, engine: &Engine, shape: &Conv2dShape) -> Option<Choice> {
+        if self.options.force_tile.is_some() {
+            return None;
+        }
+        let choice = engine.autotuner()?.get(&self.tune_class(shape))?;
+        let form = self.form_fitting(engine, shape);
+        let valid = match choice {
+            _ if form.is_some() && self.form_pinned() => false,
+            Choice::Tile(t) => self.candidates(shape).contains(&t),
+            Choice::Form { form: Form::Direct } => self.candidates(shape).is_empty(),
+            Choice::Form {
+                form: Form::Winograd,
+            } => matches!(form, Some(Route::Winograd(_))),
+            Choice::Form {
+                form: Form::SubPixel,
+            } => matches!(form, Some(Route::SubPixel(_))),
+        };
+        valid.then_some(choice)
+    }
+
+    /// How this layer runs `shape` on `engine` now: the autotuner's
+    /// remembered choice, else the planner's (this does not start tuning;
+    /// recording does).
+    fn route(&self, engine: &Engine, shape: &Conv2dShape) -> Route<'_> {
+        self.route_of(engine, shape, self.remembered(engine, shape))
     }
 
     /// Whether this layer runs `input` in sub-pixel form (a transposed layer
@@ -845,7 +937,7 @@ impl<P: OpParams> ConvLayer<P> {
     /// As [`ConvLayer::shape_for`].
     pub fn sub_pixel_on(&self, engine: &Engine, input: [usize; 4]) -> Result<bool> {
         let shape = self.shape_for(input)?;
-        Ok(self.sub_pixel_for(engine, &shape).is_some())
+        Ok(matches!(self.route(engine, &shape), Route::SubPixel(_)))
     }
 
     /// The Winograd tile size `m` this layer runs `input` with on `engine`
@@ -855,23 +947,25 @@ impl<P: OpParams> ConvLayer<P> {
     /// As [`ConvLayer::shape_for`].
     pub fn winograd_on(&self, engine: &Engine, input: [usize; 4]) -> Result<Option<u32>> {
         let shape = self.shape_for(input)?;
-        Ok(self.winograd_for(engine, &shape).map(|w| w.m()))
+        Ok(match self.route(engine, &shape) {
+            Route::Winograd(w) => Some(w.m()),
+            _ => None,
+        })
     }
 
     /// The kernels this layer runs on `input` on `engine`, for reports: the
-    /// key of [`ConvLayer::plan_on`]'s plan, or for the Winograd form
-    /// `winograd-f{m}+` and the key of its GEMM's plan.
+    /// key of the direct path's plan, for the Winograd form
+    /// `winograd-f{m}+` and the key of its GEMM's plan, for the sub-pixel
+    /// form `sub-pixel{s_h}x{s_w}+` and its first phase's.
     ///
     /// # Errors
     /// As [`ConvLayer::shape_for`].
     pub fn kernel_name(&self, engine: &Engine, input: [usize; 4]) -> Result<String> {
         let shape = self.shape_for(input)?;
-        if let Some(s) = self.sub_pixel_for(engine, &shape) {
-            return s.kernel_name(engine, input);
-        }
-        match self.winograd_for(engine, &shape) {
-            Some(w) => w.kernel_name(engine, &shape),
-            None => Ok(self.plan_on(engine, input)?.key.to_string()),
+        match self.route(engine, &shape) {
+            Route::SubPixel(s) => s.kernel_name(engine, input),
+            Route::Winograd(w) => w.kernel_name(engine, &shape),
+            Route::Direct(plan) => Ok(plan.key.to_string()),
         }
     }
 
@@ -897,7 +991,7 @@ impl<P: OpParams> ConvLayer<P> {
             self.host_bias.as_deref(),
             self.activation,
         )?;
-        if let Some(w) = self.winograd_for(engine, &shape) {
+        if let Route::Winograd(w) = self.route(engine, &shape) {
             let p = &shape.padding;
             let (mag, terms) = crate::winograd::bound(
                 w.m(),
@@ -944,7 +1038,10 @@ impl<P: OpParams> ConvLayer<P> {
 
     /// Bytes of GPU memory the layer's packed weight and bias hold.
     pub fn gpu_bytes(&self) -> u64 {
-        self.core.get().map_or(0, LayerCore::gpu_bytes)
+        self.core.get().map_or(0, |c| c.gpu_bytes())
+            + self.tuned_cores.lock().map_or(0, |cores| {
+                cores.iter().map(|(_, c)| c.gpu_bytes()).sum::<u64>()
+            })
             + self.winograd.as_ref().map_or(0, |w| w.gpu_bytes())
             + self.sub_pixel.as_ref().map_or(0, |s| s.gpu_bytes())
     }
@@ -979,18 +1076,20 @@ impl<P: OpParams> ConvLayer<P> {
         Ok(self.plan_tile(&shape, None))
     }
 
-    /// The plan recording uses on `engine`: the planner's default, or the
+    /// The direct path's plan on `engine`: the planner's default, or the
     /// autotuner's remembered tile for this shape (this does not start
-    /// tuning; recording does).
+    /// tuning; recording does). Where the layer runs a form instead
+    /// ([`ConvLayer::kernel_name`] tells), this is the plan of the direct
+    /// path it would fall back to.
     ///
     /// # Errors
     /// As [`ConvLayer::shape_for`].
     pub fn plan_on(&self, engine: &Engine, input: [usize; 4]) -> Result<Plan> {
         let shape = self.shape_for(input)?;
-        let tile = engine
-            .autotuner()
-            .and_then(|t| t.get(&self.tune_class(&shape)))
-            .filter(|t| self.candidates(&shape).contains(t));
+        let tile = match self.remembered(engine, &shape) {
+            Some(Choice::Tile(t)) => Some(t),
+            _ => None,
+        };
         Ok(self.plan_tile(&shape, tile))
     }
 
@@ -1013,45 +1112,70 @@ impl<P: OpParams> ConvLayer<P> {
         )
     }
 
-    /// The autotuner's key for a shape: everything the timing depends on.
+    /// The autotuner's key for a shape: everything the timing and the
+    /// candidates depend on.
     fn tune_class(&self, shape: &Conv2dShape) -> String {
         format!(
-            "wgconv {} | {shape:?} | {:?} | {:?}",
+            "wgconv {} | {shape:?} | {:?} | {:?} | {:?} | {:?}",
             env!("CARGO_PKG_VERSION"),
             self.activation,
-            self.options.force_kernel
+            self.options.force_kernel,
+            self.options.winograd,
+            self.options.sub_pixel,
         )
     }
 
-    /// The plan to record for `shape`: with autotuning on, the remembered
-    /// tile, or — on first use of the shape — the fastest candidate, timed
+    /// The route to record for `shape`: with autotuning on, the remembered
+    /// choice, or — on first use of the shape — the fastest candidate, timed
     /// here on `input` (read only) and a scratch output, then remembered.
-    fn plan_recorded(
+    /// The candidates are the form the layer holds (unless the options pin
+    /// it) and the direct path with each candidate tile; the planner's
+    /// default goes first and wins ties.
+    fn route_recorded(
         &self,
         engine: &Engine,
         shape: &Conv2dShape,
         input: &GpuTensor,
-    ) -> Result<Plan> {
+    ) -> Result<Route<'_>> {
         let Some(tuner) = engine
             .autotuner()
             .filter(|_| self.options.force_tile.is_none())
         else {
-            return Ok(self.plan_tile(shape, None));
+            return Ok(self.route_of(engine, shape, None));
         };
-        let class = self.tune_class(shape);
-        let candidates = self.candidates(shape);
-        if let Some(t) = tuner.get(&class).filter(|t| candidates.contains(t)) {
-            return Ok(self.plan_tile(shape, Some(t)));
+        if let Some(choice) = self.remembered(engine, shape) {
+            return Ok(self.route_of(engine, shape, Some(choice)));
+        }
+        let form = match self.form_fitting(engine, shape) {
+            Some(_) if self.form_pinned() => return Ok(self.route_of(engine, shape, None)),
+            Some(Route::Winograd(_)) => Some(Form::Winograd),
+            Some(Route::SubPixel(_)) => Some(Form::SubPixel),
+            _ => None,
+        };
+        let tiles = self.candidates(shape);
+        let mut candidates: Vec<Choice> = if tiles.is_empty() {
+            vec![Choice::Form { form: Form::Direct }]
+        } else {
+            tiles.into_iter().map(Choice::Tile).collect()
+        };
+        if let Some(form) = form {
+            let at = if self.form_default {
+                0
+            } else {
+                candidates.len()
+            };
+            candidates.insert(at, Choice::Form { form });
         }
         if candidates.len() < 2 {
-            return Ok(self.plan_tile(shape, None));
+            return Ok(self.route_of(engine, shape, None));
         }
         let scratch = GpuTensor::empty(engine, shape.output_shape())?;
-        let mut best: Option<(std::time::Duration, plan::Tile)> = None;
-        for tile in candidates {
-            let plan = self.plan_tile(shape, Some(tile));
+        let mut best: Option<(std::time::Duration, Choice)> = None;
+        for choice in candidates {
+            let route = self.route_of(engine, shape, Some(choice));
             let mut fastest = std::time::Duration::MAX;
-            // One untimed run compiles the pipeline; then the best of three.
+            // One untimed run compiles the pipelines (and tunes a form's own
+            // layers); then the best of three.
             for run in 0..4 {
                 let start = std::time::Instant::now();
                 let mut encoder =
@@ -1060,8 +1184,7 @@ impl<P: OpParams> ConvLayer<P> {
                         .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                             label: Some("wgconv autotune"),
                         });
-                self.core(engine)?
-                    .record(engine, &mut encoder, shape, &plan, input, &scratch)?;
+                self.record_route(engine, &mut encoder, shape, &route, input, &scratch)?;
                 engine.queue().submit([encoder.finish()]);
                 engine.wait()?;
                 if run > 0 {
@@ -1069,14 +1192,33 @@ impl<P: OpParams> ConvLayer<P> {
                 }
             }
             if best.is_none_or(|(t, _)| fastest < t) {
-                best = Some((fastest, tile));
+                best = Some((fastest, choice));
             }
         }
-        let tile = best.map(|(_, t)| t);
-        if let Some(t) = tile {
-            tuner.put(&class, t);
+        let choice = best.map(|(_, c)| c);
+        if let Some(c) = choice {
+            tuner.put(&self.tune_class(shape), c);
         }
-        Ok(self.plan_tile(shape, tile))
+        Ok(self.route_of(engine, shape, choice))
+    }
+
+    /// Records `route` of `shape` reading `input` and writing `output`.
+    fn record_route(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &Conv2dShape,
+        route: &Route<'_>,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        match route {
+            Route::Winograd(w) => w.record(engine, encoder, shape, input, output),
+            Route::SubPixel(s) => s.record(engine, encoder, shape, input, output),
+            Route::Direct(plan) => self
+                .core_for(engine, plan.layout)?
+                .record(engine, encoder, shape, plan, input, output),
+        }
     }
 
     /// How this layer runs on an input shape within the engine's limits:
@@ -1094,7 +1236,8 @@ impl<P: OpParams> ConvLayer<P> {
             &self.profile,
             self.options.force_kernel,
         );
-        self.core(engine)?.chunking(engine, &shape, &plan)
+        self.core_for(engine, plan.layout)?
+            .chunking(engine, &shape, &plan)
     }
 
     /// Records this layer applied to `input` into `encoder` and returns the
@@ -1139,8 +1282,8 @@ impl<P: OpParams> ConvLayer<P> {
         self.record_shape(engine, encoder, &shape, input, output)
     }
 
-    /// Records the Winograd form where it runs `shape`, else the direct
-    /// kernel of the plan (tuned if the engine autotunes).
+    /// Records the route of `shape`: a form where the layer runs it, else
+    /// the direct kernel of the plan (tuned if the engine autotunes).
     fn record_shape(
         &self,
         engine: &Engine,
@@ -1149,16 +1292,8 @@ impl<P: OpParams> ConvLayer<P> {
         input: &GpuTensor,
         output: &GpuTensor,
     ) -> Result<()> {
-        if let Some(w) = self.winograd_for(engine, shape) {
-            return w.record(engine, encoder, shape, input, output);
-        }
-        if let Some(s) = self.sub_pixel_for(engine, shape) {
-            return s.record(engine, encoder, shape, input, output);
-        }
-        let plan = self.plan_recorded(engine, shape, input)?;
-        debug_assert_eq!(plan.layout, self.layout);
-        self.core(engine)?
-            .record(engine, encoder, shape, &plan, input, output)
+        let route = self.route_recorded(engine, shape, input)?;
+        self.record_route(engine, encoder, shape, &route, input, output)
     }
 
     /// Runs the layer on `input` and submits it; the result stays on the GPU.
