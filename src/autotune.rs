@@ -10,9 +10,10 @@
 //! candidate tile ([`crate::plan::tile_candidates`], which includes wider
 //! channel blocks) — keeps the fastest, and stores the choice in a JSON
 //! file keyed by adapter, backend and driver, so the next process (and the
-//! next layer of the same shape class) skips the timing. Timing is wall
-//! clock around a synchronous submission: the best of a few runs after one
-//! untimed warm-up run that also compiles the pipelines.
+//! next layer of the same shape class) skips the timing. Each candidate gets
+//! one untimed run, which compiles its pipelines, then the best of three:
+//! GPU timestamps around each run inside one encoder where the device has
+//! them ([`crate::timing`]), else wall clock around synchronous submissions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -45,6 +45,7 @@ pub mod plan;
 pub mod reference;
 pub mod suite;
 pub mod tensor;
+pub mod timing;
 pub mod winograd;
 
 pub use chunk::{ChunkLevel, Chunking};

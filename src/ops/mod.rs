@@ -688,6 +688,9 @@ pub struct ConvLayer<P: OpParams> {
     form_default: bool,
 }
 
+/// Timed runs per autotuning candidate (after one untimed run).
+const TUNE_RUNS: u32 = 3;
+
 /// How a layer runs one input shape.
 enum Route<'a> {
     Winograd(&'a winograd::WinogradExec),
@@ -1170,25 +1173,42 @@ impl<P: OpParams> ConvLayer<P> {
             return Ok(self.route_of(engine, shape, None));
         }
         let scratch = GpuTensor::empty(engine, shape.output_shape())?;
-        let mut best: Option<(std::time::Duration, Choice)> = None;
+        let mut best: Option<(f64, Choice)> = None;
         for choice in candidates {
             let route = self.route_of(engine, shape, Some(choice));
-            let mut fastest = std::time::Duration::MAX;
-            // One untimed run compiles the pipelines (and tunes a form's own
-            // layers); then the best of three.
-            for run in 0..4 {
+            let run = || -> Result<f64> {
                 let start = std::time::Instant::now();
-                let mut encoder =
-                    engine
-                        .device()
-                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                            label: Some("wgconv autotune"),
-                        });
-                self.record_route(engine, &mut encoder, shape, &route, input, &scratch)?;
-                engine.queue().submit([encoder.finish()]);
+                submit_recorded(engine, "wgconv autotune", |enc| {
+                    self.record_route(engine, enc, shape, &route, input, &scratch)
+                })?;
                 engine.wait()?;
-                if run > 0 {
-                    fastest = fastest.min(start.elapsed());
+                Ok(start.elapsed().as_secs_f64() * 1e3)
+            };
+            // One untimed run compiles the pipelines (and tunes a form's own
+            // layers); then the best of three, by GPU timestamps where the
+            // device writes them inside encoders, else by wall clock around
+            // synchronous submissions.
+            run()?;
+            let mut fastest = f64::INFINITY;
+            if crate::timing::available(engine) {
+                let stamps = crate::timing::record_timed(engine, 2 * TUNE_RUNS, |enc, qs| {
+                    for i in 0..TUNE_RUNS {
+                        enc.write_timestamp(qs, 2 * i);
+                        self.record_route(engine, enc, shape, &route, input, &scratch)?;
+                        enc.write_timestamp(qs, 2 * i + 1);
+                    }
+                    Ok::<_, Error>(())
+                })?;
+                fastest = stamps
+                    .chunks_exact(2)
+                    .map(|t| t[1] - t[0])
+                    .filter(|&t| t > 0.0)
+                    .fold(fastest, f64::min);
+            }
+            if !fastest.is_finite() {
+                // No timestamps, or ones that never advance.
+                for _ in 0..TUNE_RUNS {
+                    fastest = fastest.min(run()?);
                 }
             }
             if best.is_none_or(|(t, _)| fastest < t) {

@@ -240,14 +240,14 @@ fn time_gpu<P: OpParams>(
     x: &GpuTensor,
     runs: u32,
 ) -> anyhow::Result<Vec<f64>> {
-    let stamps = crate::timestamps::record_timed(engine, 2 * runs, |enc, qs| {
+    let stamps = wgconv::timing::record_timed(engine, 2 * runs, |enc, qs| {
         let mut outs = Vec::with_capacity(runs as usize);
         for i in 0..runs {
             enc.write_timestamp(qs, 2 * i);
             outs.push(conv.record(engine, enc, x)?);
             enc.write_timestamp(qs, 2 * i + 1);
         }
-        Ok(outs)
+        Ok::<_, anyhow::Error>(outs)
     })?;
     Ok(stamps
         .chunks_exact(2)
@@ -394,10 +394,7 @@ pub fn run(args: &Args) -> Outcome {
     })
     .map_err(|e| anyhow!("{e}"))?;
     let engine_ms = ms(t0.elapsed());
-    let timestamps = !args.wall
-        && engine.device().features().contains(
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
-        );
+    let timestamps = !args.wall && wgconv::timing::available(&engine);
     let mut timing = if timestamps { "gpu-timestamp" } else { "wall" };
     eprintln!(
         "wgconv: bench on {} ({:?}), timing: {timing}, warmup {}, runs {}",

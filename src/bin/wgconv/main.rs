@@ -15,7 +15,6 @@ mod peer;
 mod plot;
 mod shaders;
 mod test;
-mod timestamps;
 
 use std::process::ExitCode;
 

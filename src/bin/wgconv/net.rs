@@ -349,7 +349,7 @@ fn time_gpu(
     runs: u32,
 ) -> anyhow::Result<Vec<Vec<f64>>> {
     let per_run = net.layers().len() as u32 + 1;
-    let stamps = crate::timestamps::record_timed(engine, per_run * runs, |enc, qs| {
+    let stamps = wgconv::timing::record_timed(engine, per_run * runs, |enc, qs| {
         let mut outs = Vec::with_capacity(runs as usize);
         for r in 0..runs {
             let base = r * per_run;
@@ -362,7 +362,7 @@ fn time_gpu(
                 Ok(())
             })?);
         }
-        Ok(outs)
+        Ok::<_, anyhow::Error>(outs)
     })?;
     Ok(stamps
         .chunks_exact(per_run as usize)

@@ -1,40 +1,55 @@
 //! GPU timestamp queries written inside one encoder, resolved and read back
-//! once: what `wgconv bench` times layers and networks with.
+//! once: what the autotuner times candidates with where the device has them,
+//! and what `wgconv bench` times layers and networks with.
 
-use anyhow::anyhow;
-use wgconv::Engine;
+use crate::engine::Engine;
+use crate::error::Error;
+
+/// Whether `engine`'s device can write timestamps inside an encoder (both
+/// `TIMESTAMP_QUERY` and `TIMESTAMP_QUERY_INSIDE_ENCODERS`).
+pub fn available(engine: &Engine) -> bool {
+    engine
+        .device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+}
 
 /// Records with `record` into a new encoder that may write up to `count`
-/// timestamps into the query set it is given, submits it, and returns every
-/// timestamp in ms (the device's ticks times its period).
-pub fn record_timed<T>(
+/// timestamps into the query set it is given, submits it, waits, and returns
+/// every timestamp in ms (the device's ticks times its period). What
+/// `record` returns (outputs, say) is kept alive until the work is done.
+/// Needs [`available`].
+///
+/// # Errors
+/// What `record` returns, [`Error::Readback`] when the timestamps cannot be
+/// read back, and device errors.
+pub fn record_timed<T, E: From<Error>>(
     engine: &Engine,
     count: u32,
-    record: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::QuerySet) -> anyhow::Result<T>,
-) -> anyhow::Result<Vec<f64>> {
+    record: impl FnOnce(&mut wgpu::CommandEncoder, &wgpu::QuerySet) -> Result<T, E>,
+) -> Result<Vec<f64>, E> {
     let device = engine.device();
     let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
-        label: Some("wgconv bench"),
+        label: Some("wgconv timestamps"),
         ty: wgpu::QueryType::Timestamp,
         count,
     });
     let size = u64::from(count) * 8;
     let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("wgconv bench resolve"),
+        label: Some("wgconv timestamps resolve"),
         size,
         usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("wgconv bench staging"),
+        label: Some("wgconv timestamps staging"),
         size,
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
     let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("wgconv bench"),
+        label: Some("wgconv timestamps"),
     });
-    // Outputs stay alive until the work is done.
     let kept = record(&mut enc, &qs)?;
     enc.resolve_query_set(&qs, 0..count, &resolve, 0);
     enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, size);
@@ -45,13 +60,13 @@ pub fn record_timed<T>(
     });
     engine.wait()?;
     rx.recv()
-        .map_err(|_| anyhow!("timestamp readback callback dropped"))?
-        .map_err(|e| anyhow!("timestamp readback failed: {e}"))?;
+        .map_err(|_| Error::Readback("timestamp readback callback dropped".into()))?
+        .map_err(|e| Error::Readback(format!("timestamp readback failed: {e}")))?;
     let ticks: Vec<u64> = {
         let view = staging
             .slice(..)
             .get_mapped_range()
-            .map_err(|e| anyhow!("timestamp readback failed: {e}"))?;
+            .map_err(|e| Error::Readback(format!("timestamp readback failed: {e}")))?;
         bytemuck::pod_collect_to_vec::<u8, u64>(&view)
     };
     staging.unmap();
