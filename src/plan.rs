@@ -118,6 +118,34 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
         && sig.c_out_per_group >= 16
 }
 
+/// Whether the planner's default Winograd form (built by [`winograd_tile`]
+/// when no option chose it) runs `shape`, rather than the direct kernels:
+/// with at least 9 tiles, and at least 9 per 256² of `c_in·c_out`. Below
+/// that its GEMM streams its 4× larger transformed weight (F(4×4, 3×3))
+/// for too few tiles, in many small dispatches: a GEMM chunk holds the
+/// channel blocks of one 64 KiB weight window, so at 512 channels each has
+/// a single block and, on a 7×7 image, a single invocation. Measured on
+/// lavapipe (`wgconv bench --shape … --winograd off|f4`, medians of 5–15,
+/// ms direct / F4): 512 channels at 7×7 70.6 / 414, 4 images of 7×7 143 /
+/// 376, 8 images 292 / 376, 14×14 262 / 355, 28×28 689 / 310; 256
+/// channels at 12×12 53 / 42, 14×14 64 / 40; 128 channels at 7×7 5.5 / 14,
+/// 2 images of 8×8 6.2 / 11.4, 28×28 30 / 13.5; 64 channels at 4×4 0.88 /
+/// 2.5, 8×8 1.5 / 3.0, 12×12 4.2 / 3.3, 16×16 3.9 / 2.5. The suite's
+/// Winograd layers (r3x3, ctx8, aspp12, b8) have 144–392 tiles. The
+/// autotuner times both forms whatever this says.
+pub fn winograd_pays_off(shape: &Conv2dShape, m: u32) -> bool {
+    // Tiles of m×m outputs along one axis: each dilation phase (every d-th
+    // output) tiled on its own.
+    let axis = |len: u32, d: u32| -> u64 {
+        (0..d.max(1))
+            .map(|r| u64::from(len.saturating_sub(r).div_ceil(d.max(1)).div_ceil(m)))
+            .sum()
+    };
+    let tiles =
+        u64::from(shape.n) * axis(shape.h_out, shape.dil_h) * axis(shape.w_out, shape.dil_w);
+    tiles >= 9 && tiles * 256 * 256 >= 9 * u64::from(shape.c_in) * u64::from(shape.c_out)
+}
+
 /// The Winograd tile size `m` a layer runs with, or `None` for the direct
 /// kernels: `choice` where the layer is eligible; by default (no choice, no
 /// forced kernel family) F(4×4, 3×3) on CPU adapters, where it measured
@@ -1284,6 +1312,51 @@ pub fn repack_weight(weight: &[f32], sig: &LayerSig, layout: WeightLayout) -> Ve
 mod tests {
     use super::*;
     use crate::geometry::{Conv2dParams, Padding};
+
+    /// The Winograd default's shape rule on the measured points (see
+    /// `winograd_pays_off`): true exactly where F(4×4, 3×3) measured faster.
+    #[test]
+    fn winograd_pays_off_where_it_measured_faster() {
+        let shape = |n: u32, c: u32, hw: u32| {
+            Conv2dShape::conv2d(
+                [n as usize, c as usize, hw as usize, hw as usize],
+                [c as usize, c as usize, 3, 3],
+                None,
+                &Conv2dParams::default().padding(Padding::uniform(1)),
+            )
+            .unwrap()
+        };
+        for (n, c, hw, faster) in [
+            (1, 512, 7, false),
+            (4, 512, 7, false),
+            (8, 512, 7, false),
+            (1, 512, 14, false),
+            (1, 512, 28, true),
+            (1, 256, 12, true),
+            (1, 256, 14, true),
+            (1, 128, 7, false),
+            (2, 128, 8, false),
+            (1, 128, 28, true),
+            (1, 64, 4, false),
+            (1, 64, 8, false),
+            (1, 64, 12, true),
+            (1, 64, 16, true),
+            (1, 64, 56, true),
+        ] {
+            assert_eq!(
+                winograd_pays_off(&shape(n, c, hw), 4),
+                faster,
+                "{n}x{c}x{hw}²"
+            );
+        }
+        // The suite's Winograd layers: aspp12 (dilation 12) and b8.
+        for l in crate::suite::SUITE
+            .iter()
+            .filter(|l| ["aspp12", "ctx8", "b8", "r3x3"].contains(&l.name))
+        {
+            assert!(winograd_pays_off(&l.shape().unwrap(), 4), "{}", l.name);
+        }
+    }
 
     fn profile(device_type: wgpu::DeviceType) -> AdapterProfile {
         AdapterProfile::new(device_type, wgpu::Backend::Vulkan, &wgpu::Limits::default())

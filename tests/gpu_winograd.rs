@@ -192,3 +192,56 @@ fn the_planner_runs_eligible_layers_in_winograd_form_on_cpu_adapters() {
     assert_eq!(layer(16, 16, p1, f2), Some(2));
     assert_eq!(layer(16, 16, p1.stride(2, 2), f2), None);
 }
+
+/// The planner's default Winograd form runs a shape only where it pays off
+/// (`plan::winograd_pays_off`): a layer built with it runs small images on
+/// the direct kernels, larger ones in Winograd form, and a pinned form
+/// everywhere; every route matches the reference with its own bound.
+#[test]
+fn the_default_winograd_form_skips_shapes_with_too_few_tiles() {
+    let engine = gpu_or_skip!();
+    let cpu = engine.info().device_type == wgpu::DeviceType::Cpu;
+    let params = Conv2dParams::default().padding(Padding::uniform(1));
+    let mut rng = Rng::new(91);
+    let w = rng.vec(32 * 32 * 9);
+    let b = rng.vec(32);
+    let build = |opts| {
+        Conv2d::with_options(
+            engine,
+            &w,
+            [32, 32, 3, 3],
+            Some(&b),
+            params,
+            Activation::Relu,
+            opts,
+        )
+        .unwrap()
+    };
+    let default = build(LayerOptions::default());
+    let pinned = build(LayerOptions {
+        winograd: Some(Winograd::F4),
+        ..LayerOptions::default()
+    });
+    // 8×8: 4 tiles of 4×4; 2 images of 12×12: 18; 16×9: 12.
+    for (input, by_default) in [
+        ([1, 32, 8, 8], false),
+        ([2, 32, 12, 12], true),
+        ([1, 32, 16, 9], true),
+        ([1, 32, 5, 7], false),
+    ] {
+        let got = default.winograd_on(engine, input).unwrap();
+        assert_eq!(got, (cpu && by_default).then_some(4), "{input:?}");
+        assert_eq!(
+            pinned.winograd_on(engine, input).unwrap(),
+            Some(4),
+            "{input:?}"
+        );
+        let x = rng.vec(input.iter().product());
+        for layer in [&default, &pinned] {
+            let c = layer
+                .verify(engine, &x, input, Tolerance::F32Accumulation)
+                .unwrap();
+            assert!(c.passed, "{input:?}: {c:?}");
+        }
+    }
+}

@@ -948,8 +948,22 @@ impl<P: OpParams> ConvLayer<P> {
                 _,
             ) => Route::Direct(self.plan_tile(shape, None)),
             (Some(Choice::Form { .. }), Some(form)) => form,
-            (None, Some(form)) if self.form_default => form,
+            (None, Some(form)) if self.form_by_default(shape, &form) => form,
             _ => Route::Direct(self.plan_tile(shape, None)),
+        }
+    }
+
+    /// Whether the untuned route of `shape` is `form` (which fits it): the
+    /// options pin it, or the planner built it and, for Winograd, it pays
+    /// off at this shape ([`plan::winograd_pays_off`]).
+    fn form_by_default(&self, shape: &Conv2dShape, form: &Route<'_>) -> bool {
+        match form {
+            Route::Winograd(w) => {
+                self.form_default
+                    && (self.options.winograd.is_some() || plan::winograd_pays_off(shape, w.m()))
+            }
+            Route::SubPixel(_) => self.form_default,
+            Route::Direct(_) => false,
         }
     }
 
@@ -1199,7 +1213,11 @@ impl<P: OpParams> ConvLayer<P> {
         if let Some(choice) = self.remembered(engine, shape) {
             return Ok(self.route_of(engine, shape, Some(choice)));
         }
-        let form = match self.form_fitting(engine, shape) {
+        let fitting = self.form_fitting(engine, shape);
+        let first = fitting
+            .as_ref()
+            .is_some_and(|f| self.form_by_default(shape, f));
+        let form = match fitting {
             Some(_) if self.form_pinned() => return Ok(self.route_of(engine, shape, None)),
             Some(Route::Winograd(_)) => Some(Form::Winograd),
             Some(Route::SubPixel(_)) => Some(Form::SubPixel),
@@ -1212,11 +1230,7 @@ impl<P: OpParams> ConvLayer<P> {
             tiles.into_iter().map(Choice::Tile).collect()
         };
         if let Some(form) = form {
-            let at = if self.form_default {
-                0
-            } else {
-                candidates.len()
-            };
+            let at = if first { 0 } else { candidates.len() };
             candidates.insert(at, Choice::Form { form });
         }
         if candidates.len() < 2 {
