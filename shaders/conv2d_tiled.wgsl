@@ -60,6 +60,10 @@ const Q: u32 = 1u;
 const KH1: u32 = 0u;
 // vec4s in the weight window (a power of two; see the bindings above).
 const WCAP: u32 = 4096u;
+// WST = 1: the weight is bound as a storage window of any size (array<vec4<f32>>) instead of
+// a uniform one of WCAP vec4s (WCAP is then 0), so no layer is split by weight windows; see
+// plan::storage_weights.
+const WST: u32 = 0u;
 // SEGS = 1: the layer runs as reduction segments (the flags below are read).
 const SEGS: u32 = 1u;
 // VIN = 1: the generated form binds the input as array<vec4<f32>> and reads the columns as

@@ -280,7 +280,7 @@ impl GridMap {
                         limit: "u32 indices",
                     })?;
                     let uniform_weight = match plan.key.kernel {
-                        Kernel::Conv2dTiled => {
+                        Kernel::Conv2dTiled if spec(plan, "WST") != Some(1) => {
                             let cap = u64::from(spec(plan, "WCAP").unwrap_or(0));
                             if cap == 0 {
                                 return Err(internal("weight window vec4s", 1, 0));

@@ -198,6 +198,16 @@ const BEGIN: &str = "// specialise:begin";
 const END: &str = "// specialise:end";
 
 impl KernelKey {
+    /// The bindings its module declares: the kernel's, but a storage weight
+    /// for `conv2d_tiled` with `WST = 1`.
+    pub fn bindings(&self) -> Bindings {
+        let wst = self.consts.iter().any(|&(n, v)| n == "WST" && v == 1);
+        match self.kernel {
+            Kernel::Conv2dTiled if wst => Bindings::Conv,
+            k => k.bindings(),
+        }
+    }
+
     /// A key with no specialisation constants.
     pub fn plain(kernel: Kernel) -> Self {
         Self {
@@ -288,6 +298,11 @@ impl KernelKey {
                 }
                 let out = replace_generated(&out, &codegen::conv2d_tiled_main(&spec))
                     .ok_or_else(|| err("no generated block".into()))?;
+                let out = if get("WST")? == 1 {
+                    storage_weight(out).ok_or_else(|| err("no uniform weight binding".into()))?
+                } else {
+                    out
+                };
                 let out = if spec.vout {
                     vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))?
                 } else {
@@ -410,6 +425,15 @@ impl KernelKey {
             | Kernel::PhaseScatter => Ok(out),
         }
     }
+}
+
+/// `src` with its weight bound as a storage `array<vec4<f32>>` instead of a
+/// uniform window of `WCAP` vec4s (`conv2d_tiled` with `WST = 1`); `None`
+/// if it has no such binding.
+fn storage_weight(src: String) -> Option<String> {
+    const UNIFORM: &str = "var<uniform> weight: array<vec4<f32>, WCAP>;";
+    src.contains(UNIFORM)
+        .then(|| src.replace(UNIFORM, "var<storage, read> weight: array<vec4<f32>>;"))
 }
 
 /// `src` with its input bound as `array<vec4<f32>>` instead of `array<f32>`
@@ -650,7 +674,7 @@ impl PipelineCache {
         };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: Some(&self.layouts(key.kernel.bindings()).2),
+            layout: Some(&self.layouts(key.bindings()).2),
             module: &module,
             entry_point: Some("main"),
             compilation_options: wgpu::PipelineCompilationOptions {

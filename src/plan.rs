@@ -920,6 +920,8 @@ pub fn plan_with(
                 WeightLayout::Natural => 1,
             };
             let blocks_w = q * cols.div_ceil(pix);
+            let items = u64::from(shape.n) * u64::from(shape.h_out) * u64::from(blocks_w);
+            let wst = storage_weights(&sig, cob4, adapter, items);
             let vin = tiled_vec4_input(shape, pix, q, adapter);
             let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
             let consts = vec![
@@ -930,8 +932,19 @@ pub fn plan_with(
                 ("D_W", shape.dil_w),
                 ("Q", q),
                 ("KH1", u32::from(shape.k_h == 1)),
-                ("WCAP", tiled_weight_cap(&sig, cob4, adapter)),
-                ("SEGS", u32::from(tiled_segmented(&sig, cob4, adapter))),
+                (
+                    "WCAP",
+                    if wst {
+                        0
+                    } else {
+                        tiled_weight_cap(&sig, cob4, adapter)
+                    },
+                ),
+                ("WST", u32::from(wst)),
+                (
+                    "SEGS",
+                    u32::from(!wst && tiled_segmented(&sig, cob4, adapter)),
+                ),
                 ("VIN", u32::from(vin.is_some())),
                 ("VA", vin.unwrap_or(0)),
                 ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
@@ -1061,6 +1074,30 @@ pub fn tiled_weight_cap(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> 
 pub fn tiled_segmented(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> bool {
     let block = u64::from(sig.c_in_per_group) * u64::from(sig.k_h * sig.k_w) * u64::from(cob4);
     block + u64::from(uniform_slack(adapter)) > u64::from(tiled_weight_cap(sig, cob4, adapter))
+}
+
+/// Whether `conv2d_tiled` binds its weight as a storage buffer (`WST = 1`)
+/// rather than as uniform windows of at most 64 KiB, for a layer whose
+/// channel block's reduction segments have `items` invocations (images ×
+/// output rows × pixel blocks): on adapters where it reads weights once per
+/// subgroup (`SG`, see [`subgroup_weights`]), where a block would not fit
+/// one uniform window and its segments would not fill one workgroup (or
+/// not even one input channel fits a window). Such a layer otherwise runs
+/// one dispatch per block and segment, with its partial sums stored and
+/// reloaded, each on one thread of a CPU driver. A storage load is a
+/// per-lane loop on lavapipe even when a subgroup shares it, so other
+/// layers keep uniform weights. A lavapipe-specific choice (GPUs run
+/// `conv2d_shared`). Measured on lavapipe (`wgconv bench --shape …`,
+/// medians of 5, ms uniform / storage; `items` in brackets): 512 channels
+/// 3×3 at 7×7 62.9 / 43.2 (7), 14×14 234 / 168 (28), 28×28 695 / 715
+/// (112); their Winograd GEMMs (blocks of exactly one window plus its
+/// alignment slack) at 14×14 361 / 165 (2) and 28×28 321 / 176 (7); r3x3s2
+/// (112) 46.8 / 51.3 over 4 alternated processes. Layers that fit a window
+/// lost 10–40 % (256-channel GEMMs, stem7, pw, grp32, tconv4's phases).
+pub fn storage_weights(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile, items: u64) -> bool {
+    subgroup_weights(adapter) > 0
+        && ((tiled_segmented(sig, cob4, adapter) && items < u64::from(WORKGROUP))
+            || !uniform_fits(sig, cob4, adapter))
 }
 
 /// Where the first input column of every tile sits in its vec4, if the tile
@@ -1218,9 +1255,15 @@ fn uniform_slack(adapter: &AdapterProfile) -> u32 {
 }
 
 /// Whether one input channel of a `conv2d_tiled` block of `cob4` vec4s of
-/// output channels fits a weight window (with its alignment slack): the
-/// smallest reduction segment.
+/// output channels fits its weight binding: always where blocks too large
+/// for a uniform window get a storage one ([`storage_weights`]), else one
+/// uniform window with its alignment slack (the smallest reduction segment).
 fn tiled_fits(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> bool {
+    subgroup_weights(adapter) > 0 || uniform_fits(sig, cob4, adapter)
+}
+
+/// Whether one input channel of a block fits a uniform weight window.
+fn uniform_fits(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) -> bool {
     u64::from(sig.k_h * sig.k_w) * u64::from(cob4) + u64::from(uniform_slack(adapter))
         <= u64::from(tiled_max_wcap(adapter))
 }

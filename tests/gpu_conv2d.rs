@@ -1053,3 +1053,43 @@ fn destroyed_device_returns_errors() {
     let again = GpuTensor::upload(engine, &[1.0; 4], [1, 1, 2, 2]).and_then(|t| t.read(engine));
     assert!(again.is_err());
 }
+
+/// Blocks too large for a uniform weight window on small images read a
+/// storage window instead (`plan::storage_weights`, with subgroups) and run
+/// in one reduction; without subgroups the same layers run as reduction
+/// segments. Both match the reference; larger images keep uniform windows.
+#[test]
+fn storage_weights_for_large_blocks_on_small_images() {
+    let with = gpu_or_skip!();
+    let without = gpu_or_skip!(1);
+    let sg = wgconv::plan::subgroup_weights(&with.profile()) > 0;
+    let mut rng = Rng::new(0x57);
+    let pad1 = Conv2dParams::default().padding(Padding::uniform(1));
+    // (input, weight, params, storage with subgroups): 160 channels × 9 taps ×
+    // 16 outputs is 5760 vec4s per block, over the 4096 of a 64 KiB window.
+    let cases = [
+        ([1, 160, 5, 6], [64, 160, 3, 3], pad1, true),
+        // Two images, stride 2, ReLU.
+        ([2, 160, 9, 7], [32, 160, 3, 3], pad1.stride(2, 2), true),
+        // Pointwise with 1100 channels (8800 vec4s per 32-channel block).
+        ([1, 1100, 3, 8], [40, 1100, 1, 1], Conv2dParams::default(), true),
+        // Enough output rows to fill a workgroup: uniform windows.
+        ([1, 160, 40, 16], [16, 160, 3, 3], pad1, false),
+    ];
+    for (input, weight, params, storage) in cases {
+        let w = rng.vec(weight.iter().product());
+        let x = rng.vec(input.iter().product());
+        for (engine, expect) in [(with, storage && sg), (without, false)] {
+            let layer = Conv2d::new(engine, &w, weight, None, params, Activation::Relu).unwrap();
+            let key = layer.plan_for(input).unwrap().key;
+            let wst = key.consts.iter().any(|&(n, v)| n == "WST" && v == 1);
+            assert_eq!(wst, expect, "{input:?} {weight:?}: {key}");
+            let segments = layer.chunking(engine, input).unwrap().segments;
+            assert_eq!(segments == 1, wst, "{input:?}: {segments}");
+            let c = layer
+                .verify(engine, &x, input, Tolerance::F32Accumulation)
+                .unwrap();
+            assert!(c.passed, "{input:?} {weight:?} {key}: {c:?}");
+        }
+    }
+}

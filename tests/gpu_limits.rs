@@ -47,6 +47,18 @@ fn chunking() -> &'static Engine {
     })
 }
 
+/// [`chunking`] without subgroups: `conv2d_tiled` reads uniform weight
+/// windows whatever their size.
+fn chunking_uniform() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| {
+        engine_with(EngineOptions {
+            max_storage_binding_size: Some(BINDING),
+            ..common::no_subgroups()
+        })
+    })
+}
+
 /// Checked engine folding every dispatch dimension above 8 workgroups.
 fn folding() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
@@ -266,12 +278,20 @@ fn chunks_by_output_channels() {
         assert_eq!(s.level, ChunkLevel::Channels, "{c:?}: {s:?}");
         assert_eq!(s.staged_inputs + s.staged_outputs, 0);
     }
-    // The tiled kernel reads the same weight through uniform windows: it
-    // splits by units over both images and into reduction segments instead.
+    // The tiled kernel reads the same weight through uniform windows
+    // without subgroups: it splits by units over both images and into
+    // reduction segments instead. With subgroups it reads storage windows
+    // (`plan::storage_weights`), which split by channels like the direct
+    // kernel's.
     let c = case([2, 256, 6, 6], [256, 256, 3, 3], pad1());
-    let s = same_as_unchunked(e, &c);
+    let s = same_as_unchunked(chunking_uniform(), &c);
     assert_eq!(s.level, ChunkLevel::Units, "{c:?}: {s:?}");
     assert!(s.segments > 1, "{c:?}: {s:?}");
+    if e.subgroup_size().is_some() {
+        let s = same_as_unchunked(e, &c);
+        assert_eq!(s.level, ChunkLevel::Channels, "{c:?}: {s:?}");
+        assert_eq!(s.segments, 1, "{c:?}: {s:?}");
+    }
 }
 
 #[test]
@@ -355,19 +375,22 @@ fn chunks_by_output_rows() {
 
 /// Checked engine with 1 KiB uniform bindings: `conv2d_tiled`'s weight
 /// windows hold 64 vec4s, so most layers sum their input channels in
-/// several reduction segments.
+/// several reduction segments. Without subgroups: with them, blocks too
+/// large for a uniform window read a storage one instead
+/// (`plan::storage_weights`) and never segment.
 fn segmenting() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
     E.get_or_init(|| {
         engine_with(EngineOptions {
             max_uniform_binding_size: Some(1024),
-            ..common::options()
+            ..common::no_subgroups()
         })
     })
 }
 
 /// Trusted modules, 1 KiB uniform bindings and 64 KiB storage bindings:
-/// segments and row bands (staged windows) together.
+/// segments and row bands (staged windows) together (no subgroups, as
+/// [`segmenting`]).
 fn segmenting_trusted() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
     E.get_or_init(|| {
@@ -375,6 +398,18 @@ fn segmenting_trusted() -> &'static Engine {
             max_uniform_binding_size: Some(1024),
             max_storage_binding_size: Some(64 << 10),
             runtime_checks: Some(false),
+            ..common::no_subgroups()
+        })
+    })
+}
+
+/// The segmenting engine with subgroups: the same layers read their weight
+/// from storage windows in one reduction.
+fn segmenting_subgroups() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| {
+        engine_with(EngineOptions {
+            max_uniform_binding_size: Some(1024),
             ..common::options()
         })
     })
@@ -406,6 +441,12 @@ fn reduction_segments_compute_the_same_bits() {
     for c in &cases {
         let split = same_as_unchunked(segmenting(), c);
         assert!(split.segments > 1, "{c:?}: {split:?}");
+        // Where the adapter runs subgroups, storage weights: one segment.
+        let e = segmenting_subgroups();
+        if e.subgroup_size().is_some() {
+            let whole = same_as_unchunked(e, c);
+            assert_eq!(whole.segments, 1, "{c:?}: {whole:?}");
+        }
     }
     // With row bands through scratch buffers (partial sums copied back in).
     let c = case([1, 12, 40, 48], [32, 12, 3, 3], pad1());

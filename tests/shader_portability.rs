@@ -85,6 +85,8 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         // conv2d_tiled: weight window size and the reduction-segment code.
         ("WCAP", &[256, 4096]),
         ("SEGS", &[0, 1]),
+        // conv2d_tiled: the weight as a storage window instead of a uniform one.
+        ("WST", &[0, 1]),
         // conv2d_tiled, conv2d_depthwise: vec4 input loads (the suite keys add VA 0, 1, 3).
         ("VIN", &[0, 1]),
         ("VOUT", &[0, 1]),
@@ -136,6 +138,27 @@ fn every_specialisation_translates_to_every_backend() {
             .any(|k| k.consts.iter().any(|&(n, v)| n == "SG" && v == 8)),
         "no suite kernel reads its weights through subgroups"
     );
+    // ... and storage weights where blocks exceed a uniform window on a small
+    // image (ResNet's last stage: 512 channels at 7×7).
+    let deep = wgconv::Conv2dShape::conv2d(
+        [1, 512, 7, 7],
+        [512, 512, 3, 3],
+        None,
+        &wgconv::Conv2dParams::default().padding(wgconv::Padding::uniform(1)),
+    )
+    .unwrap();
+    let wst = profiles()
+        .iter()
+        .map(|p| plan(&deep, Activation::None, p, None).key)
+        .filter(|k| k.consts.iter().any(|&(n, v)| n == "WST" && v == 1))
+        .collect::<Vec<_>>();
+    assert!(
+        !wst.is_empty(),
+        "no profile reads a 512-channel 7x7 layer's weights from storage"
+    );
+    for key in wst {
+        check_portability(&key.to_string(), &key.wgsl().unwrap()).unwrap();
+    }
     let failures: Vec<String> = keys
         .iter()
         .filter_map(|key| {

@@ -265,7 +265,7 @@ fn dispatch_bound(
     engine.scoped(|| {
         let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
         let uniform = uniform()?;
-        let layout = engine.pipelines.bind_layout(plan.key.kernel.bindings());
+        let layout = engine.pipelines.bind_layout(plan.key.bindings());
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once((&*uniform, None))
             .chain(buffers.iter().copied())
             .enumerate()
@@ -477,7 +477,7 @@ impl LayerCore {
                 let chunk = &sched.chunks[i];
                 Ok(device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(plan.key.kernel.name()),
-                    layout: engine.pipelines.bind_layout(plan.key.kernel.bindings()),
+                    layout: engine.pipelines.bind_layout(plan.key.bindings()),
                     entries: &[
                         wgpu::BindGroupEntry {
                             binding: 0,
