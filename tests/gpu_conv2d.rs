@@ -1072,7 +1072,12 @@ fn storage_weights_for_large_blocks_on_small_images() {
         // Two images, stride 2, ReLU.
         ([2, 160, 9, 7], [32, 160, 3, 3], pad1.stride(2, 2), true),
         // Pointwise with 1100 channels (8800 vec4s per 32-channel block).
-        ([1, 1100, 3, 8], [40, 1100, 1, 1], Conv2dParams::default(), true),
+        (
+            [1, 1100, 3, 8],
+            [40, 1100, 1, 1],
+            Conv2dParams::default(),
+            true,
+        ),
         // Enough output rows to fill a workgroup: uniform windows.
         ([1, 160, 40, 16], [16, 160, 3, 3], pad1, false),
     ];
