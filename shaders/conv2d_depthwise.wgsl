@@ -45,6 +45,10 @@ const ACT: u32 = 0u;
 // plan::depthwise_vec4_input); the loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
+// TIN = 1 (with VIN = 1): the generated form reads its input from an Rgba32Float texture that
+// holds the whole input tensor, through textureLoad (see plan::texture_input and
+// pipelines::texture_input, which rewrites the binding and the loads).
+const TIN: u32 = 0u;
 // VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each tile
 // row's PIX columns as aligned vec4s (see plan::depthwise_vec4_output); the loop form
 // below always stores scalars.

@@ -71,6 +71,10 @@ const SEGS: u32 = 1u;
 // the loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
+// TIN = 1 (with VIN = 1): the generated form reads its input from an Rgba32Float texture that
+// holds the whole input tensor, through textureLoad (see plan::texture_input and
+// pipelines::texture_input, which rewrites the binding and the loads).
+const TIN: u32 = 0u;
 // VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each
 // channel's 4 neighbouring pixels as one aligned vec4 (see plan::tiled_vec4_output).
 const VOUT: u32 = 0u;

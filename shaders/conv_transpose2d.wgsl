@@ -56,6 +56,10 @@ const VOUT: u32 = 0u;
 // plan::transposed_vec4_input); the loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
+// TIN = 1 (with VIN = 1): the generated form reads its input from an Rgba32Float texture that
+// holds the whole input tensor, through textureLoad (see plan::texture_input and
+// pipelines::texture_input, which rewrites the binding and the loads).
+const TIN: u32 = 0u;
 // SG > 0: the device runs subgroups of exactly SG invocations, each subgroup takes SG
 // consecutive tiles of one output row, and the generated form reads the weights once per
 // subgroup and broadcasts them (see plan::transposed_subgroups); the loop form below reads

@@ -3,6 +3,7 @@
 //! Getting a device is kept apart from running work: ops take `&Engine`, so
 //! tests, benches and several threads can share one.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::autotune::Autotuner;
@@ -50,6 +51,11 @@ pub struct EngineOptions {
     /// [`crate::plan::AdapterProfile::subgroup_size`]). `None` means
     /// `WGCONV_SUBGROUPS` (`1` on, `0` off) if set, else on.
     pub subgroups: Option<bool>,
+    /// Whether kernels may read their input from a texture copy of it where
+    /// the planner prefers that (CPU drivers; see
+    /// [`crate::plan::texture_input`]). `None` means `WGCONV_TEXTURE_INPUTS`
+    /// (`1` on, `0` off) if set, else on.
+    pub texture_inputs: Option<bool>,
 }
 
 /// One adapter as wgpu reports it.
@@ -76,6 +82,7 @@ impl AdapterReport {
         };
         crate::plan::AdapterProfile::from_info(&self.info, &self.limits)
             .with_subgroup_size(fixed_subgroup_size(&self.info, features))
+            .with_texture_inputs(options.resolved_texture_inputs())
     }
 }
 
@@ -133,6 +140,13 @@ impl EngineOptions {
     pub fn resolved_subgroups(&self) -> bool {
         self.subgroups
             .or_else(|| env_switch("WGCONV_SUBGROUPS"))
+            .unwrap_or(true)
+    }
+    /// Whether inputs may be read through textures (see
+    /// [`EngineOptions::texture_inputs`]).
+    pub fn resolved_texture_inputs(&self) -> bool {
+        self.texture_inputs
+            .or_else(|| env_switch("WGCONV_TEXTURE_INPUTS"))
             .unwrap_or(true)
     }
     fn resolved_name(&self) -> Option<String> {
@@ -208,6 +222,10 @@ pub struct Engine {
     uncaptured: Arc<Mutex<Option<wgpu::Error>>>,
     pub(crate) pipelines: PipelineCache,
     autotuner: Option<Autotuner>,
+    /// Whether the planner may read inputs through textures.
+    texture_inputs: bool,
+    /// Input textures by height (see [`Engine::input_texture`]).
+    textures: Mutex<HashMap<u32, wgpu::Texture>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -336,6 +354,52 @@ impl Engine {
             uncaptured,
             pipelines,
             autotuner,
+            texture_inputs: options.resolved_texture_inputs(),
+            textures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// An `Rgba32Float` texture of [`crate::plan::TEXTURE_WIDTH`] texels by
+    /// `rows`, to copy a kernel's input into (see
+    /// [`crate::plan::texture_input`]). One per height, created on first use
+    /// and kept: every use records a copy into it and then the dispatches
+    /// that read it, and the queue runs commands in order, so uses never
+    /// overlap. Its bytes are in [`Engine::texture_bytes`].
+    pub(crate) fn input_texture(&self, rows: u32) -> Result<wgpu::Texture> {
+        let mut map = self
+            .textures
+            .lock()
+            .map_err(|_| Error::Validation("texture cache lock poisoned".into()))?;
+        if let Some(t) = map.get(&rows) {
+            return Ok(t.clone());
+        }
+        let texture = self.scoped(|| {
+            Ok(self.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some("wgconv input texture"),
+                size: wgpu::Extent3d {
+                    width: crate::plan::TEXTURE_WIDTH,
+                    height: rows,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            }))
+        })?;
+        map.insert(rows, texture.clone());
+        Ok(texture)
+    }
+
+    /// Bytes of GPU memory held by the input textures
+    /// ([`Engine::input_texture`]).
+    pub fn texture_bytes(&self) -> u64 {
+        self.textures.lock().map_or(0, |m| {
+            m.values()
+                .map(|t| u64::from(t.width()) * u64::from(t.height()) * 16)
+                .sum()
         })
     }
 
@@ -376,6 +440,7 @@ impl Engine {
     pub fn profile(&self) -> crate::plan::AdapterProfile {
         crate::plan::AdapterProfile::from_info(&self.info, &self.limits)
             .with_subgroup_size(self.subgroup_size())
+            .with_texture_inputs(self.texture_inputs)
     }
     /// Why this adapter was selected.
     pub fn selection_reason(&self) -> &str {

@@ -72,9 +72,19 @@ pub enum Bindings {
     /// As [`Bindings::Conv`] with the weight (binding 2) a uniform buffer:
     /// `conv2d_tiled` (see [`crate::plan::tiled_weight_cap`]).
     ConvUniformWeight,
+    /// As [`Bindings::Conv`] with the input (binding 1) an `Rgba32Float`
+    /// 2-D texture read with `textureLoad` (a kernel with `TIN = 1`; see
+    /// [`crate::plan::texture_input`]).
+    ConvTexture,
+    /// As [`Bindings::ConvUniformWeight`] with the input a texture
+    /// (`conv2d_tiled` with `TIN = 1`).
+    ConvTextureUniformWeight,
     /// 0 uniform params, 1 input (read-only storage), 2 output (read-write
     /// storage): weightless ops.
     Unary,
+    /// As [`Bindings::Unary`] with the input a texture (`winograd_input`
+    /// with `TIN = 1`).
+    UnaryTexture,
     /// 0 uniform params, 1 and 2 inputs (read-only storage), 3 output
     /// (read-write storage): element-wise binary ops.
     Binary,
@@ -199,13 +209,28 @@ const END: &str = "// specialise:end";
 
 impl KernelKey {
     /// The bindings its module declares: the kernel's, but a storage weight
-    /// for `conv2d_tiled` with `WST = 1`.
+    /// for `conv2d_tiled` with `WST = 1` and a texture input with `TIN = 1`.
     pub fn bindings(&self) -> Bindings {
-        let wst = self.consts.iter().any(|&(n, v)| n == "WST" && v == 1);
-        match self.kernel {
-            Kernel::Conv2dTiled if wst => Bindings::Conv,
-            k => k.bindings(),
+        let wst = self.is("WST", 1);
+        let tin = self.is("TIN", 1);
+        match (self.kernel.bindings(), tin) {
+            (Bindings::ConvUniformWeight, _) if wst => {
+                if tin {
+                    Bindings::ConvTexture
+                } else {
+                    Bindings::Conv
+                }
+            }
+            (Bindings::ConvUniformWeight, true) => Bindings::ConvTextureUniformWeight,
+            (Bindings::Conv, true) => Bindings::ConvTexture,
+            (Bindings::Unary, true) => Bindings::UnaryTexture,
+            (b, _) => b,
         }
+    }
+
+    /// Whether the key sets constant `name` to `value`.
+    pub fn is(&self, name: &str, value: u32) -> bool {
+        self.consts.iter().any(|&(n, v)| n == name && v == value)
     }
 
     /// A key with no specialisation constants.
@@ -309,14 +334,15 @@ impl KernelKey {
                     out
                 };
                 let Some(a) = spec.vin else {
-                    return Ok(out);
+                    return self.texture_input(out, get("TIN")? == 1);
                 };
                 if a > 3 || !spec.vin_fits() {
                     return Err(err(
                         "VIN needs VA < 4, Q = 1 and PIX·S_W a multiple of 4".into()
                     ));
                 }
-                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
+                let out = vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))?;
+                self.texture_input(out, get("TIN")? == 1)
             }
             Kernel::Conv2dDepthwise => {
                 let spec = codegen::DepthwiseSpec {
@@ -344,9 +370,10 @@ impl KernelKey {
                     out
                 };
                 if spec.vin.is_none() {
-                    return Ok(out);
+                    return self.texture_input(out, get("TIN")? == 1);
                 }
-                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
+                let out = vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))?;
+                self.texture_input(out, get("TIN")? == 1)
             }
             Kernel::ConvTranspose2d => {
                 let spec = codegen::TransposedSpec {
@@ -374,9 +401,10 @@ impl KernelKey {
                     out
                 };
                 if spec.vin.is_none() {
-                    return Ok(out);
+                    return self.texture_input(out, get("TIN")? == 1);
                 }
-                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
+                let out = vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))?;
+                self.texture_input(out, get("TIN")? == 1)
             }
             Kernel::WinogradInput => {
                 let spec = crate::winograd::TransformSpec {
@@ -392,9 +420,10 @@ impl KernelKey {
                 let out = replace_generated(&out, &body)
                     .ok_or_else(|| err("no generated block".into()))?;
                 if spec.vec4.is_none() {
-                    return Ok(out);
+                    return self.texture_input(out, get("TIN")? == 1);
                 }
-                vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))
+                let out = vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))?;
+                self.texture_input(out, get("TIN")? == 1)
             }
             Kernel::WinogradOutput => {
                 let spec = crate::winograd::TransformSpec {
@@ -434,6 +463,82 @@ fn storage_weight(src: String) -> Option<String> {
     const UNIFORM: &str = "var<uniform> weight: array<vec4<f32>, WCAP>;";
     src.contains(UNIFORM)
         .then(|| src.replace(UNIFORM, "var<storage, read> weight: array<vec4<f32>>;"))
+}
+
+impl KernelKey {
+    /// `src`, or with `tin` its vec4 input read from a texture
+    /// ([`texture_input`]); [`Error::Shader`] if `tin` is set on a module
+    /// that does not read its input as vec4s.
+    fn texture_input(&self, src: String, tin: bool) -> Result<String> {
+        if !tin {
+            return Ok(src);
+        }
+        // The conv kernels bind windows of their input (`in_base`); the
+        // Winograd input transform binds it whole.
+        let base = (self.kernel != Kernel::WinogradInput).then_some("p.in_base / 4u");
+        texture_input(&src, base).ok_or_else(|| Error::Shader {
+            kernel: self.kernel.name().into(),
+            message: "TIN needs VIN = 1".into(),
+        })
+    }
+}
+
+/// `src` with its vec4 input window (`array<vec4<f32>>` at binding 1) read
+/// from an `Rgba32Float` texture holding the whole input tensor instead:
+/// vec4 `t` of the tensor is texel `(t % W, t / W)` with
+/// `W =` [`crate::plan::TEXTURE_WIDTH`], and every `input[q]` becomes
+/// `load_input(q)`, which adds the window's base (the WGSL expression
+/// `base`, in vec4s) back. `None` if `src` has no such binding or an
+/// unbalanced `input[`.
+pub(crate) fn texture_input(src: &str, base: Option<&str>) -> Option<String> {
+    const VEC4: &str = "@group(0) @binding(1) var<storage, read> input: array<vec4<f32>>;";
+    if !src.contains(VEC4) {
+        return None;
+    }
+    let w = crate::plan::TEXTURE_WIDTH;
+    let decl = format!(
+        "@group(0) @binding(1) var input: texture_2d<f32>;\n\n\
+         // Vec4 `q` of the input window (see the header comment) from the texture that holds\n\
+         // the whole input, {w} texels a row (the host's layout: plan::texture_input).\n\
+         fn load_input(q: u32) -> vec4<f32> {{\n\
+         \x20   let t = q{};\n\
+         \x20   return textureLoad(input, vec2<u32>(t % {w}u, t / {w}u), 0);\n\
+         }}",
+        base.map_or(String::new(), |b| format!(" + {b}"))
+    );
+    let src = src.replace(VEC4, &decl);
+    // `input[expr]` → `load_input(expr)`, brackets inside `expr` balanced.
+    const OPEN: &str = "input[";
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src.as_str();
+    while let Some(i) = rest.find(OPEN) {
+        let word_start = i == 0 || {
+            let c = rest.as_bytes()[i - 1];
+            !(c.is_ascii_alphanumeric() || c == b'_')
+        };
+        out.push_str(&rest[..i]);
+        if !word_start {
+            out.push_str(OPEN);
+            rest = &rest[i + OPEN.len()..];
+            continue;
+        }
+        let body = &rest[i + OPEN.len()..];
+        let mut depth = 1usize;
+        let end = body.char_indices().find_map(|(j, c)| {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                _ => {}
+            }
+            (depth == 0).then_some(j)
+        })?;
+        out.push_str("load_input(");
+        out.push_str(&body[..end]);
+        out.push(')');
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// `src` with its input bound as `array<vec4<f32>>` instead of `array<f32>`
@@ -486,6 +591,16 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
         },
         count: None,
     };
+    let texture = |binding| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
+        count: None,
+    };
     let (label, entries) = match bindings {
         Bindings::Conv => (
             "wgconv conv layout",
@@ -510,9 +625,36 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
                 storage(4, false),
             ],
         ),
+        Bindings::ConvTexture => (
+            "wgconv conv layout (texture input)",
+            vec![
+                uniform,
+                texture(1),
+                storage(2, true),
+                storage(3, true),
+                storage(4, false),
+            ],
+        ),
+        Bindings::ConvTextureUniformWeight => (
+            "wgconv conv layout (texture input, uniform weight)",
+            vec![
+                uniform,
+                texture(1),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 2,
+                    ..uniform
+                },
+                storage(3, true),
+                storage(4, false),
+            ],
+        ),
         Bindings::Unary => (
             "wgconv unary layout",
             vec![uniform, storage(1, true), storage(2, false)],
+        ),
+        Bindings::UnaryTexture => (
+            "wgconv unary layout (texture input)",
+            vec![uniform, texture(1), storage(2, false)],
         ),
         Bindings::Binary => (
             "wgconv binary layout",
@@ -546,7 +688,10 @@ impl PipelineCache {
         let layouts = [
             Bindings::Conv,
             Bindings::ConvUniformWeight,
+            Bindings::ConvTexture,
+            Bindings::ConvTextureUniformWeight,
             Bindings::Unary,
+            Bindings::UnaryTexture,
             Bindings::Binary,
         ]
         .into_iter()

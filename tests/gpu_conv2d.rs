@@ -8,8 +8,9 @@ mod common;
 use common::Rng;
 use wgconv::reference::{self, compare, Tolerance};
 use wgconv::{
-    Activation, BatchNorm, Conv2d, Conv2dParams, Conv2dShape, DepthwiseSeparable, Engine, Error,
-    GpuTensor, Kernel, LayerOptions, Padding,
+    Activation, BatchNorm, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2d,
+    ConvTranspose2dParams, DepthwiseSeparable, Engine, EngineOptions, Error, GpuTensor, Kernel,
+    LayerOptions, Padding,
 };
 
 #[derive(Debug, Clone)]
@@ -1097,4 +1098,123 @@ fn storage_weights_for_large_blocks_on_small_images() {
             assert!(c.passed, "{input:?} {weight:?} {key}: {c:?}");
         }
     }
+}
+
+/// Texture inputs (`TIN = 1`, planned on CPU adapters) and storage inputs
+/// run the same sequence of fma operations, so their outputs are
+/// bit-identical; both match the reference. Covers the tiled, depthwise and
+/// transposed kernels and a Winograd GEMM, inputs that fill no texture row,
+/// one row and a ragged last row, and two images.
+#[test]
+fn texture_inputs_match_storage_inputs_exactly() {
+    let tex = gpu_or_skip!();
+    let storage = Engine::with_options(&EngineOptions {
+        texture_inputs: Some(false),
+        ..common::options()
+    })
+    .unwrap();
+    // Where the planner reads textures at all (lavapipe, llvmpipe).
+    let cpu = tex.profile().device_type == wgpu::DeviceType::Cpu;
+    let mut rng = Rng::new(0x7e8);
+    let pad = |p| Conv2dParams::default().padding(Padding::uniform(p));
+    // (input, weight, params, force_kernel, winograd)
+    type TextureCase = ([usize; 4], [usize; 4], Conv2dParams, Option<Kernel>, bool);
+    let cases: [TextureCase; 7] = [
+        // 1152 floats: a part of one texture row.
+        ([1, 8, 9, 16], [12, 8, 1, 1], pad(0), None, false),
+        // 7680 floats over two images: one full row and a ragged one.
+        ([2, 16, 12, 20], [8, 8, 3, 3], pad(1).groups(2), None, false),
+        // Stride 2, 7x7 (stem-like), first column at 1 in its vec4.
+        (
+            [1, 3, 17, 24],
+            [8, 3, 7, 7],
+            pad(3).stride(2, 2),
+            None,
+            false,
+        ),
+        // Depthwise, stride 1 and 2.
+        ([1, 8, 9, 16], [8, 1, 3, 3], pad(1).groups(8), None, false),
+        (
+            [2, 4, 11, 20],
+            [8, 1, 3, 3],
+            pad(1).stride(2, 2).groups(4),
+            None,
+            false,
+        ),
+        // 36 rows of 4096 floats after the input transform: the GEMM reads a texture.
+        ([1, 16, 16, 16], [16, 16, 3, 3], pad(1), None, true),
+        // The tiled kernel forced on a layer the planner would run otherwise.
+        (
+            [1, 8, 8, 16],
+            [8, 1, 3, 3],
+            pad(1).groups(8),
+            Some(Kernel::Conv2dTiled),
+            false,
+        ),
+    ];
+    let mut outputs = Vec::new();
+    for (input, weight, params, force_kernel, winograd) in cases {
+        let x = rng.vec(input.iter().product());
+        let w = rng.vec(weight.iter().product());
+        let b = rng.vec(weight[0]);
+        let options = LayerOptions {
+            force_kernel,
+            winograd: winograd.then_some(wgconv::plan::Winograd::F4),
+            ..LayerOptions::default()
+        };
+        let mut got = Vec::new();
+        for (engine, texture) in [(tex, cpu), (&storage, false)] {
+            let layer = Conv2d::with_options(
+                engine,
+                &w,
+                weight,
+                Some(&b),
+                params,
+                Activation::Relu,
+                options,
+            )
+            .unwrap();
+            let name = layer.kernel_name(engine, input).unwrap();
+            assert_eq!(name.contains("-tin1-"), texture, "{input:?}: {name}");
+            let y = layer
+                .forward(engine, &GpuTensor::upload(engine, &x, input).unwrap())
+                .unwrap()
+                .read(engine)
+                .unwrap();
+            let r = layer.reference_on(engine, &x, input).unwrap();
+            let c = compare(&r, Activation::Relu, &y, Tolerance::F32Accumulation).unwrap();
+            assert!(c.passed, "{input:?} {weight:?} on {name}: {c}");
+            got.push(y);
+        }
+        assert!(got[0] == got[1], "{input:?} {weight:?}: outputs differ");
+        outputs.push(got);
+    }
+    // Transposed (stride 2, vec4 input loads).
+    let tp = ConvTranspose2dParams::default()
+        .stride(2, 2)
+        .padding(Padding::uniform(1));
+    let (input, weight) = ([1, 8, 8, 16], [8, 4, 3, 3]);
+    let x = rng.vec(input.iter().product());
+    let w = rng.vec(weight.iter().product());
+    let mut got = Vec::new();
+    for (engine, texture) in [(tex, cpu), (&storage, false)] {
+        let layer = ConvTranspose2d::new(engine, &w, weight, None, tp, Activation::None).unwrap();
+        let name = layer.kernel_name(engine, input).unwrap();
+        assert_eq!(name.contains("-tin1-"), texture, "transposed: {name}");
+        let c = layer
+            .verify(engine, &x, input, Tolerance::F32Accumulation)
+            .unwrap();
+        assert!(c.passed, "transposed on {name}: {c}");
+        got.push(
+            layer
+                .forward(engine, &GpuTensor::upload(engine, &x, input).unwrap())
+                .unwrap()
+                .read(engine)
+                .unwrap(),
+        );
+    }
+    assert!(got[0] == got[1], "transposed: outputs differ");
+    // The textures are kept per height and counted.
+    assert_eq!(tex.texture_bytes() > 0, cpu);
+    assert_eq!(storage.texture_bytes(), 0);
 }

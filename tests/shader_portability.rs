@@ -48,6 +48,12 @@ fn suite_keys() -> BTreeSet<KernelKey> {
                 for force in std::iter::once(None).chain(Kernel::FORWARD.map(Some)) {
                     keys.insert(plan(&shape, act, &profile, force).key);
                 }
+                // Both Winograd forms where the layer has them.
+                if wgconv::plan::winograd_eligible(&wgconv::plan::LayerSig::of(&shape)) {
+                    for m in [2, 4] {
+                        keys.extend(wgconv::plan::winograd_keys(&shape, m, act, &profile, 64));
+                    }
+                }
             }
         }
     }
@@ -138,6 +144,21 @@ fn every_specialisation_translates_to_every_backend() {
             .any(|k| k.consts.iter().any(|&(n, v)| n == "SG" && v == 8)),
         "no suite kernel reads its weights through subgroups"
     );
+    // ... and texture inputs in every kernel family that reads vec4 inputs.
+    for kernel in [
+        Kernel::Conv2dTiled,
+        Kernel::Conv2dDepthwise,
+        Kernel::ConvTranspose2d,
+        Kernel::WinogradInput,
+    ] {
+        assert!(
+            suite_keys()
+                .iter()
+                .any(|k| k.kernel == kernel && k.is("TIN", 1)),
+            "no suite {} kernel reads its input from a texture",
+            kernel.name()
+        );
+    }
     // ... and storage weights where blocks exceed a uniform window on a small
     // image (ResNet's last stage: 512 channels at 7×7).
     let deep = wgconv::Conv2dShape::conv2d(
@@ -156,7 +177,24 @@ fn every_specialisation_translates_to_every_backend() {
         !wst.is_empty(),
         "no profile reads a 512-channel 7x7 layer's weights from storage"
     );
-    for key in wst {
+    // Rows of 8 floats are read as vec4s: from a texture on the CPU profiles.
+    let deep8 = wgconv::Conv2dShape::conv2d(
+        [1, 512, 8, 8],
+        [512, 512, 3, 3],
+        None,
+        &wgconv::Conv2dParams::default().padding(wgconv::Padding::uniform(1)),
+    )
+    .unwrap();
+    let wst_tin = profiles()
+        .iter()
+        .map(|p| plan(&deep8, Activation::None, p, None).key)
+        .filter(|k| k.is("WST", 1) && k.is("TIN", 1))
+        .collect::<Vec<_>>();
+    assert!(
+        !wst_tin.is_empty(),
+        "no profile reads storage weights and a texture input"
+    );
+    for key in wst.into_iter().chain(wst_tin) {
         check_portability(&key.to_string(), &key.wgsl().unwrap()).unwrap();
     }
     let failures: Vec<String> = keys

@@ -233,13 +233,34 @@ pub(crate) fn dispatch_tensors(
     uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
     tensors: &[&GpuTensor],
 ) -> Result<()> {
-    let mut windows = Vec::with_capacity(tensors.len());
-    for t in tensors {
+    dispatch_with_texture(engine, encoder, plan, uniform, None, tensors)
+}
+
+/// As [`dispatch_tensors`], with `texture` (when given) bound at binding 1
+/// in place of the first tensor.
+pub(crate) fn dispatch_with_texture(
+    engine: &Engine,
+    encoder: &mut wgpu::CommandEncoder,
+    plan: &Plan,
+    uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
+    texture: Option<&wgpu::TextureView>,
+    tensors: &[&GpuTensor],
+) -> Result<()> {
+    let mut resources = Vec::with_capacity(tensors.len());
+    for (i, t) in tensors.iter().enumerate() {
+        if let (0, Some(view)) = (i, texture) {
+            resources.push(wgpu::BindingResource::TextureView(view));
+            continue;
+        }
         let bytes = t.len() as u64 * 4;
         engine.check_binding("tensor binding", bytes)?;
-        windows.push((t.buffer(), wgpu::BufferSize::new(bytes)));
+        resources.push(wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: t.buffer(),
+            offset: 0,
+            size: wgpu::BufferSize::new(bytes),
+        }));
     }
-    dispatch_bound(engine, encoder, plan, uniform, &windows)
+    dispatch_bound(engine, encoder, plan, uniform, resources)
 }
 
 /// Returns [`Error::AliasedOutput`] when `output` lives in the buffer of one
@@ -252,30 +273,25 @@ pub(crate) fn check_aliasing(output: &GpuTensor, inputs: &[&GpuTensor]) -> Resul
     }
 }
 
-/// Records one dispatch with `buffers[i]` bound at binding `i + 1` (from
-/// offset 0, `size` bytes or the whole buffer).
+/// Records one dispatch with `resources[i]` bound at binding `i + 1`.
 fn dispatch_bound(
     engine: &Engine,
     encoder: &mut wgpu::CommandEncoder,
     plan: &Plan,
     uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
-    buffers: &[(&wgpu::Buffer, Option<wgpu::BufferSize>)],
+    resources: Vec<wgpu::BindingResource<'_>>,
 ) -> Result<()> {
     engine.check_dispatch(plan.groups)?;
     engine.scoped(|| {
         let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
         let uniform = uniform()?;
         let layout = engine.pipelines.bind_layout(plan.key.bindings());
-        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once((&*uniform, None))
-            .chain(buffers.iter().copied())
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(uniform.as_entire_binding())
+            .chain(resources)
             .enumerate()
-            .map(|(i, (buffer, size))| wgpu::BindGroupEntry {
+            .map(|(i, resource)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer,
-                    offset: 0,
-                    size,
-                }),
+                resource,
             })
             .collect();
         let bind = engine
@@ -320,6 +336,72 @@ struct Prepared {
 }
 
 const UNIFORM_SIZE: u64 = std::mem::size_of::<ConvUniforms>() as u64;
+
+/// Records a copy of `input` into the engine's input texture of its size
+/// (layout: [`crate::plan::texture_rows`]) and returns a view of it.
+/// `input` holds whole vec4s (the planner's condition).
+pub(crate) fn input_texture(
+    engine: &Engine,
+    encoder: &mut wgpu::CommandEncoder,
+    input: &GpuTensor,
+) -> Result<wgpu::TextureView> {
+    let len = input.len() as u64;
+    let width = u64::from(crate::plan::TEXTURE_WIDTH);
+    let rows = crate::plan::texture_rows(len);
+    let rows32 = u32::try_from(rows).map_err(|_| Error::Internal {
+        what: "input texture rows",
+        expected: u64::from(u32::MAX),
+        actual: rows,
+    })?;
+    if !len.is_multiple_of(4) {
+        return Err(Error::Internal {
+            what: "texture input floats mod 4",
+            expected: 0,
+            actual: len % 4,
+        });
+    }
+    let texture = engine.input_texture(rows32)?;
+    let texels = len / 4;
+    let full = texels / width;
+    let tail = texels % width;
+    let copy = |encoder: &mut wgpu::CommandEncoder, row: u64, w: u64, h: u64| {
+        encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: input.buffer(),
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: row * width * 16,
+                    bytes_per_row: Some((width * 16) as u32),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::TexelCopyTextureInfo {
+                texture: &texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: 0,
+                    y: row as u32,
+                    z: 0,
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::Extent3d {
+                width: w as u32,
+                height: h as u32,
+                depth_or_array_layers: 1,
+            },
+        );
+    };
+    engine.scoped(|| {
+        if full > 0 {
+            copy(encoder, 0, width, full);
+        }
+        if tail > 0 {
+            copy(encoder, full, tail, 1);
+        }
+        Ok(())
+    })?;
+    Ok(texture.create_view(&wgpu::TextureViewDescriptor::default()))
+}
 
 /// A binding of `size` bytes at `offset` of `buffer`.
 fn window(buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<wgpu::BindingResource<'_>> {
@@ -510,6 +592,16 @@ impl LayerCore {
                 Window::Direct { offset, size } => Some((offset, size)),
                 Window::Staged { .. } => None,
             };
+            // `TIN = 1`: the kernel reads the whole input from a texture copy of it.
+            let texture = if plan.key.is("TIN", 1) {
+                Some(input_texture(engine, encoder, input)?)
+            } else {
+                None
+            };
+            let input_binding = |offset, size| match &texture {
+                Some(view) => Ok(wgpu::BindingResource::TextureView(view)),
+                None => window(input.buffer(), offset, size),
+            };
             let mut i = 0;
             while i < sched.chunks.len() {
                 // A run of chunks that bind the tensors themselves shares one
@@ -528,11 +620,7 @@ impl LayerCore {
                             let c = &sched.chunks[j];
                             let (io, is) = direct(&c.input).ok_or_else(missing)?;
                             let (oo, os) = direct(&c.output).ok_or_else(missing)?;
-                            bind(
-                                j,
-                                window(input.buffer(), io, is)?,
-                                window(output.buffer(), oo, os)?,
-                            )
+                            bind(j, input_binding(io, is)?, window(output.buffer(), oo, os)?)
                         })
                         .collect::<Result<Vec<_>>>()?;
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -550,7 +638,15 @@ impl LayerCore {
                 }
                 let chunk = &sched.chunks[i];
                 let input_res = match chunk.input {
-                    Window::Direct { offset, size } => window(input.buffer(), offset, size)?,
+                    Window::Direct { offset, size } => input_binding(offset, size)?,
+                    // The planner reads textures only where no chunk stages its input.
+                    Window::Staged { .. } if texture.is_some() => {
+                        return Err(Error::Internal {
+                            what: "staged input of a texture-reading kernel",
+                            expected: 0,
+                            actual: 1,
+                        })
+                    }
                     Window::Staged {
                         first,
                         runs,
@@ -647,11 +743,19 @@ impl LayerCore {
             encoder,
             plan,
             || self.uniforms.get(engine, (key, plan.key.clone()), uniforms),
-            &[
-                (input.buffer(), window(input)?),
-                (&self.weight, None),
-                (&self.bias, None),
-                (output.buffer(), window(output)?),
+            vec![
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: input.buffer(),
+                    offset: 0,
+                    size: window(input)?,
+                }),
+                self.weight.as_entire_binding(),
+                self.bias.as_entire_binding(),
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: output.buffer(),
+                    offset: 0,
+                    size: window(output)?,
+                }),
             ],
         )
     }

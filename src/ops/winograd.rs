@@ -316,12 +316,19 @@ impl WinogradExec {
     ) -> Result<()> {
         crate::ops::check_aliasing(output, &[input])?;
         let s = self.scratch(engine, shape)?;
+        // `TIN = 1`: the input transform reads a texture copy of the input.
+        let texture = if s.input_plan.key.is("TIN", 1) {
+            Some(crate::ops::input_texture(engine, encoder, input)?)
+        } else {
+            None
+        };
         for (u_in, u_out) in &s.slabs {
-            dispatch_tensors(
+            crate::ops::dispatch_with_texture(
                 engine,
                 encoder,
                 &s.input_plan,
                 || Ok(Arc::clone(u_in)),
+                texture.as_ref(),
                 &[input, &s.v],
             )?;
             self.gemm.record_into(engine, encoder, &s.v, &s.mt)?;

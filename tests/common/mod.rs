@@ -35,14 +35,22 @@ pub fn engine() -> Option<&'static Engine> {
 /// thread, so the two shards' compiles (most of a sweep's time) run on two
 /// cores instead of queueing on one.
 ///
-/// The second engine runs without subgroup operations, so on an adapter
-/// that has them each sweep covers both forms of the kernels that read
-/// their weights through subgroups (`plan::subgroup_weights`).
+/// The second engine runs without subgroup operations and without texture
+/// inputs, so on an adapter that has them each sweep covers both forms of
+/// the kernels that read their weights through subgroups
+/// (`plan::subgroup_weights`) and their inputs through textures
+/// (`plan::texture_input`).
 pub fn shard_engine(shard: usize) -> Option<&'static Engine> {
     static SECOND: OnceLock<Option<Engine>> = OnceLock::new();
     match shard {
         0 => engine(),
-        _ => init_with(&SECOND, no_subgroups()),
+        _ => init_with(
+            &SECOND,
+            EngineOptions {
+                texture_inputs: Some(false),
+                ..no_subgroups()
+            },
+        ),
     }
 }
 
