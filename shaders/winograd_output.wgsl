@@ -23,6 +23,9 @@ const M: u32 = 4u;
 // VOUT = 1: the generated form binds the output as array<vec4<f32>> and stores each output
 // row of the quad (4·M columns from a multiple of 4) as vec4s (output rows a multiple of 4).
 const VOUT: u32 = 0u;
+// TIN = 1: the generated form reads Mt from an Rgba32Float texture that holds all of it,
+// through textureLoad (see plan::winograd_output_texture and pipelines::texture_input).
+const TIN: u32 = 0u;
 // DIL = 1: dilation > 1, the grid runs in phases (see winograd_input.wgsl).
 const DIL: u32 = 0u;
 const ACT: u32 = 0u;

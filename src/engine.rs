@@ -58,6 +58,18 @@ pub struct EngineOptions {
     pub texture_inputs: Option<bool>,
 }
 
+/// What an input texture ([`Engine::input_texture`]) holds while it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum TextureUse {
+    /// A chunked convolution kernel's input, for the dispatches of one record.
+    Conv,
+    /// A Winograd layer's input, for its input transforms (the GEMM records
+    /// its own copies meanwhile).
+    WinogradInput,
+    /// A Winograd layer's GEMM output, for its output transform.
+    WinogradOutput,
+}
+
 /// One adapter as wgpu reports it.
 #[derive(Debug, Clone)]
 pub struct AdapterReport {
@@ -224,8 +236,8 @@ pub struct Engine {
     autotuner: Option<Autotuner>,
     /// Whether the planner may read inputs through textures.
     texture_inputs: bool,
-    /// Input textures by height (see [`Engine::input_texture`]).
-    textures: Mutex<HashMap<u32, wgpu::Texture>>,
+    /// Input textures by use and height (see [`Engine::input_texture`]).
+    textures: Mutex<HashMap<(TextureUse, u32), wgpu::Texture>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -361,16 +373,18 @@ impl Engine {
 
     /// An `Rgba32Float` texture of [`crate::plan::TEXTURE_WIDTH`] texels by
     /// `rows`, to copy a kernel's input into (see
-    /// [`crate::plan::texture_input`]). One per height, created on first use
-    /// and kept: every use records a copy into it and then the dispatches
-    /// that read it, and the queue runs commands in order, so uses never
-    /// overlap. Its bytes are in [`Engine::texture_bytes`].
-    pub(crate) fn input_texture(&self, rows: u32) -> Result<wgpu::Texture> {
+    /// [`crate::plan::texture_input`]). One per use and height, created on
+    /// first use and kept: every use records a copy into it and then the
+    /// dispatches that read it, and the queue runs commands in order, so
+    /// uses never overlap. A texture that must outlive another use's copy
+    /// (the Winograd input transform's, across the GEMM's) has a use of its
+    /// own. Its bytes are in [`Engine::texture_bytes`].
+    pub(crate) fn input_texture(&self, usage: TextureUse, rows: u32) -> Result<wgpu::Texture> {
         let mut map = self
             .textures
             .lock()
             .map_err(|_| Error::Validation("texture cache lock poisoned".into()))?;
-        if let Some(t) = map.get(&rows) {
+        if let Some(t) = map.get(&(usage, rows)) {
             return Ok(t.clone());
         }
         let texture = self.scoped(|| {
@@ -389,7 +403,7 @@ impl Engine {
                 view_formats: &[],
             }))
         })?;
-        map.insert(rows, texture.clone());
+        map.insert((usage, rows), texture.clone());
         Ok(texture)
     }
 

@@ -88,6 +88,9 @@ pub enum Bindings {
     /// 0 uniform params, 1 and 2 inputs (read-only storage), 3 output
     /// (read-write storage): element-wise binary ops.
     Binary,
+    /// As [`Bindings::Binary`] with the first input a texture
+    /// (`winograd_output` with `TIN = 1`).
+    BinaryTexture,
 }
 
 impl Kernel {
@@ -224,6 +227,7 @@ impl KernelKey {
             (Bindings::ConvUniformWeight, true) => Bindings::ConvTextureUniformWeight,
             (Bindings::Conv, true) => Bindings::ConvTexture,
             (Bindings::Unary, true) => Bindings::UnaryTexture,
+            (Bindings::Binary, true) => Bindings::BinaryTexture,
             (b, _) => b,
         }
     }
@@ -438,6 +442,7 @@ impl KernelKey {
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
                 let out = replace_generated(&out, &body)
                     .ok_or_else(|| err("no generated block".into()))?;
+                let out = self.texture_input(out, get("TIN")? == 1)?;
                 if spec.vec4.is_none() {
                     return Ok(out);
                 }
@@ -474,55 +479,59 @@ impl KernelKey {
             return Ok(src);
         }
         // The conv kernels bind windows of their input (`in_base`); the
-        // Winograd input transform binds it whole.
-        let base = (self.kernel != Kernel::WinogradInput).then_some("p.in_base / 4u");
-        texture_input(&src, base).ok_or_else(|| Error::Shader {
+        // Winograd transforms bind theirs whole.
+        let (name, base) = match self.kernel {
+            Kernel::WinogradInput => ("input", None),
+            Kernel::WinogradOutput => ("mt", None),
+            _ => ("input", Some("p.in_base / 4u")),
+        };
+        texture_input(&src, name, base).ok_or_else(|| Error::Shader {
             kernel: self.kernel.name().into(),
-            message: "TIN needs VIN = 1".into(),
+            message: "TIN needs a vec4 input (VIN = 1)".into(),
         })
     }
 }
 
-/// `src` with its vec4 input window (`array<vec4<f32>>` at binding 1) read
-/// from an `Rgba32Float` texture holding the whole input tensor instead:
-/// vec4 `t` of the tensor is texel `(t % W, t / W)` with
-/// `W =` [`crate::plan::TEXTURE_WIDTH`], and every `input[q]` becomes
+/// `src` with its vec4 input window (the `array<vec4<f32>>` named `name` at
+/// binding 1) read from an `Rgba32Float` texture holding the whole tensor
+/// instead: vec4 `t` of the tensor is texel `(t % W, t / W)` with
+/// `W =` [`crate::plan::TEXTURE_WIDTH`], and every `name[q]` becomes
 /// `load_input(q)`, which adds the window's base (the WGSL expression
 /// `base`, in vec4s) back. `None` if `src` has no such binding or an
-/// unbalanced `input[`.
-pub(crate) fn texture_input(src: &str, base: Option<&str>) -> Option<String> {
-    const VEC4: &str = "@group(0) @binding(1) var<storage, read> input: array<vec4<f32>>;";
-    if !src.contains(VEC4) {
+/// unbalanced `name[`.
+pub(crate) fn texture_input(src: &str, name: &str, base: Option<&str>) -> Option<String> {
+    let vec4 = format!("@group(0) @binding(1) var<storage, read> {name}: array<vec4<f32>>;");
+    if !src.contains(&vec4) {
         return None;
     }
     let w = crate::plan::TEXTURE_WIDTH;
     let decl = format!(
-        "@group(0) @binding(1) var input: texture_2d<f32>;\n\n\
-         // Vec4 `q` of the input window (see the header comment) from the texture that holds\n\
-         // the whole input, {w} texels a row (the host's layout: plan::texture_input).\n\
+        "@group(0) @binding(1) var {name}: texture_2d<f32>;\n\n\
+         // Vec4 `q` of the `{name}` window (see the header comment) from the texture that\n\
+         // holds the whole tensor, {w} texels a row (the host's layout: plan::texture_input).\n\
          fn load_input(q: u32) -> vec4<f32> {{\n\
          \x20   let t = q{};\n\
-         \x20   return textureLoad(input, vec2<u32>(t % {w}u, t / {w}u), 0);\n\
+         \x20   return textureLoad({name}, vec2<u32>(t % {w}u, t / {w}u), 0);\n\
          }}",
         base.map_or(String::new(), |b| format!(" + {b}"))
     );
-    let src = src.replace(VEC4, &decl);
-    // `input[expr]` → `load_input(expr)`, brackets inside `expr` balanced.
-    const OPEN: &str = "input[";
+    let src = src.replace(&vec4, &decl);
+    // `name[expr]` → `load_input(expr)`, brackets inside `expr` balanced.
+    let open = format!("{name}[");
     let mut out = String::with_capacity(src.len());
     let mut rest = src.as_str();
-    while let Some(i) = rest.find(OPEN) {
+    while let Some(i) = rest.find(&open) {
         let word_start = i == 0 || {
             let c = rest.as_bytes()[i - 1];
             !(c.is_ascii_alphanumeric() || c == b'_')
         };
         out.push_str(&rest[..i]);
         if !word_start {
-            out.push_str(OPEN);
-            rest = &rest[i + OPEN.len()..];
+            out.push_str(&open);
+            rest = &rest[i + open.len()..];
             continue;
         }
-        let body = &rest[i + OPEN.len()..];
+        let body = &rest[i + open.len()..];
         let mut depth = 1usize;
         let end = body.char_indices().find_map(|(j, c)| {
             match c {
@@ -665,6 +674,10 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
                 storage(3, false),
             ],
         ),
+        Bindings::BinaryTexture => (
+            "wgconv binary layout (texture input)",
+            vec![uniform, texture(1), storage(2, true), storage(3, false)],
+        ),
     };
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(label),
@@ -693,6 +706,7 @@ impl PipelineCache {
             Bindings::Unary,
             Bindings::UnaryTexture,
             Bindings::Binary,
+            Bindings::BinaryTexture,
         ]
         .into_iter()
         .map(|b| {

@@ -270,6 +270,7 @@ pub fn winograd_keys(
             consts: vec![
                 ("M", m),
                 ("VOUT", u32::from(vout)),
+                ("TIN", u32::from(winograd_output_texture(adapter))),
                 ("DIL", u32::from(!dense)),
                 ("ACT", activation.code()),
             ],
@@ -1038,11 +1039,26 @@ pub fn texture_rows(len: u64) -> u64 {
 pub fn texture_input(shape: &Conv2dShape, adapter: &AdapterProfile) -> bool {
     let len =
         u64::from(shape.n) * u64::from(shape.c_in) * u64::from(shape.h_in) * u64::from(shape.w_in);
-    adapter.texture_inputs
-        && adapter.device_type == wgpu::DeviceType::Cpu
+    texture_reads(adapter)
         && len.is_multiple_of(4)
         && texture_rows(len) <= u64::from(adapter.max_texture_2d)
         && len * 4 <= adapter.max_storage_binding
+}
+
+/// Whether the planner reads inputs through textures on `adapter` at all
+/// (see [`texture_input`]).
+pub fn texture_reads(adapter: &AdapterProfile) -> bool {
+    adapter.texture_inputs && adapter.device_type == wgpu::DeviceType::Cpu
+}
+
+/// Whether the Winograd output transform reads the GEMM's output through a
+/// texture (`TIN` of `winograd_output`; see [`texture_input`]): the GEMM
+/// output is one storage binding of whole vec4s, so it fits a texture
+/// wherever any binding does.
+pub fn winograd_output_texture(adapter: &AdapterProfile) -> bool {
+    texture_reads(adapter)
+        && adapter.max_storage_binding / 16
+            <= u64::from(adapter.max_texture_2d) * u64::from(TEXTURE_WIDTH)
 }
 
 /// The `SG` of a `conv2d_tiled` kernel: the subgroup size where its weights

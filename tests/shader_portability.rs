@@ -150,6 +150,7 @@ fn every_specialisation_translates_to_every_backend() {
         Kernel::Conv2dDepthwise,
         Kernel::ConvTranspose2d,
         Kernel::WinogradInput,
+        Kernel::WinogradOutput,
     ] {
         assert!(
             suite_keys()

@@ -344,6 +344,7 @@ pub(crate) fn input_texture(
     engine: &Engine,
     encoder: &mut wgpu::CommandEncoder,
     input: &GpuTensor,
+    usage: crate::engine::TextureUse,
 ) -> Result<wgpu::TextureView> {
     let len = input.len() as u64;
     let width = u64::from(crate::plan::TEXTURE_WIDTH);
@@ -360,7 +361,7 @@ pub(crate) fn input_texture(
             actual: len % 4,
         });
     }
-    let texture = engine.input_texture(rows32)?;
+    let texture = engine.input_texture(usage, rows32)?;
     let texels = len / 4;
     let full = texels / width;
     let tail = texels % width;
@@ -594,7 +595,12 @@ impl LayerCore {
             };
             // `TIN = 1`: the kernel reads the whole input from a texture copy of it.
             let texture = if plan.key.is("TIN", 1) {
-                Some(input_texture(engine, encoder, input)?)
+                Some(input_texture(
+                    engine,
+                    encoder,
+                    input,
+                    crate::engine::TextureUse::Conv,
+                )?)
             } else {
                 None
             };

@@ -15,10 +15,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
+use crate::engine::TextureUse;
 use crate::error::{Error, Result};
 use crate::geometry::{Activation, Conv2dParams, Conv2dShape};
 use crate::ops::conv2d::Conv2d;
-use crate::ops::dispatch_tensors;
 #[cfg(test)]
 use crate::pipelines::Kernel;
 use crate::plan::{self, Plan};
@@ -318,7 +318,12 @@ impl WinogradExec {
         let s = self.scratch(engine, shape)?;
         // `TIN = 1`: the input transform reads a texture copy of the input.
         let texture = if s.input_plan.key.is("TIN", 1) {
-            Some(crate::ops::input_texture(engine, encoder, input)?)
+            Some(crate::ops::input_texture(
+                engine,
+                encoder,
+                input,
+                TextureUse::WinogradInput,
+            )?)
         } else {
             None
         };
@@ -332,11 +337,23 @@ impl WinogradExec {
                 &[input, &s.v],
             )?;
             self.gemm.record_into(engine, encoder, &s.v, &s.mt)?;
-            dispatch_tensors(
+            // `TIN = 1`: the output transform reads a texture copy of Mt.
+            let mt = if s.output_plan.key.is("TIN", 1) {
+                Some(crate::ops::input_texture(
+                    engine,
+                    encoder,
+                    &s.mt,
+                    TextureUse::WinogradOutput,
+                )?)
+            } else {
+                None
+            };
+            crate::ops::dispatch_with_texture(
                 engine,
                 encoder,
                 &s.output_plan,
                 || Ok(Arc::clone(u_out)),
+                mt.as_ref(),
                 &[&s.mt, &self.bias, output],
             )?;
         }
