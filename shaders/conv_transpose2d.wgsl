@@ -60,6 +60,9 @@ const VA: u32 = 0u;
 // holds the whole input tensor, through textureLoad (see plan::texture_input and
 // pipelines::texture_input, which rewrites the binding and the loads).
 const TIN: u32 = 0u;
+// TWT = 1: the weight is read from an Rgba32Float texture copy of the layer's weight buffer
+// (made once per layer), through textureLoad (see plan::weight_texture).
+const TWT: u32 = 0u;
 // SG > 0: the device runs subgroups of exactly SG invocations, each subgroup takes SG
 // consecutive tiles of one output row, and the generated form reads the weights once per
 // subgroup and broadcasts them (see plan::transposed_subgroups); the loop form below reads

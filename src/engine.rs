@@ -51,10 +51,11 @@ pub struct EngineOptions {
     /// [`crate::plan::AdapterProfile::subgroup_size`]). `None` means
     /// `WGCONV_SUBGROUPS` (`1` on, `0` off) if set, else on.
     pub subgroups: Option<bool>,
-    /// Whether kernels may read their input from a texture copy of it where
-    /// the planner prefers that (CPU drivers; see
-    /// [`crate::plan::texture_input`]). `None` means `WGCONV_TEXTURE_INPUTS`
-    /// (`1` on, `0` off) if set, else on.
+    /// Whether kernels may read their input (and `conv_transpose2d` its
+    /// weight) from a texture copy where the planner prefers that (CPU
+    /// drivers; see [`crate::plan::texture_input`] and
+    /// [`crate::plan::weight_texture`]). `None` means
+    /// `WGCONV_TEXTURE_INPUTS` (`1` on, `0` off) if set, else on.
     pub texture_inputs: Option<bool>,
 }
 

@@ -79,6 +79,12 @@ pub enum Bindings {
     /// As [`Bindings::ConvUniformWeight`] with the input a texture
     /// (`conv2d_tiled` with `TIN = 1`).
     ConvTextureUniformWeight,
+    /// As [`Bindings::Conv`] with the weight (binding 2) a texture (a kernel
+    /// with `TWT = 1`; see [`crate::plan::weight_texture`]).
+    ConvTextureWeight,
+    /// As [`Bindings::Conv`] with the input and the weight textures
+    /// (`TIN = 1` and `TWT = 1`).
+    ConvTextures,
     /// 0 uniform params, 1 input (read-only storage), 2 output (read-write
     /// storage): weightless ops.
     Unary,
@@ -216,6 +222,13 @@ impl KernelKey {
     pub fn bindings(&self) -> Bindings {
         let wst = self.is("WST", 1);
         let tin = self.is("TIN", 1);
+        if self.is("TWT", 1) && self.kernel.bindings() == Bindings::Conv {
+            return if tin {
+                Bindings::ConvTextures
+            } else {
+                Bindings::ConvTextureWeight
+            };
+        }
         match (self.kernel.bindings(), tin) {
             (Bindings::ConvUniformWeight, _) if wst => {
                 if tin {
@@ -404,6 +417,7 @@ impl KernelKey {
                 } else {
                     out
                 };
+                let out = self.texture_weight(out, get("TWT")? == 1)?;
                 if spec.vin.is_none() {
                     return self.texture_input(out, get("TIN")? == 1);
                 }
@@ -492,6 +506,22 @@ impl KernelKey {
     }
 }
 
+impl KernelKey {
+    /// `src`, or with `twt` its vec4 weight read from the layer's texture
+    /// copy (`conv_transpose2d`; the window base `w_base` is added back).
+    fn texture_weight(&self, src: String, twt: bool) -> Result<String> {
+        if !twt {
+            return Ok(src);
+        }
+        texture_binding(&src, 2, "weight", Some("p.w_base"), "load_weight").ok_or_else(|| {
+            Error::Shader {
+                kernel: self.kernel.name().into(),
+                message: "TWT needs a storage weight binding".into(),
+            }
+        })
+    }
+}
+
 /// `src` with its vec4 input window (the `array<vec4<f32>>` named `name` at
 /// binding 1) read from an `Rgba32Float` texture holding the whole tensor
 /// instead: vec4 `t` of the tensor is texel `(t % W, t / W)` with
@@ -500,22 +530,36 @@ impl KernelKey {
 /// `base`, in vec4s) back. `None` if `src` has no such binding or an
 /// unbalanced `name[`.
 pub(crate) fn texture_input(src: &str, name: &str, base: Option<&str>) -> Option<String> {
-    let vec4 = format!("@group(0) @binding(1) var<storage, read> {name}: array<vec4<f32>>;");
-    if !src.contains(&vec4) {
+    texture_binding(src, 1, name, base, "load_input")
+}
+
+/// `src` with the storage `array<vec4<f32>>` `name` at `binding` read from
+/// a texture holding the whole buffer, every `name[q]` becoming `func(q)`;
+/// see [`texture_input`].
+fn texture_binding(
+    src: &str,
+    binding: u32,
+    name: &str,
+    base: Option<&str>,
+    func: &str,
+) -> Option<String> {
+    let array =
+        format!("@group(0) @binding({binding}) var<storage, read> {name}: array<vec4<f32>>;");
+    if !src.contains(&array) {
         return None;
     }
     let w = crate::plan::TEXTURE_WIDTH;
+    let base = base.map_or(String::new(), |b| format!(" + {b}"));
     let decl = format!(
-        "@group(0) @binding(1) var {name}: texture_2d<f32>;\n\n\
+        "@group(0) @binding({binding}) var {name}: texture_2d<f32>;\n\n\
          // Vec4 `q` of the `{name}` window (see the header comment) from the texture that\n\
-         // holds the whole tensor, {w} texels a row (the host's layout: plan::texture_input).\n\
-         fn load_input(q: u32) -> vec4<f32> {{\n\
-         \x20   let t = q{};\n\
+         // holds the whole buffer, {w} texels a row (the host's layout: plan::texture_rows).\n\
+         fn {func}(q: u32) -> vec4<f32> {{\n\
+         \x20   let t = q{base};\n\
          \x20   return textureLoad({name}, vec2<u32>(t % {w}u, t / {w}u), 0);\n\
-         }}",
-        base.map_or(String::new(), |b| format!(" + {b}"))
+         }}"
     );
-    let src = src.replace(&vec4, &decl);
+    let src = src.replace(&array, &decl);
     // `name[expr]` → `load_input(expr)`, brackets inside `expr` balanced.
     let open = format!("{name}[");
     let mut out = String::with_capacity(src.len());
@@ -541,7 +585,8 @@ pub(crate) fn texture_input(src: &str, name: &str, base: Option<&str>) -> Option
             }
             (depth == 0).then_some(j)
         })?;
-        out.push_str("load_input(");
+        out.push_str(func);
+        out.push('(');
         out.push_str(&body[..end]);
         out.push(')');
         rest = &body[end + 1..];
@@ -657,6 +702,26 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
                 storage(4, false),
             ],
         ),
+        Bindings::ConvTextureWeight => (
+            "wgconv conv layout (texture weight)",
+            vec![
+                uniform,
+                storage(1, true),
+                texture(2),
+                storage(3, true),
+                storage(4, false),
+            ],
+        ),
+        Bindings::ConvTextures => (
+            "wgconv conv layout (texture input and weight)",
+            vec![
+                uniform,
+                texture(1),
+                texture(2),
+                storage(3, true),
+                storage(4, false),
+            ],
+        ),
         Bindings::Unary => (
             "wgconv unary layout",
             vec![uniform, storage(1, true), storage(2, false)],
@@ -703,6 +768,8 @@ impl PipelineCache {
             Bindings::ConvUniformWeight,
             Bindings::ConvTexture,
             Bindings::ConvTextureUniformWeight,
+            Bindings::ConvTextureWeight,
+            Bindings::ConvTextures,
             Bindings::Unary,
             Bindings::UnaryTexture,
             Bindings::Binary,

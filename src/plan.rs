@@ -901,6 +901,17 @@ pub fn plan_with(
                     "TIN",
                     u32::from(vin.is_some() && texture_input(shape, adapter)),
                 ),
+                (
+                    "TWT",
+                    u32::from(weight_texture(
+                        u64::from(shape.groups)
+                            * u64::from(blocks_per_group)
+                            * u64::from(shape.c_in_per_group())
+                            * u64::from(shape.k_h * shape.k_w)
+                            * u64::from(cob4 * 4),
+                        adapter,
+                    )),
+                ),
                 ("ACT", act),
                 ("SG", transposed_subgroups(blocks_w, adapter)),
             ];
@@ -1043,6 +1054,21 @@ pub fn texture_input(shape: &Conv2dShape, adapter: &AdapterProfile) -> bool {
         && len.is_multiple_of(4)
         && texture_rows(len) <= u64::from(adapter.max_texture_2d)
         && len * 4 <= adapter.max_storage_binding
+}
+
+/// Whether a `conv_transpose2d` kernel whose packed weight holds `floats`
+/// values reads it from a texture copy (`TWT = 1`), made once per layer: on
+/// CPU adapters, where it fits one texture (with a window's worth of
+/// padding to spare). Lavapipe-specific, as [`texture_input`]: this kernel
+/// binds its weight as a storage buffer (those of `conv2d_tiled` are
+/// uniform windows, already gathers), so on lavapipe each weight load was a
+/// per-lane loop. Measured, `wgconv bench --layer tconv3 --runs 9`, one
+/// build then the other and back: 27.9 → 22.0 / 23.9 ms. `conv2d_depthwise`
+/// (9 scalar weights per invocation) showed no difference and keeps its
+/// storage weights.
+pub fn weight_texture(floats: u64, adapter: &AdapterProfile) -> bool {
+    texture_reads(adapter)
+        && texture_rows(floats + 4 * u64::from(TILED_MAX_WCAP)) <= u64::from(adapter.max_texture_2d)
 }
 
 /// Whether the planner reads inputs through textures on `adapter` at all

@@ -1103,8 +1103,9 @@ fn storage_weights_for_large_blocks_on_small_images() {
 /// Texture inputs (`TIN = 1`, planned on CPU adapters) and storage inputs
 /// run the same sequence of fma operations, so their outputs are
 /// bit-identical; both match the reference. Covers the tiled, depthwise and
-/// transposed kernels and a Winograd GEMM, inputs that fill no texture row,
-/// one row and a ragged last row, and two images.
+/// transposed kernels (the latter also with its weight in a texture,
+/// `TWT = 1`) and a Winograd layer, inputs that fill no texture row, one row
+/// and a ragged last row, and two images.
 #[test]
 fn texture_inputs_match_storage_inputs_exactly() {
     let tex = gpu_or_skip!();
@@ -1201,6 +1202,7 @@ fn texture_inputs_match_storage_inputs_exactly() {
         let layer = ConvTranspose2d::new(engine, &w, weight, None, tp, Activation::None).unwrap();
         let name = layer.kernel_name(engine, input).unwrap();
         assert_eq!(name.contains("-tin1-"), texture, "transposed: {name}");
+        assert_eq!(name.contains("-twt1-"), texture, "transposed: {name}");
         let c = layer
             .verify(engine, &x, input, Tolerance::F32Accumulation)
             .unwrap();

@@ -324,6 +324,8 @@ pub(crate) struct LayerCore {
     uniforms: UniformCache,
     /// Chunk schedules, keyed like the uniforms: a tuned tile changes the grid.
     schedules: Mutex<HashMap<UniformKey, Arc<Prepared>>>,
+    /// The weight's texture copy, for kernels with `TWT = 1`.
+    weight_texture: std::sync::OnceLock<wgpu::Texture>,
 }
 
 /// A schedule and its uniforms: chunk `i`'s `ConvUniforms` at byte
@@ -347,28 +349,68 @@ pub(crate) fn input_texture(
     usage: crate::engine::TextureUse,
 ) -> Result<wgpu::TextureView> {
     let len = input.len() as u64;
-    let width = u64::from(crate::plan::TEXTURE_WIDTH);
+    let texture = engine.input_texture(usage, texture_rows32(len)?)?;
+    copy_to_texture(engine, encoder, input.buffer(), len, &texture)?;
+    Ok(texture.create_view(&wgpu::TextureViewDescriptor::default()))
+}
+
+/// The rows of a texture holding `len` floats, as a `u32`.
+fn texture_rows32(len: u64) -> Result<u32> {
     let rows = crate::plan::texture_rows(len);
-    let rows32 = u32::try_from(rows).map_err(|_| Error::Internal {
-        what: "input texture rows",
+    u32::try_from(rows).map_err(|_| Error::Internal {
+        what: "texture rows",
         expected: u64::from(u32::MAX),
         actual: rows,
-    })?;
+    })
+}
+
+/// A texture for `len` floats (see [`crate::plan::texture_rows`]).
+fn new_texture(engine: &Engine, label: &str, len: u64) -> Result<wgpu::Texture> {
+    let rows = texture_rows32(len)?;
+    engine.scoped(|| {
+        Ok(engine.device().create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width: crate::plan::TEXTURE_WIDTH,
+                height: rows,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        }))
+    })
+}
+
+/// Records a copy of the first `len` floats of `buffer` (whole vec4s) into
+/// `texture`: vec4 `t` to texel `(t % W, t / W)`, `W =`
+/// [`crate::plan::TEXTURE_WIDTH`] (full rows in one copy, a ragged last
+/// row in another).
+fn copy_to_texture(
+    engine: &Engine,
+    encoder: &mut wgpu::CommandEncoder,
+    buffer: &wgpu::Buffer,
+    len: u64,
+    texture: &wgpu::Texture,
+) -> Result<()> {
     if !len.is_multiple_of(4) {
         return Err(Error::Internal {
-            what: "texture input floats mod 4",
+            what: "texture copy floats mod 4",
             expected: 0,
             actual: len % 4,
         });
     }
-    let texture = engine.input_texture(usage, rows32)?;
+    let width = u64::from(crate::plan::TEXTURE_WIDTH);
     let texels = len / 4;
     let full = texels / width;
     let tail = texels % width;
     let copy = |encoder: &mut wgpu::CommandEncoder, row: u64, w: u64, h: u64| {
         encoder.copy_buffer_to_texture(
             wgpu::TexelCopyBufferInfo {
-                buffer: input.buffer(),
+                buffer,
                 layout: wgpu::TexelCopyBufferLayout {
                     offset: row * width * 16,
                     bytes_per_row: Some((width * 16) as u32),
@@ -376,7 +418,7 @@ pub(crate) fn input_texture(
                 },
             },
             wgpu::TexelCopyTextureInfo {
-                texture: &texture,
+                texture,
                 mip_level: 0,
                 origin: wgpu::Origin3d {
                     x: 0,
@@ -400,8 +442,7 @@ pub(crate) fn input_texture(
             copy(encoder, full, tail, 1);
         }
         Ok(())
-    })?;
-    Ok(texture.create_view(&wgpu::TextureViewDescriptor::default()))
+    })
 }
 
 /// A binding of `size` bytes at `offset` of `buffer`.
@@ -447,8 +488,10 @@ impl LayerCore {
             // `padding` zero bytes after the weight keep every fixed-size
             // window of it in bounds (`plan::weight_padding`); uniform for
             // `conv2d_tiled`, which binds it as a uniform buffer.
+            // Whole vec4s, so a texture copy of it takes whole texels (see
+            // `LayerCore::weight_texture`).
             let mut bytes = bytemuck::cast_slice::<f32, u8>(packed).to_vec();
-            bytes.resize(bytes.len() + padding as usize, 0);
+            bytes.resize((bytes.len() + padding as usize).next_multiple_of(16), 0);
             Ok(Self {
                 activation,
                 weight: engine.buffer_with(
@@ -459,13 +502,41 @@ impl LayerCore {
                 bias: init("wgconv bias", bias)?,
                 uniforms: UniformCache::default(),
                 schedules: Mutex::new(HashMap::new()),
+                weight_texture: std::sync::OnceLock::new(),
             })
         })
     }
 
-    /// Bytes of GPU memory the layer's weight and bias hold.
+    /// Bytes of GPU memory the layer's weight and bias hold (and the
+    /// weight's texture copy, once made).
     pub(crate) fn gpu_bytes(&self) -> u64 {
-        self.weight.size() + self.bias.size()
+        let texture = self
+            .weight_texture
+            .get()
+            .map_or(0, |t| u64::from(t.width()) * u64::from(t.height()) * 16);
+        self.weight.size() + self.bias.size() + texture
+    }
+
+    /// A view of the weight's texture copy (`TWT = 1`; layout:
+    /// [`crate::plan::texture_rows`]), made on first use: the copy is
+    /// submitted at once, so it runs before any command buffer that reads it,
+    /// whichever encoder records the layer first.
+    fn weight_texture(&self, engine: &Engine) -> Result<wgpu::TextureView> {
+        if let Some(t) = self.weight_texture.get() {
+            return Ok(t.create_view(&wgpu::TextureViewDescriptor::default()));
+        }
+        let len = self.weight.size() / 4;
+        let texture = new_texture(engine, "wgconv weight texture", len)?;
+        let mut encoder = engine
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgconv weight texture"),
+            });
+        copy_to_texture(engine, &mut encoder, &self.weight, len, &texture)?;
+        engine.queue().submit([encoder.finish()]);
+        // A racing thread may have made one too: keep the first, same contents.
+        let texture = self.weight_texture.get_or_init(|| texture);
+        Ok(texture.create_view(&wgpu::TextureViewDescriptor::default()))
     }
 
     /// The schedule for `shape` (built and its uniforms uploaded on first use).
@@ -553,6 +624,12 @@ impl LayerCore {
                 expected: 1,
                 actual: 0,
             };
+            // `TWT = 1`: the kernel reads its weights from the layer's texture copy.
+            let weight_texture = if plan.key.is("TWT", 1) {
+                Some(self.weight_texture(engine)?)
+            } else {
+                None
+            };
             let bind = |i: usize,
                         input_res: wgpu::BindingResource<'_>,
                         output_res: wgpu::BindingResource<'_>|
@@ -576,7 +653,10 @@ impl LayerCore {
                         },
                         wgpu::BindGroupEntry {
                             binding: 2,
-                            resource: window(&self.weight, chunk.weight.0, chunk.weight.1)?,
+                            resource: match &weight_texture {
+                                Some(view) => wgpu::BindingResource::TextureView(view),
+                                None => window(&self.weight, chunk.weight.0, chunk.weight.1)?,
+                            },
                         },
                         wgpu::BindGroupEntry {
                             binding: 3,

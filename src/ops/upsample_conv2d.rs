@@ -85,7 +85,7 @@ enum Path {
     Fused {
         profile: Box<AdapterProfile>,
         layout: WeightLayout,
-        core: LayerCore,
+        core: Box<LayerCore>,
     },
     /// The equal transposed convolution of the real input.
     SubPixel(Box<ConvTranspose2d>),
@@ -242,7 +242,14 @@ impl UpsampleConv2d {
                 Path::Fused {
                     profile: Box::new(engine.profile()),
                     layout,
-                    core: LayerCore::upload(engine, activation, &packed, bias, weight_shape[0], 0)?,
+                    core: Box::new(LayerCore::upload(
+                        engine,
+                        activation,
+                        &packed,
+                        bias,
+                        weight_shape[0],
+                        0,
+                    )?),
                 }
             }
         };
