@@ -1429,10 +1429,11 @@ mod tests {
     #[test]
     fn reduction_segments_cover_every_channel_in_order() {
         // A 1 KiB uniform limit: 64-vec4 windows, so blocks of a 3×3 layer with
-        // 40 input channels are summed in segments of at most 2 channels.
+        // 40 input channels are summed in segments of at most 2 channels
+        // (weights in uniform windows: no texture copies of them).
         let small_uniform = AdapterProfile {
             max_uniform_binding: 1024,
-            ..cpu()
+            ..cpu().with_texture_inputs(false)
         };
         let budget = |binding| Budget {
             binding,

@@ -222,7 +222,7 @@ impl KernelKey {
     pub fn bindings(&self) -> Bindings {
         let wst = self.is("WST", 1);
         let tin = self.is("TIN", 1);
-        if self.is("TWT", 1) && self.kernel.bindings() == Bindings::Conv {
+        if self.is("TWT", 1) {
             return if tin {
                 Bindings::ConvTextures
             } else {
@@ -345,6 +345,7 @@ impl KernelKey {
                 } else {
                     out
                 };
+                let out = self.texture_weight(out, get("TWT")? == 1)?;
                 let out = if spec.vout {
                     vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))?
                 } else {

@@ -973,9 +973,17 @@ pub fn plan_with(
             };
             let blocks_w = q * cols.div_ceil(pix);
             let items = u64::from(shape.n) * u64::from(shape.h_out) * u64::from(blocks_w);
-            let wst = storage_weights(&sig, cob4, adapter, items);
-            let vin = tiled_vec4_input(shape, pix, q, adapter);
             let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
+            let twt = weight_texture(
+                u64::from(shape.groups)
+                    * u64::from(blocks_per_group)
+                    * u64::from(shape.c_in_per_group())
+                    * u64::from(shape.k_h * shape.k_w)
+                    * u64::from(cob4 * 4),
+                adapter,
+            );
+            let wst = twt || storage_weights(&sig, cob4, adapter, items);
+            let vin = tiled_vec4_input(shape, pix, q, adapter);
             let consts = vec![
                 ("PIX", pix),
                 ("COB4", cob4),
@@ -1003,6 +1011,7 @@ pub fn plan_with(
                     "TIN",
                     u32::from(vin.is_some() && texture_input(shape, adapter)),
                 ),
+                ("TWT", u32::from(twt)),
                 ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
                 ("SG", subgroup_weights(adapter)),
                 ("CU", channels_per_step(&sig, cob4, adapter)),
@@ -1056,19 +1065,31 @@ pub fn texture_input(shape: &Conv2dShape, adapter: &AdapterProfile) -> bool {
         && len * 4 <= adapter.max_storage_binding
 }
 
-/// Whether a `conv_transpose2d` kernel whose packed weight holds `floats`
-/// values reads it from a texture copy (`TWT = 1`), made once per layer: on
-/// CPU adapters, where it fits one texture (with a window's worth of
-/// padding to spare). Lavapipe-specific, as [`texture_input`]: this kernel
-/// binds its weight as a storage buffer (those of `conv2d_tiled` are
-/// uniform windows, already gathers), so on lavapipe each weight load was a
-/// per-lane loop. Measured, `wgconv bench --layer tconv3 --runs 9`, one
-/// build then the other and back: 27.9 → 22.0 / 23.9 ms. `conv2d_depthwise`
-/// (9 scalar weights per invocation) showed no difference and keeps its
-/// storage weights.
+/// Whether a `conv_transpose2d` or `conv2d_tiled` kernel whose packed
+/// weight holds `floats` values reads it from a texture copy (`TWT = 1`),
+/// made once per layer: on CPU adapters, where it fits one texture and one
+/// storage binding (with a window's worth of padding to spare).
+/// Lavapipe-specific, as [`texture_input`].
+///
+/// `conv_transpose2d` binds its weight as a storage buffer, so on lavapipe
+/// each weight load was a per-lane loop. Measured, `wgconv bench --layer
+/// tconv3 --runs 9`, one build then the other and back: 27.9 → 22.0 /
+/// 23.9 ms. `conv2d_tiled` reads uniform windows, already gathers; a
+/// texture reads as fast and has no 64 KiB window, so no layer runs as
+/// reduction segments or in weight-window chunks (`WST = 1` with it):
+/// medians of 6 alternated processes of `wgconv bench --runs 7`, r3x3s2
+/// 17.4 → 15.9 ms, pw 6.62 → 5.96, aspp12 68.1 → 61.3, the rest within
+/// ±5 % (this host's noise); r3x3s2's first result with an empty shader
+/// cache 1.09 / 1.52 → 0.51 / 0.73 s (no partial-sum reload to compile).
+/// `conv2d_depthwise` (9 scalar weights per invocation) showed no
+/// difference and keeps its storage weights.
 pub fn weight_texture(floats: u64, adapter: &AdapterProfile) -> bool {
+    // With a window's worth of padding; within one storage binding, so no
+    // chunk's weight window can outgrow a binding either.
+    let padded = floats + 4 * u64::from(TILED_MAX_WCAP);
     texture_reads(adapter)
-        && texture_rows(floats + 4 * u64::from(TILED_MAX_WCAP)) <= u64::from(adapter.max_texture_2d)
+        && texture_rows(padded) <= u64::from(adapter.max_texture_2d)
+        && padded * 4 <= adapter.max_storage_binding
 }
 
 /// Whether the planner reads inputs through textures on `adapter` at all

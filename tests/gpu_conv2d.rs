@@ -1059,11 +1059,19 @@ fn destroyed_device_returns_errors() {
 /// storage window instead (`plan::storage_weights`, with subgroups) and run
 /// in one reduction; without subgroups the same layers run as reduction
 /// segments. Both match the reference; larger images keep uniform windows.
+/// (Without textures: with them a CPU adapter reads every `conv2d_tiled`
+/// weight from a texture, in one reduction; checked on the shared engine.)
 #[test]
 fn storage_weights_for_large_blocks_on_small_images() {
-    let with = gpu_or_skip!();
+    let textures = gpu_or_skip!();
+    let with = &Engine::with_options(&EngineOptions {
+        texture_inputs: Some(false),
+        ..common::options()
+    })
+    .unwrap();
     let without = gpu_or_skip!(1);
     let sg = wgconv::plan::subgroup_weights(&with.profile()) > 0;
+    let cpu = textures.profile().device_type == wgpu::DeviceType::Cpu;
     let mut rng = Rng::new(0x57);
     let pad1 = Conv2dParams::default().padding(Padding::uniform(1));
     // (input, weight, params, storage with subgroups): 160 channels × 9 taps ×
@@ -1085,11 +1093,16 @@ fn storage_weights_for_large_blocks_on_small_images() {
     for (input, weight, params, storage) in cases {
         let w = rng.vec(weight.iter().product());
         let x = rng.vec(input.iter().product());
-        for (engine, expect) in [(with, storage && sg), (without, false)] {
+        for (engine, expect) in [
+            (with, storage && sg),
+            (without, false),
+            (textures, cpu || (storage && sg)),
+        ] {
             let layer = Conv2d::new(engine, &w, weight, None, params, Activation::Relu).unwrap();
             let key = layer.plan_for(input).unwrap().key;
             let wst = key.consts.iter().any(|&(n, v)| n == "WST" && v == 1);
             assert_eq!(wst, expect, "{input:?} {weight:?}: {key}");
+            assert_eq!(key.is("TWT", 1), cpu && engine.profile().texture_inputs);
             let segments = layer.chunking(engine, input).unwrap().segments;
             assert_eq!(segments == 1, wst, "{input:?}: {segments}");
             let c = layer

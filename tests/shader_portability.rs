@@ -160,12 +160,15 @@ fn every_specialisation_translates_to_every_backend() {
             kernel.name()
         );
     }
-    assert!(
-        suite_keys()
-            .iter()
-            .any(|k| k.kernel == Kernel::ConvTranspose2d && k.is("TWT", 1)),
-        "no suite conv_transpose2d kernel reads its weight from a texture"
-    );
+    for kernel in [Kernel::ConvTranspose2d, Kernel::Conv2dTiled] {
+        assert!(
+            suite_keys()
+                .iter()
+                .any(|k| k.kernel == kernel && k.is("TWT", 1)),
+            "no suite {} kernel reads its weight from a texture",
+            kernel.name()
+        );
+    }
     // ... and storage weights where blocks exceed a uniform window on a small
     // image (ResNet's last stage: 512 channels at 7×7).
     let deep = wgconv::Conv2dShape::conv2d(

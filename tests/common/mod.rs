@@ -44,20 +44,17 @@ pub fn shard_engine(shard: usize) -> Option<&'static Engine> {
     static SECOND: OnceLock<Option<Engine>> = OnceLock::new();
     match shard {
         0 => engine(),
-        _ => init_with(
-            &SECOND,
-            EngineOptions {
-                texture_inputs: Some(false),
-                ..no_subgroups()
-            },
-        ),
+        _ => init_with(&SECOND, no_subgroups()),
     }
 }
 
-/// [`options`] without subgroup operations.
+/// [`options`] without subgroup operations and without textures: the
+/// kernels' plain forms, whose weights come in uniform windows (so large
+/// layers run as reduction segments) and inputs from storage buffers.
 pub fn no_subgroups() -> EngineOptions {
     EngineOptions {
         subgroups: Some(false),
+        texture_inputs: Some(false),
         ..options()
     }
 }
