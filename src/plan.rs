@@ -139,26 +139,41 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 }
 
 /// Whether the planner's default Winograd form (built by [`winograd_tile`]
-/// when no option chose it) runs `shape`, rather than the direct kernels:
-/// with at least 9 tiles, and at least 9 per 256² of `c_in·c_out`. Below
-/// that its GEMM streams its 4× larger transformed weight (F(4×4, 3×3))
-/// for too few tiles, in many small dispatches: a GEMM chunk holds the
-/// channel blocks of one 64 KiB weight window, so at 512 channels each has
-/// a single block and, on a 7×7 image, a single invocation. Measured on
-/// lavapipe (`wgconv bench --shape … --winograd off|f4`, medians of 5–15,
-/// ms direct / F4): 512 channels at 7×7 70.6 / 414, 4 images of 7×7 143 /
-/// 376, 8 images 292 / 376, 14×14 262 / 355, 28×28 689 / 310; 256
-/// channels at 12×12 53 / 42, 14×14 64 / 40; 128 channels at 7×7 5.5 / 14,
-/// 2 images of 8×8 6.2 / 11.4, 28×28 30 / 13.5; 64 channels at 4×4 0.88 /
-/// 2.5, 8×8 1.5 / 3.0, 12×12 4.2 / 3.3, 16×16 3.9 / 2.5. The suite's
-/// Winograd layers (r3x3, ctx8, aspp12, b8) have 144–392 tiles. With
-/// dilation each phase is tiled on its own, so a large dilation on a small
-/// image leaves most of a tile's outputs outside the image: at least 3/8 of
-/// them must be real. Measured on DeepLab's ASPP branches (2048 → 256
-/// channels at 33×33, ms direct / F4): dilation 6 (47 % real) 1444 / 1339,
-/// dilation 18 (21 % real) 1309 / 2121. The autotuner times both forms
-/// whatever this says.
-pub fn winograd_pays_off(shape: &Conv2dShape, m: u32) -> bool {
+/// when no option chose it) runs `shape` on `adapter`, rather than the
+/// direct kernels.
+///
+/// With texture inputs and weights ([`texture_reads`], lavapipe's default):
+/// at least 16 tiles, and tiles × min(c_in, c_out) ≥ 2048: below that the
+/// transforms and their extra dispatches outweigh the GEMM's saving. Measured
+/// on lavapipe (`wgconv bench --shape … --padding 1 --winograd off|f4 --runs
+/// 5`, medians of 3 alternations, C = c_in = c_out, ms direct / F4): 64 at
+/// 56×56 13.97 / 10.02; 128 at 28×28 16.27 / 7.69; 256 at 14×14 33.8 / 19.5;
+/// 512 at 7×7 31.5 / 61.2; 512 at 14×14 125.5 / 55.2; 256 at 12×12 10.7 /
+/// 16.5; 64 at 16×16 1.35 / 1.93; 128 at 14×14 8.43 / 5.89; 256 at 28×28
+/// 65.5 / 23.6; 64 at 28×28 4.97 / 3.24; 32 at 28×28 1.45 / 1.53; 512 at
+/// 28×28 223 / 73.3; 256 at 7×7 8.73 / 19.8; 64 at 12×12 1.07 / 2.33.
+///
+/// Without them (uniform weight windows, storage inputs): at least 9 tiles,
+/// and at least 9 per 256² of `c_in·c_out`. Below that its GEMM streams its
+/// 4× larger transformed weight (F(4×4, 3×3)) for too few tiles, in many
+/// small dispatches: a GEMM chunk holds the channel blocks of one 64 KiB
+/// weight window, so at 512 channels each has a single block and, on a 7×7
+/// image, a single invocation. Measured on lavapipe before the textures
+/// (medians of 5–15, ms direct / F4): 512 channels at 7×7 70.6 / 414, 4
+/// images of 7×7 143 / 376, 8 images 292 / 376, 14×14 262 / 355, 28×28 689
+/// / 310; 256 channels at 12×12 53 / 42, 14×14 64 / 40; 128 channels at
+/// 7×7 5.5 / 14, 2 images of 8×8 6.2 / 11.4, 28×28 30 / 13.5; 64 channels
+/// at 4×4 0.88 / 2.5, 8×8 1.5 / 3.0, 12×12 4.2 / 3.3, 16×16 3.9 / 2.5.
+///
+/// Either way the suite's Winograd layers (r3x3, ctx8, aspp12, b8) have
+/// 144–392 tiles. With dilation each phase is tiled on its own, so a large
+/// dilation on a small image leaves most of a tile's outputs outside the
+/// image: at least 3/8 of them must be real. Measured (before the textures;
+/// not re-measured since) on DeepLab's ASPP branches (2048 → 256 channels
+/// at 33×33, ms direct / F4): dilation 6 (47 % real) 1444 / 1339, dilation
+/// 18 (21 % real) 1309 / 2121. The autotuner times both forms whatever this
+/// says.
+pub fn winograd_pays_off(shape: &Conv2dShape, m: u32, adapter: &AdapterProfile) -> bool {
     // Tiles of m×m outputs along one axis: each dilation phase (every d-th
     // output) tiled on its own.
     let axis = |len: u32, d: u32| -> u64 {
@@ -171,9 +186,14 @@ pub fn winograd_pays_off(shape: &Conv2dShape, m: u32) -> bool {
     let outputs = u64::from(shape.n) * u64::from(shape.h_out) * u64::from(shape.w_out);
     // Tiles mostly past their phase's edge (large dilations on small images)
     // compute little: at least 3/8 of the tiles' outputs must be real.
-    outputs * 8 >= tiles * u64::from(m * m) * 3
-        && tiles >= 9
-        && tiles * 256 * 256 >= 9 * u64::from(shape.c_in) * u64::from(shape.c_out)
+    let covered = outputs * 8 >= tiles * u64::from(m * m) * 3;
+    if texture_reads(adapter) {
+        covered && tiles >= 16 && tiles * u64::from(shape.c_in.min(shape.c_out)) >= 2048
+    } else {
+        covered
+            && tiles >= 9
+            && tiles * 256 * 256 >= 9 * u64::from(shape.c_in) * u64::from(shape.c_out)
+    }
 }
 
 /// The Winograd tile size `m` a layer runs with, or `None` for the direct
@@ -1510,6 +1530,31 @@ mod tests {
             )
             .unwrap()
         };
+        // With textures (the CPU profile's default).
+        for (c, hw, faster) in [
+            (64, 56, true),
+            (128, 28, true),
+            (256, 14, true),
+            (512, 7, false),
+            (512, 14, true),
+            (256, 12, false),
+            (64, 16, false),
+            (128, 14, true),
+            (256, 28, true),
+            (64, 28, true),
+            (32, 28, false),
+            (512, 28, true),
+            (256, 7, false),
+            (64, 12, false),
+        ] {
+            assert_eq!(
+                winograd_pays_off(&shape(1, c, hw), 4, &cpu()),
+                faster,
+                "{c}x{hw}² with textures"
+            );
+        }
+        // Without textures.
+        let plain = cpu().with_texture_inputs(false);
         for (n, c, hw, faster) in [
             (1, 512, 7, false),
             (4, 512, 7, false),
@@ -1528,7 +1573,7 @@ mod tests {
             (1, 64, 56, true),
         ] {
             assert_eq!(
-                winograd_pays_off(&shape(n, c, hw), 4),
+                winograd_pays_off(&shape(n, c, hw), 4, &plain),
                 faster,
                 "{n}x{c}x{hw}²"
             );
@@ -1544,14 +1589,18 @@ mod tests {
                     .dilation(d, d),
             )
             .unwrap();
-            assert_eq!(winograd_pays_off(&s, 4), faster, "dilation {d}");
+            for p in [cpu(), cpu().with_texture_inputs(false)] {
+                assert_eq!(winograd_pays_off(&s, 4, &p), faster, "dilation {d}");
+            }
         }
         // The suite's Winograd layers: aspp12 (dilation 12) and b8.
         for l in crate::suite::SUITE
             .iter()
             .filter(|l| ["aspp12", "ctx8", "b8", "r3x3"].contains(&l.name))
         {
-            assert!(winograd_pays_off(&l.shape().unwrap(), 4), "{}", l.name);
+            for p in [cpu(), cpu().with_texture_inputs(false)] {
+                assert!(winograd_pays_off(&l.shape().unwrap(), 4, &p), "{}", l.name);
+            }
         }
     }
 

@@ -161,7 +161,8 @@ fn the_planner_runs_eligible_layers_in_winograd_form_on_cpu_adapters() {
             opts,
         )
         .unwrap();
-        l.winograd_on(engine, [1, c_in, 20, 20]).unwrap()
+        // 48×48: 144 tiles of 4×4, enough for 16 channels (`plan::winograd_pays_off`).
+        l.winograd_on(engine, [1, c_in, 48, 48]).unwrap()
     };
     let none = LayerOptions::default();
     assert_eq!(layer(16, 16, p1, none), cpu.then_some(4));
@@ -222,11 +223,15 @@ fn the_default_winograd_form_skips_shapes_with_too_few_tiles() {
         winograd: Some(Winograd::F4),
         ..LayerOptions::default()
     });
-    // 8×8: 4 tiles of 4×4; 2 images of 12×12: 18; 16×9: 12.
+    // 8×8: 4 tiles of 4×4; 32×32: 64; 2 images of 24×24: 72; 16×9: 12, in
+    // Winograd form only without textures (the rules differ; see
+    // `plan::winograd_pays_off`).
+    let textures = wgconv::plan::texture_reads(&engine.profile());
     for (input, by_default) in [
         ([1, 32, 8, 8], false),
-        ([2, 32, 12, 12], true),
-        ([1, 32, 16, 9], true),
+        ([1, 32, 32, 32], true),
+        ([2, 32, 24, 24], true),
+        ([1, 32, 16, 9], !textures),
         ([1, 32, 5, 7], false),
     ] {
         let got = default.winograd_on(engine, input).unwrap();

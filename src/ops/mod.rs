@@ -1150,7 +1150,8 @@ impl<P: OpParams> ConvLayer<P> {
         match form {
             Route::Winograd(w) => {
                 self.form_default
-                    && (self.options.winograd.is_some() || plan::winograd_pays_off(shape, w.m()))
+                    && (self.options.winograd.is_some()
+                        || plan::winograd_pays_off(shape, w.m(), &self.profile))
             }
             Route::SubPixel(_) => self.form_default,
             Route::Direct(_) => false,
