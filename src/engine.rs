@@ -388,9 +388,18 @@ impl Engine {
         if let Some(t) = map.get(&(usage, rows)) {
             return Ok(t.clone());
         }
-        let texture = self.scoped(|| {
+        let texture = self.texture_of_rows("wgconv input texture", rows)?;
+        map.insert((usage, rows), texture.clone());
+        Ok(texture)
+    }
+
+    /// A new `Rgba32Float` texture of [`crate::plan::TEXTURE_WIDTH`] texels
+    /// by `rows`, to copy a buffer into and read with `textureLoad` (layout:
+    /// [`crate::plan::texture_rows`]).
+    pub(crate) fn texture_of_rows(&self, label: &str, rows: u32) -> Result<wgpu::Texture> {
+        self.scoped(|| {
             Ok(self.device.create_texture(&wgpu::TextureDescriptor {
-                label: Some("wgconv input texture"),
+                label: Some(label),
                 size: wgpu::Extent3d {
                     width: crate::plan::TEXTURE_WIDTH,
                     height: rows,
@@ -403,9 +412,7 @@ impl Engine {
                 usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
                 view_formats: &[],
             }))
-        })?;
-        map.insert((usage, rows), texture.clone());
-        Ok(texture)
+        })
     }
 
     /// Bytes of GPU memory held by the input textures

@@ -364,27 +364,6 @@ fn texture_rows32(len: u64) -> Result<u32> {
     })
 }
 
-/// A texture for `len` floats (see [`crate::plan::texture_rows`]).
-fn new_texture(engine: &Engine, label: &str, len: u64) -> Result<wgpu::Texture> {
-    let rows = texture_rows32(len)?;
-    engine.scoped(|| {
-        Ok(engine.device().create_texture(&wgpu::TextureDescriptor {
-            label: Some(label),
-            size: wgpu::Extent3d {
-                width: crate::plan::TEXTURE_WIDTH,
-                height: rows,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        }))
-    })
-}
-
 /// Records a copy of the first `len` floats of `buffer` (whole vec4s) into
 /// `texture`: vec4 `t` to texel `(t % W, t / W)`, `W =`
 /// [`crate::plan::TEXTURE_WIDTH`] (full rows in one copy, a ragged last
@@ -526,7 +505,7 @@ impl LayerCore {
             return Ok(t.create_view(&wgpu::TextureViewDescriptor::default()));
         }
         let len = self.weight.size() / 4;
-        let texture = new_texture(engine, "wgconv weight texture", len)?;
+        let texture = engine.texture_of_rows("wgconv weight texture", texture_rows32(len)?)?;
         let mut encoder = engine
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
