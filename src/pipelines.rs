@@ -351,16 +351,12 @@ impl KernelKey {
                 } else {
                     out
                 };
-                let Some(a) = spec.vin else {
-                    return self.texture_input(out, get("TIN")? == 1);
-                };
-                if a > 3 || !spec.vin_fits() {
+                if matches!(spec.vin, Some(a) if a > 3 || !spec.vin_fits()) {
                     return Err(err(
                         "VIN needs VA < 4, Q = 1 and PIX·S_W a multiple of 4".into()
                     ));
                 }
-                let out = vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))?;
-                self.texture_input(out, get("TIN")? == 1)
+                self.input_binding(out, spec.vin.is_some(), get("TIN")? == 1)
             }
             Kernel::Conv2dDepthwise => {
                 let spec = codegen::DepthwiseSpec {
@@ -387,11 +383,7 @@ impl KernelKey {
                 } else {
                     out
                 };
-                if spec.vin.is_none() {
-                    return self.texture_input(out, get("TIN")? == 1);
-                }
-                let out = vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))?;
-                self.texture_input(out, get("TIN")? == 1)
+                self.input_binding(out, spec.vin.is_some(), get("TIN")? == 1)
             }
             Kernel::ConvTranspose2d => {
                 let spec = codegen::TransposedSpec {
@@ -419,11 +411,7 @@ impl KernelKey {
                     out
                 };
                 let out = self.texture_weight(out, get("TWT")? == 1)?;
-                if spec.vin.is_none() {
-                    return self.texture_input(out, get("TIN")? == 1);
-                }
-                let out = vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))?;
-                self.texture_input(out, get("TIN")? == 1)
+                self.input_binding(out, spec.vin.is_some(), get("TIN")? == 1)
             }
             Kernel::WinogradInput => {
                 let spec = crate::winograd::TransformSpec {
@@ -438,11 +426,7 @@ impl KernelKey {
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
                 let out = replace_generated(&out, &body)
                     .ok_or_else(|| err("no generated block".into()))?;
-                if spec.vec4.is_none() {
-                    return self.texture_input(out, get("TIN")? == 1);
-                }
-                let out = vec4_input(out).ok_or_else(|| err("no scalar input binding".into()))?;
-                self.texture_input(out, get("TIN")? == 1)
+                self.input_binding(out, spec.vec4.is_some(), get("TIN")? == 1)
             }
             Kernel::WinogradOutput => {
                 let spec = crate::winograd::TransformSpec {
@@ -486,6 +470,20 @@ fn storage_weight(src: String) -> Option<String> {
 }
 
 impl KernelKey {
+    /// `src` with its input bound as vec4s (`vin`: [`vec4_input`]) and then,
+    /// with `tin`, read from a texture ([`KernelKey::texture_input`]).
+    fn input_binding(&self, src: String, vin: bool, tin: bool) -> Result<String> {
+        let src = if vin {
+            vec4_input(src).ok_or_else(|| Error::Shader {
+                kernel: self.kernel.name().into(),
+                message: "no scalar input binding".into(),
+            })?
+        } else {
+            src
+        };
+        self.texture_input(src, tin)
+    }
+
     /// `src`, or with `tin` its vec4 input read from a texture
     /// ([`texture_input`]); [`Error::Shader`] if `tin` is set on a module
     /// that does not read its input as vec4s.
@@ -505,9 +503,7 @@ impl KernelKey {
             message: "TIN needs a vec4 input (VIN = 1)".into(),
         })
     }
-}
 
-impl KernelKey {
     /// `src`, or with `twt` its vec4 weight read from the layer's texture
     /// copy (`conv_transpose2d`; the window base `w_base` is added back).
     fn texture_weight(&self, src: String, twt: bool) -> Result<String> {

@@ -921,17 +921,7 @@ pub fn plan_with(
                     "TIN",
                     u32::from(vin.is_some() && texture_input(shape, adapter)),
                 ),
-                (
-                    "TWT",
-                    u32::from(weight_texture(
-                        u64::from(shape.groups)
-                            * u64::from(blocks_per_group)
-                            * u64::from(shape.c_in_per_group())
-                            * u64::from(shape.k_h * shape.k_w)
-                            * u64::from(cob4 * 4),
-                        adapter,
-                    )),
-                ),
+                ("TWT", u32::from(weight_texture(shape, cob4, adapter))),
                 ("ACT", act),
                 ("SG", transposed_subgroups(blocks_w, adapter)),
             ];
@@ -994,14 +984,7 @@ pub fn plan_with(
             let blocks_w = q * cols.div_ceil(pix);
             let items = u64::from(shape.n) * u64::from(shape.h_out) * u64::from(blocks_w);
             let blocks_per_group = shape.c_out_per_group().div_ceil(cob4 * 4);
-            let twt = weight_texture(
-                u64::from(shape.groups)
-                    * u64::from(blocks_per_group)
-                    * u64::from(shape.c_in_per_group())
-                    * u64::from(shape.k_h * shape.k_w)
-                    * u64::from(cob4 * 4),
-                adapter,
-            );
+            let twt = weight_texture(shape, cob4, adapter);
             let wst = twt || storage_weights(&sig, cob4, adapter, items);
             let vin = tiled_vec4_input(shape, pix, q, adapter);
             let consts = vec![
@@ -1085,8 +1068,8 @@ pub fn texture_input(shape: &Conv2dShape, adapter: &AdapterProfile) -> bool {
         && len * 4 <= adapter.max_storage_binding
 }
 
-/// Whether a `conv_transpose2d` or `conv2d_tiled` kernel whose packed
-/// weight holds `floats` values reads it from a texture copy (`TWT = 1`),
+/// Whether a `conv_transpose2d` or `conv2d_tiled` kernel on `shape`, its
+/// weight packed in blocks of `cob4` vec4s, reads it from a texture copy (`TWT = 1`),
 /// made once per layer: on CPU adapters, where it fits one texture and one
 /// storage binding (with a window's worth of padding to spare).
 /// Lavapipe-specific, as [`texture_input`].
@@ -1103,7 +1086,13 @@ pub fn texture_input(shape: &Conv2dShape, adapter: &AdapterProfile) -> bool {
 /// cache 1.09 / 1.52 → 0.51 / 0.73 s (no partial-sum reload to compile).
 /// `conv2d_depthwise` (9 scalar weights per invocation) showed no
 /// difference and keeps its storage weights.
-pub fn weight_texture(floats: u64, adapter: &AdapterProfile) -> bool {
+pub fn weight_texture(shape: &Conv2dShape, cob4: u32, adapter: &AdapterProfile) -> bool {
+    // The blocked layout: every group's channel blocks of `cob4` vec4s.
+    let floats = u64::from(shape.groups)
+        * u64::from(shape.c_out_per_group().div_ceil(cob4 * 4))
+        * u64::from(shape.c_in_per_group())
+        * u64::from(shape.k_h * shape.k_w)
+        * u64::from(cob4 * 4);
     // With a window's worth of padding; within one storage binding, so no
     // chunk's weight window can outgrow a binding either.
     let padded = floats + 4 * u64::from(TILED_MAX_WCAP);
