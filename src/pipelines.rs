@@ -73,8 +73,9 @@ pub enum Bindings {
     /// `conv2d_tiled` (see [`crate::plan::tiled_weight_cap`]).
     ConvUniformWeight,
     /// As [`Bindings::Conv`] with the input (binding 1) an `Rgba32Float`
-    /// 2-D texture read with `textureLoad` (a kernel with `TIN = 1`; see
-    /// [`crate::plan::texture_input`]).
+    /// 2-D texture read with `textureLoad` (a kernel with `TIN = 1` or 2;
+    /// see [`crate::plan::texture_input`]); sampled or read-only storage
+    /// textures, as [`KernelKey::storage_textures`] says.
     ConvTexture,
     /// As [`Bindings::ConvUniformWeight`] with the input a texture
     /// (`conv2d_tiled` with `TIN = 1`).
@@ -221,8 +222,8 @@ impl KernelKey {
     /// for `conv2d_tiled` with `WST = 1` and a texture input with `TIN = 1`.
     pub fn bindings(&self) -> Bindings {
         let wst = self.is("WST", 1);
-        let tin = self.is("TIN", 1);
-        if self.is("TWT", 1) {
+        let tin = self.reads_texture("TIN");
+        if self.reads_texture("TWT") {
             return if tin {
                 Bindings::ConvTextures
             } else {
@@ -243,6 +244,18 @@ impl KernelKey {
             (Bindings::Binary, true) => Bindings::BinaryTexture,
             (b, _) => b,
         }
+    }
+
+    /// Whether the key reads the binding that constant `name` (`TIN` or
+    /// `TWT`) controls from a texture: sampled (1) or storage (2).
+    pub fn reads_texture(&self, name: &str) -> bool {
+        self.is(name, 1) || self.is(name, 2)
+    }
+
+    /// Whether the key's textures are read-only storage textures (`TIN = 2`
+    /// or `TWT = 2`; the planner never mixes the two kinds in one key).
+    pub fn storage_textures(&self) -> bool {
+        self.is("TIN", 2) || self.is("TWT", 2)
     }
 
     /// Whether the key sets constant `name` to `value`.
@@ -345,7 +358,7 @@ impl KernelKey {
                 } else {
                     out
                 };
-                let out = self.texture_weight(out, get("TWT")? == 1)?;
+                let out = self.texture_weight(out, get("TWT")?)?;
                 let out = if spec.vout {
                     vec4_output(out).ok_or_else(|| err("no scalar output binding".into()))?
                 } else {
@@ -356,7 +369,7 @@ impl KernelKey {
                         "VIN needs VA < 4, Q = 1 and PIX·S_W a multiple of 4".into()
                     ));
                 }
-                self.input_binding(out, spec.vin.is_some(), get("TIN")? == 1)
+                self.input_binding(out, spec.vin.is_some(), get("TIN")?)
             }
             Kernel::Conv2dDepthwise => {
                 let spec = codegen::DepthwiseSpec {
@@ -383,7 +396,7 @@ impl KernelKey {
                 } else {
                     out
                 };
-                self.input_binding(out, spec.vin.is_some(), get("TIN")? == 1)
+                self.input_binding(out, spec.vin.is_some(), get("TIN")?)
             }
             Kernel::ConvTranspose2d => {
                 let spec = codegen::TransposedSpec {
@@ -410,8 +423,8 @@ impl KernelKey {
                 } else {
                     out
                 };
-                let out = self.texture_weight(out, get("TWT")? == 1)?;
-                self.input_binding(out, spec.vin.is_some(), get("TIN")? == 1)
+                let out = self.texture_weight(out, get("TWT")?)?;
+                self.input_binding(out, spec.vin.is_some(), get("TIN")?)
             }
             Kernel::WinogradInput => {
                 let spec = crate::winograd::TransformSpec {
@@ -426,7 +439,7 @@ impl KernelKey {
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
                 let out = replace_generated(&out, &body)
                     .ok_or_else(|| err("no generated block".into()))?;
-                self.input_binding(out, spec.vec4.is_some(), get("TIN")? == 1)
+                self.input_binding(out, spec.vec4.is_some(), get("TIN")?)
             }
             Kernel::WinogradOutput => {
                 let spec = crate::winograd::TransformSpec {
@@ -441,7 +454,7 @@ impl KernelKey {
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
                 let out = replace_generated(&out, &body)
                     .ok_or_else(|| err("no generated block".into()))?;
-                let out = self.texture_input(out, get("TIN")? == 1)?;
+                let out = self.texture_input(out, get("TIN")?)?;
                 if spec.vec4.is_none() {
                     return Ok(out);
                 }
@@ -471,8 +484,8 @@ fn storage_weight(src: String) -> Option<String> {
 
 impl KernelKey {
     /// `src` with its input bound as vec4s (`vin`: [`vec4_input`]) and then,
-    /// with `tin`, read from a texture ([`KernelKey::texture_input`]).
-    fn input_binding(&self, src: String, vin: bool, tin: bool) -> Result<String> {
+    /// with `tin` ≥ 1, read from a texture ([`KernelKey::texture_input`]).
+    fn input_binding(&self, src: String, vin: bool, tin: u32) -> Result<String> {
         let src = if vin {
             vec4_input(src).ok_or_else(|| Error::Shader {
                 kernel: self.kernel.name().into(),
@@ -484,12 +497,19 @@ impl KernelKey {
         self.texture_input(src, tin)
     }
 
-    /// `src`, or with `tin` its vec4 input read from a texture
-    /// ([`texture_input`]); [`Error::Shader`] if `tin` is set on a module
-    /// that does not read its input as vec4s.
-    fn texture_input(&self, src: String, tin: bool) -> Result<String> {
-        if !tin {
+    /// `src`, or with `tin` ≥ 1 its vec4 input read from a texture
+    /// ([`texture_input`]; a storage texture with `tin` = 2);
+    /// [`Error::Shader`] if `tin` is set on a module that does not read its
+    /// input as vec4s.
+    fn texture_input(&self, src: String, tin: u32) -> Result<String> {
+        if tin == 0 {
             return Ok(src);
+        }
+        if tin > 2 {
+            return Err(Error::Shader {
+                kernel: self.kernel.name().into(),
+                message: format!("TIN must be 0, 1 or 2, not {tin}"),
+            });
         }
         // The conv kernels bind windows of their input (`in_base`); the
         // Winograd transforms bind theirs whole.
@@ -498,24 +518,32 @@ impl KernelKey {
             Kernel::WinogradOutput => ("mt", None),
             _ => ("input", Some("p.in_base / 4u")),
         };
-        texture_input(&src, name, base).ok_or_else(|| Error::Shader {
+        texture_input(&src, name, base, tin == 2).ok_or_else(|| Error::Shader {
             kernel: self.kernel.name().into(),
             message: "TIN needs a vec4 input (VIN = 1)".into(),
         })
     }
 
-    /// `src`, or with `twt` its vec4 weight read from the layer's texture
-    /// copy (`conv_transpose2d`; the window base `w_base` is added back).
-    fn texture_weight(&self, src: String, twt: bool) -> Result<String> {
-        if !twt {
+    /// `src`, or with `twt` ≥ 1 its vec4 weight read from the layer's texture
+    /// copy (a storage texture with `twt` = 2; the window base `w_base` is
+    /// added back).
+    fn texture_weight(&self, src: String, twt: u32) -> Result<String> {
+        if twt == 0 {
             return Ok(src);
         }
-        texture_binding(&src, 2, "weight", Some("p.w_base"), "load_weight").ok_or_else(|| {
-            Error::Shader {
+        if twt > 2 {
+            return Err(Error::Shader {
+                kernel: self.kernel.name().into(),
+                message: format!("TWT must be 0, 1 or 2, not {twt}"),
+            });
+        }
+        let storage = twt == 2;
+        texture_binding(&src, 2, "weight", Some("p.w_base"), "load_weight", storage).ok_or_else(
+            || Error::Shader {
                 kernel: self.kernel.name().into(),
                 message: "TWT needs a storage weight binding".into(),
-            }
-        })
+            },
+        )
     }
 }
 
@@ -524,10 +552,18 @@ impl KernelKey {
 /// instead: vec4 `t` of the tensor is texel `(t % W, t / W)` with
 /// `W =` [`crate::plan::TEXTURE_WIDTH`], and every `name[q]` becomes
 /// `load_input(q)`, which adds the window's base (the WGSL expression
-/// `base`, in vec4s) back. `None` if `src` has no such binding or an
-/// unbalanced `name[`.
-pub(crate) fn texture_input(src: &str, name: &str, base: Option<&str>) -> Option<String> {
-    texture_binding(src, 1, name, base, "load_input")
+/// `base`, in vec4s) back. With `storage` the texture is bound as a
+/// read-only storage texture (`texture_storage_2d<rgba32float, read>`,
+/// `TIN = 2`) instead of a sampled one (`texture_2d<f32>`, `TIN = 1`); see
+/// [`crate::plan::storage_texture_reads`]. `None` if `src` has no such
+/// binding or an unbalanced `name[`.
+pub(crate) fn texture_input(
+    src: &str,
+    name: &str,
+    base: Option<&str>,
+    storage: bool,
+) -> Option<String> {
+    texture_binding(src, 1, name, base, "load_input", storage)
 }
 
 /// `src` with the storage `array<vec4<f32>>` `name` at `binding` read from
@@ -539,6 +575,7 @@ fn texture_binding(
     name: &str,
     base: Option<&str>,
     func: &str,
+    storage: bool,
 ) -> Option<String> {
     let array =
         format!("@group(0) @binding({binding}) var<storage, read> {name}: array<vec4<f32>>;");
@@ -547,13 +584,18 @@ fn texture_binding(
     }
     let w = crate::plan::TEXTURE_WIDTH;
     let base = base.map_or(String::new(), |b| format!(" + {b}"));
+    let (ty, level) = if storage {
+        ("texture_storage_2d<rgba32float, read>", "")
+    } else {
+        ("texture_2d<f32>", ", 0")
+    };
     let decl = format!(
-        "@group(0) @binding({binding}) var {name}: texture_2d<f32>;\n\n\
+        "@group(0) @binding({binding}) var {name}: {ty};\n\n\
          // Vec4 `q` of the `{name}` window (see the header comment) from the texture that\n\
          // holds the whole buffer, {w} texels a row (the host's layout: plan::texture_rows).\n\
          fn {func}(q: u32) -> vec4<f32> {{\n\
          \x20   let t = q{base};\n\
-         \x20   return textureLoad({name}, vec2<u32>(t % {w}u, t / {w}u), 0);\n\
+         \x20   return textureLoad({name}, vec2<u32>(t % {w}u, t / {w}u){level});\n\
          }}"
     );
     let src = src.replace(&array, &decl);
@@ -620,8 +662,13 @@ fn replace_generated(src: &str, body: &str) -> Option<String> {
 }
 
 /// The bind-group layout of [`Bindings`]: binding 0 is the uniform params,
-/// then the storage buffers in order (the last one read-write).
-fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayout {
+/// then the storage buffers in order (the last one read-write). Its textures
+/// are read-only storage textures with `storage`, sampled ones without.
+fn bind_layout(
+    device: &wgpu::Device,
+    bindings: Bindings,
+    storage_textures: bool,
+) -> wgpu::BindGroupLayout {
     let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -645,10 +692,18 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
     let texture = |binding| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Texture {
-            sample_type: wgpu::TextureSampleType::Float { filterable: false },
-            view_dimension: wgpu::TextureViewDimension::D2,
-            multisampled: false,
+        ty: if storage_textures {
+            wgpu::BindingType::StorageTexture {
+                access: wgpu::StorageTextureAccess::ReadOnly,
+                format: wgpu::TextureFormat::Rgba32Float,
+                view_dimension: wgpu::TextureViewDimension::D2,
+            }
+        } else {
+            wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: wgpu::TextureViewDimension::D2,
+                multisampled: false,
+            }
         },
         count: None,
     };
@@ -747,10 +802,14 @@ fn bind_layout(device: &wgpu::Device, bindings: Bindings) -> wgpu::BindGroupLayo
     })
 }
 
+/// A module's bindings and whether its textures are storage textures.
+type Layout = (Bindings, bool);
+
 /// `(kernel, specialisation) -> pipeline`, compiled once, behind a lock.
 pub(crate) struct PipelineCache {
-    /// Every [`Bindings`] with its bind-group layout and pipeline layout.
-    layouts: Vec<(Bindings, wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    /// Every [`Bindings`] and texture kind (storage textures or not) with
+    /// its bind-group layout and pipeline layout.
+    layouts: Vec<(Layout, wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
     compiled: AtomicUsize,
     compile_nanos: AtomicU64,
@@ -773,8 +832,9 @@ impl PipelineCache {
             Bindings::BinaryTexture,
         ]
         .into_iter()
+        .flat_map(|b| [(b, false), (b, true)])
         .map(|b| {
-            let layout = bind_layout(device, b);
+            let layout = bind_layout(device, b.0, b.1);
             let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some("wgconv pipeline layout"),
                 bind_group_layouts: &[Some(&layout)],
@@ -792,20 +852,18 @@ impl PipelineCache {
         }
     }
 
-    fn layouts(
-        &self,
-        bindings: Bindings,
-    ) -> &(Bindings, wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    fn layouts(&self, key: &KernelKey) -> &(Layout, wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        let layout = (key.bindings(), key.storage_textures());
         // `new` builds every variant, so the search always succeeds.
         self.layouts
             .iter()
-            .find(|(b, ..)| *b == bindings)
+            .find(|(l, ..)| *l == layout)
             .unwrap_or(&self.layouts[0])
     }
 
-    /// The bind-group layout of the modules that declare `bindings`.
-    pub(crate) fn bind_layout(&self, bindings: Bindings) -> &wgpu::BindGroupLayout {
-        &self.layouts(bindings).1
+    /// The bind-group layout of `key`'s module.
+    pub(crate) fn bind_layout(&self, key: &KernelKey) -> &wgpu::BindGroupLayout {
+        &self.layouts(key).1
     }
 
     /// Whether modules are compiled without runtime checks.
@@ -867,7 +925,7 @@ impl PipelineCache {
             //   `co < c_out` = the bias length; no `i32` conversion wraps
             //   (`check_spatial`: every spatial term ≤ 2^29) and no `u32` index
             //   exceeds the validated element counts (≤ u32::MAX);
-            // - texture reads (`TIN = 1`, `TWT = 1`; `texture_input` rewrites each
+            // - texture reads (`TIN`, `TWT` = 1 or 2; `texture_input` rewrites each
             //   window access `name[q]` into a `textureLoad` of vec4 `q + base`, the
             //   base the host subtracted): `q` is a window index as above, so
             //   `q + base` indexes the tensor (or weight buffer) the window lies in;
@@ -905,7 +963,7 @@ impl PipelineCache {
         };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: Some(&self.layouts(key.bindings()).2),
+            layout: Some(&self.layouts(key).2),
             module: &module,
             entry_point: Some("main"),
             compilation_options: wgpu::PipelineCompilationOptions {

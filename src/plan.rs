@@ -279,7 +279,10 @@ pub fn winograd_keys(
                 ("VA", vin.unwrap_or(0)),
                 (
                     "TIN",
-                    u32::from(vin.is_some() && texture_input(shape, adapter)),
+                    texture_read(
+                        Kernel::WinogradInput,
+                        vin.is_some() && texture_input(shape, adapter),
+                    ),
                 ),
                 ("DIL", u32::from(!dense)),
             ],
@@ -290,7 +293,10 @@ pub fn winograd_keys(
             consts: vec![
                 ("M", m),
                 ("VOUT", u32::from(vout)),
-                ("TIN", u32::from(winograd_output_texture(adapter))),
+                (
+                    "TIN",
+                    texture_read(Kernel::WinogradOutput, winograd_output_texture(adapter)),
+                ),
                 ("DIL", u32::from(!dense)),
                 ("ACT", activation.code()),
             ],
@@ -874,7 +880,7 @@ pub fn plan_with(
             if let Some(a) = depthwise_vec4_input(shape, pix, ph, adapter) {
                 consts[8].1 = 1;
                 consts[9].1 = a;
-                consts[10].1 = u32::from(texture_input(shape, adapter));
+                consts[10].1 = texture_read(kernel, texture_input(shape, adapter));
             }
             Plan {
                 key: KernelKey { kernel, consts },
@@ -919,9 +925,12 @@ pub fn plan_with(
                 ("VA", vin.unwrap_or(0)),
                 (
                     "TIN",
-                    u32::from(vin.is_some() && texture_input(shape, adapter)),
+                    texture_read(kernel, vin.is_some() && texture_input(shape, adapter)),
                 ),
-                ("TWT", u32::from(weight_texture(shape, cob4, adapter))),
+                (
+                    "TWT",
+                    texture_read(kernel, weight_texture(shape, cob4, adapter)),
+                ),
                 ("ACT", act),
                 ("SG", transposed_subgroups(blocks_w, adapter)),
             ];
@@ -1012,9 +1021,9 @@ pub fn plan_with(
                 ("VA", vin.unwrap_or(0)),
                 (
                     "TIN",
-                    u32::from(vin.is_some() && texture_input(shape, adapter)),
+                    texture_read(kernel, vin.is_some() && texture_input(shape, adapter)),
                 ),
-                ("TWT", u32::from(twt)),
+                ("TWT", texture_read(kernel, twt)),
                 ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
                 ("SG", subgroup_weights(adapter)),
                 ("CU", channels_per_step(&sig, cob4, adapter)),
@@ -1099,6 +1108,42 @@ pub fn weight_texture(shape: &Conv2dShape, cob4: u32, adapter: &AdapterProfile) 
     texture_reads(adapter)
         && texture_rows(padded) <= u64::from(adapter.max_texture_2d)
         && padded * 4 <= adapter.max_storage_binding
+}
+
+/// The `TIN` or `TWT` of a `kernel` that reads that binding from a texture
+/// where `texture` holds: 0 (a storage buffer), 2 (a read-only storage
+/// texture, `texture_storage_2d<rgba32float, read>`) where
+/// [`storage_texture_reads`] holds for the kernel, else 1 (a sampled
+/// `texture_2d<f32>`).
+pub fn texture_read(kernel: Kernel, texture: bool) -> u32 {
+    match (texture, storage_texture_reads(kernel)) {
+        (false, _) => 0,
+        (true, true) => 2,
+        (true, false) => 1,
+    }
+}
+
+/// Whether `kernel` reads its textures as read-only storage textures rather
+/// than sampled ones: `conv2d_tiled` and `conv_transpose2d`, whose texture
+/// reads sit in their reduction loop (a handful of load sites per module),
+/// not the fully unrolled `conv2d_depthwise` and Winograd transforms (about
+/// 40 sites each). Lavapipe-specific, as [`texture_input`]: Mesa 22.3's
+/// llvmpipe compiles a texel fetch to a call of one shared function that
+/// looks up the mip level lane by lane, and a storage-texture load to an
+/// inlined gather, faster to run but slower to compile. Measured on
+/// lavapipe with 65536 invocations (a probe, first dispatch with Mesa's
+/// shader cache off, then the median of 7): 16 / 48 / 96 unrolled loads
+/// per invocation ran at 2.2 / 2.4 / 1.7 ns per load as texel fetches and
+/// 1.5 / 1.5 / 0.8 ns as storage-texture loads, and took 49 / 82 / 103 ms
+/// against 72 / 277 / 508 ms to the first result. On the suite (medians of
+/// 3 alternated processes of `wgconv bench --runs 9`, every texture a
+/// storage texture against none): stem7 11.9 → 9.2 ms, r3x3s2 16.0 →
+/// 12.9, pw 5.9 → 4.9, grp32 4.4 → 3.1, dw3 2.5 → 1.9, dw3s2 3.3 → 2.6,
+/// the Winograd layers 6–15 % faster and the transposed ones 2–3 %; but
+/// the first result of r3x3 1.18 → 1.65 s, of dw3 0.56 → 0.68 s, of dw3s2
+/// 0.41 → 0.53 s, hence sampled textures for the unrolled kernels.
+pub fn storage_texture_reads(kernel: Kernel) -> bool {
+    matches!(kernel, Kernel::Conv2dTiled | Kernel::ConvTranspose2d)
 }
 
 /// Whether the planner reads inputs through textures on `adapter` at all

@@ -1102,7 +1102,8 @@ fn storage_weights_for_large_blocks_on_small_images() {
             let key = layer.plan_for(input).unwrap().key;
             let wst = key.consts.iter().any(|&(n, v)| n == "WST" && v == 1);
             assert_eq!(wst, expect, "{input:?} {weight:?}: {key}");
-            assert_eq!(key.is("TWT", 1), cpu && engine.profile().texture_inputs);
+            // conv2d_tiled reads its weight texture as a storage texture.
+            assert_eq!(key.is("TWT", 2), cpu && engine.profile().texture_inputs);
             let segments = layer.chunking(engine, input).unwrap().segments;
             assert_eq!(segments == 1, wst, "{input:?}: {segments}");
             let c = layer
@@ -1189,7 +1190,15 @@ fn texture_inputs_match_storage_inputs_exactly() {
             )
             .unwrap();
             let name = layer.kernel_name(engine, input).unwrap();
-            assert_eq!(name.contains("-tin1-"), texture, "{input:?}: {name}");
+            // Sampled (1) for the unrolled kernels, storage (2) for the tiled one.
+            let tin = name.contains("-tin1-") || name.contains("-tin2-");
+            assert_eq!(tin, texture, "{input:?}: {name}");
+            // (A Winograd layer's name is its GEMM's: conv2d_tiled.)
+            if name.contains("conv2d_tiled") || name.contains("conv_transpose2d") {
+                assert!(!name.contains("-tin1-"), "{input:?}: {name}");
+            } else {
+                assert!(!name.contains("-tin2-"), "{input:?}: {name}");
+            }
             let y = layer
                 .forward(engine, &GpuTensor::upload(engine, &x, input).unwrap())
                 .unwrap()
@@ -1214,8 +1223,8 @@ fn texture_inputs_match_storage_inputs_exactly() {
     for (engine, texture) in [(tex, cpu), (&storage, false)] {
         let layer = ConvTranspose2d::new(engine, &w, weight, None, tp, Activation::None).unwrap();
         let name = layer.kernel_name(engine, input).unwrap();
-        assert_eq!(name.contains("-tin1-"), texture, "transposed: {name}");
-        assert_eq!(name.contains("-twt1-"), texture, "transposed: {name}");
+        assert_eq!(name.contains("-tin2-"), texture, "transposed: {name}");
+        assert_eq!(name.contains("-twt2-"), texture, "transposed: {name}");
         let c = layer
             .verify(engine, &x, input, Tolerance::F32Accumulation)
             .unwrap();

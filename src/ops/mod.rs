@@ -285,7 +285,7 @@ fn dispatch_bound(
     engine.scoped(|| {
         let pipeline = engine.pipelines.get(engine.device(), &plan.key)?;
         let uniform = uniform()?;
-        let layout = engine.pipelines.bind_layout(plan.key.bindings());
+        let layout = engine.pipelines.bind_layout(&plan.key);
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(uniform.as_entire_binding())
             .chain(resources)
             .enumerate()
@@ -603,8 +603,8 @@ impl LayerCore {
                 expected: 1,
                 actual: 0,
             };
-            // `TWT = 1`: the kernel reads its weights from the layer's texture copy.
-            let weight_texture = if plan.key.is("TWT", 1) {
+            // `TWT` = 1 or 2: the kernel reads its weights from the layer's texture copy.
+            let weight_texture = if plan.key.reads_texture("TWT") {
                 Some(self.weight_texture(engine)?)
             } else {
                 None
@@ -616,7 +616,7 @@ impl LayerCore {
                 let chunk = &sched.chunks[i];
                 Ok(device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(plan.key.kernel.name()),
-                    layout: engine.pipelines.bind_layout(plan.key.bindings()),
+                    layout: engine.pipelines.bind_layout(&plan.key),
                     entries: &[
                         wgpu::BindGroupEntry {
                             binding: 0,
@@ -652,8 +652,8 @@ impl LayerCore {
                 Window::Direct { offset, size } => Some((offset, size)),
                 Window::Staged { .. } => None,
             };
-            // `TIN = 1`: the kernel reads the whole input from a texture copy of it.
-            let texture = if plan.key.is("TIN", 1) {
+            // `TIN` = 1 or 2: the kernel reads the whole input from a texture copy of it.
+            let texture = if plan.key.reads_texture("TIN") {
                 Some(input_texture(
                     engine,
                     encoder,

@@ -316,8 +316,8 @@ impl WinogradExec {
     ) -> Result<()> {
         crate::ops::check_aliasing(output, &[input])?;
         let s = self.scratch(engine, shape)?;
-        // `TIN = 1`: the input transform reads a texture copy of the input.
-        let texture = if s.input_plan.key.is("TIN", 1) {
+        // `TIN` = 1 or 2: the input transform reads a texture copy of the input.
+        let texture = if s.input_plan.key.reads_texture("TIN") {
             Some(crate::ops::input_texture(
                 engine,
                 encoder,
@@ -337,8 +337,8 @@ impl WinogradExec {
                 &[input, &s.v],
             )?;
             self.gemm.record_into(engine, encoder, &s.v, &s.mt)?;
-            // `TIN = 1`: the output transform reads a texture copy of Mt.
-            let mt = if s.output_plan.key.is("TIN", 1) {
+            // `TIN` = 1 or 2: the output transform reads a texture copy of Mt.
+            let mt = if s.output_plan.key.reads_texture("TIN") {
                 Some(crate::ops::input_texture(
                     engine,
                     encoder,
