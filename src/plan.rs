@@ -1169,7 +1169,12 @@ pub fn winograd_output_texture(adapter: &AdapterProfile) -> bool {
 /// llvmpipe compiles loads whose index is the same for every lane (a gather,
 /// lane by lane), a lavapipe-specific cost. A GPU compiler turns such loads
 /// into one scalar or constant-cache load itself, so GPUs keep the plain
-/// loads (the broadcasts are unmeasured there).
+/// loads (the broadcasts are unmeasured there). Tried and not kept for
+/// `conv2d_depthwise` (its 9 weights in 2 gathers): about 6 % less CPU time
+/// on dw3, nothing measurable on dw3s2, but the lanes past a channel's last
+/// tile then run as idle lanes of a live subgroup, and MobileNetV2's 14×14
+/// and 7×7 depthwise layers (4 and 1 tiles a channel) took 15–25 % longer
+/// (`wgconv bench --net mobilenet_v2 --breakdown`, 2 alternations).
 pub fn subgroup_weights(adapter: &AdapterProfile) -> u32 {
     match adapter.subgroup_size {
         Some(s)
