@@ -497,20 +497,37 @@ impl KernelKey {
         self.texture_input(src, tin)
     }
 
+    /// What the value `v` of constant `name` (`TIN` or `TWT`) selects for
+    /// its binding: `None` a storage buffer (0), `Some(false)` a sampled
+    /// texture (1), `Some(true)` a read-only storage texture (2);
+    /// [`Error::Shader`] for any other value, or for a kind the other
+    /// constant contradicts (one bind-group layout holds one texture kind:
+    /// [`KernelKey::storage_textures`]).
+    fn texture_kind(&self, name: &str, v: u32) -> Result<Option<bool>> {
+        let err = |message| Error::Shader {
+            kernel: self.kernel.name().into(),
+            message,
+        };
+        let other = if name == "TIN" { "TWT" } else { "TIN" };
+        match v {
+            0 => Ok(None),
+            1 | 2 if self.is(other, 3 - v) => Err(err(format!(
+                "{name} = {v} and {other} = {} mix texture kinds",
+                3 - v
+            ))),
+            1 | 2 => Ok(Some(v == 2)),
+            _ => Err(err(format!("{name} must be 0, 1 or 2, not {v}"))),
+        }
+    }
+
     /// `src`, or with `tin` ≥ 1 its vec4 input read from a texture
     /// ([`texture_input`]; a storage texture with `tin` = 2);
     /// [`Error::Shader`] if `tin` is set on a module that does not read its
     /// input as vec4s.
     fn texture_input(&self, src: String, tin: u32) -> Result<String> {
-        if tin == 0 {
+        let Some(storage) = self.texture_kind("TIN", tin)? else {
             return Ok(src);
-        }
-        if tin > 2 {
-            return Err(Error::Shader {
-                kernel: self.kernel.name().into(),
-                message: format!("TIN must be 0, 1 or 2, not {tin}"),
-            });
-        }
+        };
         // The conv kernels bind windows of their input (`in_base`); the
         // Winograd transforms bind theirs whole.
         let (name, base) = match self.kernel {
@@ -518,7 +535,7 @@ impl KernelKey {
             Kernel::WinogradOutput => ("mt", None),
             _ => ("input", Some("p.in_base / 4u")),
         };
-        texture_input(&src, name, base, tin == 2).ok_or_else(|| Error::Shader {
+        texture_input(&src, name, base, storage).ok_or_else(|| Error::Shader {
             kernel: self.kernel.name().into(),
             message: "TIN needs a vec4 input (VIN = 1)".into(),
         })
@@ -528,16 +545,9 @@ impl KernelKey {
     /// copy (a storage texture with `twt` = 2; the window base `w_base` is
     /// added back).
     fn texture_weight(&self, src: String, twt: u32) -> Result<String> {
-        if twt == 0 {
+        let Some(storage) = self.texture_kind("TWT", twt)? else {
             return Ok(src);
-        }
-        if twt > 2 {
-            return Err(Error::Shader {
-                kernel: self.kernel.name().into(),
-                message: format!("TWT must be 0, 1 or 2, not {twt}"),
-            });
-        }
-        let storage = twt == 2;
+        };
         texture_binding(&src, 2, "weight", Some("p.w_base"), "load_weight", storage).ok_or_else(
             || Error::Shader {
                 kernel: self.kernel.name().into(),

@@ -1660,6 +1660,67 @@ mod tests {
     }
 
     #[test]
+    fn loop_kernels_read_storage_textures_and_unrolled_ones_sampled() {
+        let p3 = Conv2dParams::default().padding(Padding::uniform(1));
+        // r3x3s2 (tiled), dw3 (depthwise), and a transposed layer.
+        let tiled = conv([1, 128, 56, 56], [128, 128, 3, 3], p3.stride(2, 2));
+        let dw = conv([1, 144, 56, 56], [144, 1, 3, 3], p3.groups(144));
+        let tp = Conv2dShape::conv_transpose2d(
+            [1, 64, 64, 64],
+            [64, 32, 3, 3],
+            None,
+            &crate::ConvTranspose2dParams::default()
+                .stride(2, 2)
+                .padding(Padding::uniform(1))
+                .output_padding(1, 1),
+        )
+        .unwrap();
+        for (shape, kernel, tin, twt) in [
+            (&tiled, Kernel::Conv2dTiled, 2, Some(2)),
+            (&dw, Kernel::Conv2dDepthwise, 1, None),
+            (&tp, Kernel::ConvTranspose2d, 2, Some(2)),
+        ] {
+            let key = plan(shape, Activation::None, &cpu(), None).key;
+            assert_eq!(key.kernel, kernel, "{key}");
+            assert!(key.is("TIN", tin), "{key}");
+            assert!(twt.is_none_or(|v| key.is("TWT", v)), "{key}");
+            assert_eq!(key.storage_textures(), tin == 2, "{key}");
+            let src = key.wgsl().unwrap();
+            let storage = src.contains("texture_storage_2d<rgba32float, read>");
+            assert_eq!(storage, tin == 2, "{key}");
+            assert_eq!(src.contains("texture_2d<f32>"), tin == 1, "{key}");
+            // The same key without textures reads storage buffers.
+            let plain = plan(
+                shape,
+                Activation::None,
+                &cpu().with_texture_inputs(false),
+                None,
+            )
+            .key;
+            assert!(plain.is("TIN", 0) && !plain.storage_textures(), "{plain}");
+            let src = plain.wgsl().unwrap();
+            assert!(!src.contains(": texture_"), "{plain}");
+        }
+        // One bind-group layout holds one texture kind: a key that mixes them,
+        // or names a kind that does not exist, does not build.
+        let key = plan(&tp, Activation::None, &cpu(), None).key;
+        for (tin, twt) in [(1, 2), (2, 1), (3, 2), (2, 3)] {
+            let mut bad = key.clone();
+            for c in &mut bad.consts {
+                match c.0 {
+                    "TIN" => c.1 = tin,
+                    "TWT" => c.1 = twt,
+                    _ => {}
+                }
+            }
+            assert!(
+                matches!(bad.wgsl(), Err(crate::Error::Shader { .. })),
+                "TIN {tin} TWT {twt}"
+            );
+        }
+    }
+
+    #[test]
     fn gpus_take_the_shared_kernel_and_cpus_the_tiled_one() {
         // r3x3: 64 -> 64 channels, 3x3, 56x56.
         let s = conv(
