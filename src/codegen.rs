@@ -194,6 +194,30 @@ pub(crate) fn subgroup_weights(
     s
 }
 
+/// `main` of `phase_scatter` with `V = 4` (its phase bound as
+/// `array<vec4<f32>>`): vec4 `q` holds elements `4q .. 4q + 3` of one phase
+/// row (the host chooses `V = 4` only for rows of a multiple of 4
+/// elements), stored `S_W` apart in the output; `p.total` counts vec4s.
+pub(crate) const PHASE_SCATTER_VEC4_MAIN: &str = "@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.y * p.row_stride + gid.x;
+    if q >= p.total {
+        return;
+    }
+    let e = 4u * q;
+    let j = e % p.w_ph;
+    let r = e / p.w_ph;
+    let i = r % p.h_ph;
+    let plane = r / p.h_ph;
+    let o = (plane * p.h_out + p.s_h * i + p.a) * p.w_out + p.s_w * j + p.b;
+    let v = phase[q];
+    output[o] = v.x;
+    output[o + p.s_w] = v.y;
+    output[o + 2u * p.s_w] = v.z;
+    output[o + 3u * p.s_w] = v.w;
+}
+";
+
 /// Reads the `u32` constants of a specialised module (`const NAME: u32 = Vu;`).
 pub(crate) fn read_consts(src: &str) -> BTreeMap<String, u32> {
     src.lines()

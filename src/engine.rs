@@ -69,6 +69,8 @@ pub(crate) enum TextureUse {
     WinogradInput,
     /// A Winograd layer's GEMM output, for its output transform.
     WinogradOutput,
+    /// A sub-pixel phase's output, for its scatter.
+    Scatter,
 }
 
 /// One adapter as wgpu reports it.

@@ -467,8 +467,21 @@ impl KernelKey {
             | Kernel::Conv2dShared
             | Kernel::Add
             | Kernel::Pool2d
-            | Kernel::GlobalAvgPool
-            | Kernel::PhaseScatter => Ok(out),
+            | Kernel::GlobalAvgPool => Ok(out),
+            Kernel::PhaseScatter => match get("V")? {
+                1 => Ok(out),
+                4 => {
+                    let out = replace_generated(&out, codegen::PHASE_SCATTER_VEC4_MAIN)
+                        .ok_or_else(|| err("no generated block".into()))?;
+                    const SCALAR: &str = "var<storage, read> phase: array<f32>;";
+                    if !out.contains(SCALAR) {
+                        return Err(err("no scalar phase binding".into()));
+                    }
+                    let out = out.replace(SCALAR, "var<storage, read> phase: array<vec4<f32>>;");
+                    self.texture_input(out, get("TIN")?)
+                }
+                v => Err(err(format!("V must be 1 or 4, not {v}"))),
+            },
         }
     }
 }
@@ -533,6 +546,7 @@ impl KernelKey {
         let (name, base) = match self.kernel {
             Kernel::WinogradInput => ("input", None),
             Kernel::WinogradOutput => ("mt", None),
+            Kernel::PhaseScatter => ("phase", None),
             _ => ("input", Some("p.in_base / 4u")),
         };
         texture_input(&src, name, base, storage).ok_or_else(|| Error::Shader {

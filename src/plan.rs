@@ -603,8 +603,8 @@ pub fn plan_pool2d(shape: &Pool2dShape) -> Plan {
 
 /// Every pipeline key the weightless network ops can plan: [`plan_add`],
 /// [`plan_pool2d`] in each [`PoolMode`], [`plan_global_avg_pool`] and
-/// [`plan_phase_scatter`] (their
-/// keys do not depend on the shape).
+/// [`plan_phase_scatter`] in both widths (their keys do not depend on the
+/// shape otherwise).
 pub fn network_op_keys() -> Vec<KernelKey> {
     let mut keys = vec![plan_add(1).key];
     for mode in [PoolMode::Max, PoolMode::Avg] {
@@ -614,15 +614,46 @@ pub fn network_op_keys() -> Vec<KernelKey> {
         });
     }
     keys.push(plan_global_avg_pool(1).key);
-    keys.push(plan_phase_scatter(1, MAX_GROUPS_PER_DIM).key);
+    let cpu = AdapterProfile::new(
+        wgpu::DeviceType::Cpu,
+        wgpu::Backend::Vulkan,
+        &wgpu::Limits::default(),
+    );
+    for profile in [cpu.clone().with_texture_inputs(false), cpu] {
+        keys.push(plan_phase_scatter(1, 1, MAX_GROUPS_PER_DIM, &profile).key);
+        keys.push(plan_phase_scatter(8, 4, MAX_GROUPS_PER_DIM, &profile).key);
+    }
     keys
 }
 
-/// Plans the scatter of one sub-pixel phase of `len` elements into its
-/// output ([`Kernel::PhaseScatter`]), one element per invocation on a 2-D
-/// grid like [`plan_upsample`]'s, at most `max_dim` workgroups wide.
-pub fn plan_phase_scatter(len: usize, max_dim: u32) -> Plan {
-    flat_plan_within(KernelKey::plain(Kernel::PhaseScatter), len as u64, max_dim)
+/// Plans the scatter of one sub-pixel phase of `len` elements, in rows of
+/// `w_ph`, into its output ([`Kernel::PhaseScatter`]): 4 elements of a row
+/// per invocation (`V = 4`) where rows are a multiple of 4 elements, else
+/// one, on a 2-D grid like [`plan_upsample`]'s, at most `max_dim`
+/// workgroups wide. With `V = 4` on `adapter`s that read textures
+/// ([`texture_reads`]) the phase is read from a texture copy (`TIN`), as
+/// the convolution kernels' inputs are.
+///
+/// Measured on lavapipe, tconv4 in sub-pixel form (phase rows of 32; its
+/// 4 scatters were about 16 % of its JIT samples): `V = 4` 21.7 → 19.8 ms
+/// (medians of 5 alternated processes of `wgconv bench --runs 15`); the
+/// texture: see the `TIN` rule's measurement in the README (*Sub-pixel
+/// scatter*). llvmpipe reads a storage buffer lane by lane, each lane's
+/// value put into a vector through memory, which stalls store forwarding.
+pub fn plan_phase_scatter(len: usize, w_ph: usize, max_dim: u32, adapter: &AdapterProfile) -> Plan {
+    let v: u32 = if w_ph.is_multiple_of(4) { 4 } else { 1 };
+    let len64 = len as u64;
+    let texture = v == 4
+        && texture_reads(adapter)
+        && texture_rows(len64) <= u64::from(adapter.max_texture_2d);
+    let key = KernelKey {
+        kernel: Kernel::PhaseScatter,
+        consts: vec![
+            ("V", v),
+            ("TIN", texture_read(Kernel::PhaseScatter, texture)),
+        ],
+    };
+    flat_plan_within(key, len64 / u64::from(v), max_dim)
 }
 
 /// Plans a global average pooling of `planes` (= n·c) planes:
@@ -1143,7 +1174,10 @@ pub fn texture_read(kernel: Kernel, texture: bool) -> u32 {
 /// the first result of r3x3 1.18 → 1.65 s, of dw3 0.56 → 0.68 s, of dw3s2
 /// 0.41 → 0.53 s, hence sampled textures for the unrolled kernels.
 pub fn storage_texture_reads(kernel: Kernel) -> bool {
-    matches!(kernel, Kernel::Conv2dTiled | Kernel::ConvTranspose2d)
+    matches!(
+        kernel,
+        Kernel::Conv2dTiled | Kernel::ConvTranspose2d | Kernel::PhaseScatter
+    )
 }
 
 /// Whether the planner reads inputs through textures on `adapter` at all
@@ -1718,6 +1752,27 @@ mod tests {
                 "TIN {tin} TWT {twt}"
             );
         }
+    }
+
+    #[test]
+    fn phase_scatters_take_vec4s_of_rows_of_four_and_read_textures() {
+        let max = MAX_GROUPS_PER_DIM;
+        // Rows of 32: vec4s, from a storage texture on a CPU adapter.
+        let p = plan_phase_scatter(64 * 32 * 32, 32, max, &cpu());
+        assert!(p.key.is("V", 4) && p.key.is("TIN", 2), "{}", p.key);
+        assert_eq!(p.groups, [64 * 32 * 32 / 4 / WORKGROUP, 1, 1]);
+        let src = p.key.wgsl().unwrap();
+        assert!(src.contains("phase: texture_storage_2d<rgba32float, read>"));
+        assert!(src.contains("load_input(q)"));
+        // Without textures: vec4 storage loads.
+        let p = plan_phase_scatter(64 * 32 * 32, 32, max, &cpu().with_texture_inputs(false));
+        assert!(p.key.is("V", 4) && p.key.is("TIN", 0), "{}", p.key);
+        assert!(p.key.wgsl().unwrap().contains("phase: array<vec4<f32>>"));
+        // Rows of 6: one element per invocation, never a texture.
+        let p = plan_phase_scatter(64 * 6 * 6, 6, max, &cpu());
+        assert!(p.key.is("V", 1) && p.key.is("TIN", 0), "{}", p.key);
+        assert_eq!(p.groups, [(64 * 6 * 6usize).div_ceil(64) as u32, 1, 1]);
+        assert!(p.key.wgsl().unwrap().contains("phase: array<f32>"));
     }
 
     #[test]

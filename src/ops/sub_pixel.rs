@@ -24,11 +24,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, TextureUse};
 use crate::error::{Error, Result};
 use crate::geometry::{Activation, Conv2dParams, Conv2dShape, ConvTranspose2dParams, Padding};
 use crate::ops::conv2d::Conv2d;
-use crate::ops::{dispatch_tensors, LayerOptions, UniformCache};
+use crate::ops::{dispatch_with_texture, input_texture, LayerOptions, UniformCache};
 use crate::plan;
 use crate::tensor::GpuTensor;
 
@@ -303,12 +303,15 @@ impl SubPixelExec {
             p.conv.record_into(engine, encoder, input, &y)?;
             let plan = plan::plan_phase_scatter(
                 y.len(),
+                w_ph,
                 engine.limits().max_compute_workgroups_per_dimension,
+                &engine.profile(),
             );
             let make = || ScatterUniforms {
                 // Each tensor fits one storage binding (dispatch_tensors checks), so
                 // every count below fits u32.
-                total: y.len() as u32,
+                // Elements, or vec4s with `V = 4` (rows of a multiple of 4).
+                total: (y.len() / if plan.key.is("V", 4) { 4 } else { 1 }) as u32,
                 row_stride: plan.blocks_w,
                 h_ph: h_ph as u32,
                 w_ph: w_ph as u32,
@@ -321,7 +324,13 @@ impl SubPixelExec {
                 pad0: 0,
                 pad1: 0,
             };
-            dispatch_tensors(
+            // `TIN` = 1 or 2: the scatter reads a texture copy of the phase.
+            let texture = if plan.key.reads_texture("TIN") {
+                Some(input_texture(engine, encoder, &y, TextureUse::Scatter)?)
+            } else {
+                None
+            };
+            dispatch_with_texture(
                 engine,
                 encoder,
                 &plan,
@@ -329,6 +338,7 @@ impl SubPixelExec {
                     p.uniforms
                         .get(engine, (input.shape(), plan.key.clone()), make)
                 },
+                texture.as_ref(),
                 &[&*y, output],
             )?;
         }
