@@ -541,17 +541,20 @@ impl KernelKey {
         let Some(storage) = self.texture_kind("TIN", tin)? else {
             return Ok(src);
         };
-        // The conv kernels bind windows of their input (`in_base`); the
-        // Winograd transforms bind theirs whole.
+        // The conv kernels bind windows of their input (`in_base` floats,
+        // added back in the binding's elements); the Winograd transforms and
+        // the scatter bind theirs whole.
+        let vec4 = src.contains("var<storage, read> input: array<vec4<f32>>;");
         let (name, base) = match self.kernel {
             Kernel::WinogradInput => ("input", None),
             Kernel::WinogradOutput => ("mt", None),
             Kernel::PhaseScatter => ("phase", None),
-            _ => ("input", Some("p.in_base / 4u")),
+            _ if vec4 => ("input", Some("p.in_base / 4u")),
+            _ => ("input", Some("p.in_base")),
         };
         texture_input(&src, name, base, storage).ok_or_else(|| Error::Shader {
             kernel: self.kernel.name().into(),
-            message: "TIN needs a vec4 input (VIN = 1)".into(),
+            message: "TIN needs a storage input binding".into(),
         })
     }
 
@@ -571,12 +574,13 @@ impl KernelKey {
     }
 }
 
-/// `src` with its vec4 input window (the `array<vec4<f32>>` named `name` at
-/// binding 1) read from an `Rgba32Float` texture holding the whole tensor
-/// instead: vec4 `t` of the tensor is texel `(t % W, t / W)` with
-/// `W =` [`crate::plan::TEXTURE_WIDTH`], and every `name[q]` becomes
+/// `src` with its input window (the `array<vec4<f32>>` or `array<f32>`
+/// named `name` at binding 1) read from an `Rgba32Float` texture holding the
+/// whole tensor instead: vec4 `t` of the tensor is texel `(t % W, t / W)`
+/// with `W =` [`crate::plan::TEXTURE_WIDTH`], and every `name[q]` becomes
 /// `load_input(q)`, which adds the window's base (the WGSL expression
-/// `base`, in vec4s) back. With `storage` the texture is bound as a
+/// `base`, in the binding's elements) back; a scalar `q` reads its texel
+/// and picks the component. With `storage` the texture is bound as a
 /// read-only storage texture (`texture_storage_2d<rgba32float, read>`,
 /// `TIN = 2`) instead of a sampled one (`texture_2d<f32>`, `TIN = 1`); see
 /// [`crate::plan::storage_texture_reads`]. `None` if `src` has no such
@@ -590,9 +594,9 @@ pub(crate) fn texture_input(
     texture_binding(src, 1, name, base, "load_input", storage)
 }
 
-/// `src` with the storage `array<vec4<f32>>` `name` at `binding` read from
-/// a texture holding the whole buffer, every `name[q]` becoming `func(q)`;
-/// see [`texture_input`].
+/// `src` with the storage `array<vec4<f32>>` or `array<f32>` `name` at
+/// `binding` read from a texture holding the whole buffer, every `name[q]`
+/// becoming `func(q)`; see [`texture_input`].
 fn texture_binding(
     src: &str,
     binding: u32,
@@ -602,10 +606,14 @@ fn texture_binding(
     storage: bool,
 ) -> Option<String> {
     let array =
-        format!("@group(0) @binding({binding}) var<storage, read> {name}: array<vec4<f32>>;");
-    if !src.contains(&array) {
+        |ty: &str| format!("@group(0) @binding({binding}) var<storage, read> {name}: array<{ty}>;");
+    let (array, vec4) = if src.contains(&array("vec4<f32>")) {
+        (array("vec4<f32>"), true)
+    } else if src.contains(&array("f32")) {
+        (array("f32"), false)
+    } else {
         return None;
-    }
+    };
     let w = crate::plan::TEXTURE_WIDTH;
     let base = base.map_or(String::new(), |b| format!(" + {b}"));
     let (ty, level) = if storage {
@@ -613,15 +621,31 @@ fn texture_binding(
     } else {
         ("texture_2d<f32>", ", 0")
     };
-    let decl = format!(
-        "@group(0) @binding({binding}) var {name}: {ty};\n\n\
-         // Vec4 `q` of the `{name}` window (see the header comment) from the texture that\n\
-         // holds the whole buffer, {w} texels a row (the host's layout: plan::texture_rows).\n\
-         fn {func}(q: u32) -> vec4<f32> {{\n\
-         \x20   let t = q{base};\n\
-         \x20   return textureLoad({name}, vec2<u32>(t % {w}u, t / {w}u){level});\n\
-         }}"
-    );
+    let decl = if vec4 {
+        format!(
+            "@group(0) @binding({binding}) var {name}: {ty};\n\n\
+             // Vec4 `q` of the `{name}` window (see the header comment) from the texture that\n\
+             // holds the whole buffer, {w} texels a row (the host's layout: plan::texture_rows).\n\
+             fn {func}(q: u32) -> vec4<f32> {{\n\
+             \x20   let t = q{base};\n\
+             \x20   return textureLoad({name}, vec2<u32>(t % {w}u, t / {w}u){level});\n\
+             }}"
+        )
+    } else {
+        format!(
+            "@group(0) @binding({binding}) var {name}: {ty};\n\n\
+             // Element `q` of the `{name}` window (see the header comment) from the texture\n\
+             // that holds the whole buffer, 4 floats a texel and {w} texels a row (the host's\n\
+             // layout: plan::texture_rows): its texel's component `(q + base) % 4`.\n\
+             fn {func}(q: u32) -> f32 {{\n\
+             \x20   let e = q{base};\n\
+             \x20   let t = e / 4u;\n\
+             \x20   let v = textureLoad({name}, vec2<u32>(t % {w}u, t / {w}u){level});\n\
+             \x20   let k = e % 4u;\n\
+             \x20   return select(select(v.x, v.y, k == 1u), select(v.z, v.w, k == 3u), k >= 2u);\n\
+             }}"
+        )
+    };
     let src = src.replace(&array, &decl);
     // `name[expr]` → `load_input(expr)`, brackets inside `expr` balanced.
     let open = format!("{name}[");

@@ -279,10 +279,7 @@ pub fn winograd_keys(
                 ("VA", vin.unwrap_or(0)),
                 (
                     "TIN",
-                    texture_read(
-                        Kernel::WinogradInput,
-                        vin.is_some() && texture_input(shape, adapter),
-                    ),
+                    texture_read(Kernel::WinogradInput, texture_input(shape, adapter)),
                 ),
                 ("DIL", u32::from(!dense)),
             ],
@@ -380,6 +377,7 @@ fn max_ph(s_h: u32) -> u32 {
 /// Unrolled multiply-adds per depthwise invocation (bounds code size and
 /// compile time): 8 rows of 8 pixels of a 3×3 kernel.
 const MAX_DEPTHWISE_FMAS: u32 = 576;
+
 
 fn seg(pix: u32, s: &LayerSig) -> u32 {
     (pix - 1) * s.stride.1 + (s.k_w - 1) * s.dilation.1 + 1
@@ -900,7 +898,7 @@ pub fn plan_with(
                 ("D_W", shape.dil_w),
                 ("VIN", 0),
                 ("VA", 0),
-                ("TIN", 0),
+                ("TIN", texture_read(kernel, texture_input(shape, adapter))),
                 ("ACT", act),
                 (
                     "VOUT",
@@ -911,7 +909,6 @@ pub fn plan_with(
             if let Some(a) = depthwise_vec4_input(shape, pix, ph, adapter) {
                 consts[8].1 = 1;
                 consts[9].1 = a;
-                consts[10].1 = texture_read(kernel, texture_input(shape, adapter));
             }
             Plan {
                 key: KernelKey { kernel, consts },
@@ -954,10 +951,7 @@ pub fn plan_with(
                 ),
                 ("VIN", u32::from(vin.is_some())),
                 ("VA", vin.unwrap_or(0)),
-                (
-                    "TIN",
-                    texture_read(kernel, vin.is_some() && texture_input(shape, adapter)),
-                ),
+                ("TIN", texture_read(kernel, texture_input(shape, adapter))),
                 (
                     "TWT",
                     texture_read(kernel, weight_texture(shape, cob4, adapter)),
@@ -1050,10 +1044,7 @@ pub fn plan_with(
                 ),
                 ("VIN", u32::from(vin.is_some())),
                 ("VA", vin.unwrap_or(0)),
-                (
-                    "TIN",
-                    texture_read(kernel, vin.is_some() && texture_input(shape, adapter)),
-                ),
+                ("TIN", texture_read(kernel, texture_input(shape, adapter))),
                 ("TWT", texture_read(kernel, twt)),
                 ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
                 ("SG", subgroup_weights(adapter)),
