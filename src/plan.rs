@@ -378,6 +378,25 @@ fn max_ph(s_h: u32) -> u32 {
 /// compile time): 8 rows of 8 pixels of a 3×3 kernel.
 const MAX_DEPTHWISE_FMAS: u32 = 576;
 
+/// Tiles of one channel the planner gives a depthwise layer at least, where
+/// the plane allows: a workgroup takes one channel, and llvmpipe runs its
+/// invocations 8 lanes at a time, so a channel of few tiles runs its large
+/// unrolled tile on idle lanes. Measured on lavapipe (`wgconv bench --shape
+/// 1,C,H,H --kernel C,1,3,3 --padding 1 --groups C --runs 9`, the tile set
+/// by a temporary override, medians of 3 processes, ms), the best tile of
+/// each plane has 49 tiles a channel:
+///
+/// | plane, C | 8×8 | 8×4 | 4×4 | 4×2 | 2×2 | 2×1 | 1×1 |
+/// |---|---|---|---|---|---|---|---|
+/// | 7², 960 | 19.0 | 11.2 | 7.7 | 5.0 | 4.2 | 4.0 | 4.3 |
+/// | 14², 384 | 7.6 | 5.1 | 3.6 | 2.7 | 2.5 | 3.9 | 6.9 |
+/// | 28², 192 | 2.4 | 1.7 | 1.6 | 2.1 | 4.3 | 6.9 | 11.8 |
+/// | 56², 144 | 2.8 | 3.2 | 4.2 | 5.9 | 11.5 | 18.7 | 34.0 |
+///
+/// (columns: PIX × PH). Halving the larger side from 8×8 until a channel
+/// has 32 tiles picks 1×1, 2×2, 4×4 and 8×8 for these: MobileNetV2's
+/// small-plane depthwise layers, which the 8×8 tile ran 1.5–4.5× slower.
+const DEPTHWISE_MIN_TILES: u32 = 32;
 
 fn seg(pix: u32, s: &LayerSig) -> u32 {
     (pix - 1) * s.stride.1 + (s.k_w - 1) * s.dilation.1 + 1
@@ -881,6 +900,17 @@ pub fn plan_with(
                 .min(shape.h_out.next_power_of_two());
             while ph * pix * shape.k_h * shape.k_w > MAX_DEPTHWISE_FMAS && (ph > 1 || pix > 1) {
                 if ph > 1 {
+                    ph /= 2;
+                } else {
+                    pix /= 2;
+                }
+            }
+            // A workgroup runs one channel's tiles: on a small plane, smaller tiles,
+            // until a channel has DEPTHWISE_MIN_TILES of them (the larger side halved
+            // first, PH on a tie). The planner's choice only; the autotuner's tile stands.
+            let tiles = |pix: u32, ph: u32| shape.h_out.div_ceil(ph) * shape.w_out.div_ceil(pix);
+            while tile.is_none() && tiles(pix, ph) < DEPTHWISE_MIN_TILES && (ph > 1 || pix > 1) {
+                if ph >= pix && ph > 1 {
                     ph /= 2;
                 } else {
                     pix /= 2;
@@ -1764,6 +1794,52 @@ mod tests {
         assert!(p.key.is("V", 1) && p.key.is("TIN", 0), "{}", p.key);
         assert_eq!(p.groups, [(64 * 6 * 6usize).div_ceil(64) as u32, 1, 1]);
         assert!(p.key.wgsl().unwrap().contains("phase: array<f32>"));
+    }
+
+    #[test]
+    fn depthwise_tiles_shrink_until_a_channel_has_enough() {
+        let dw = |h: usize, c: usize| {
+            conv(
+                [1, c, h, h],
+                [c, 1, 3, 3],
+                Conv2dParams::default()
+                    .padding(Padding::uniform(1))
+                    .groups(c as u32),
+            )
+        };
+        for (h, c, pix, ph) in [
+            (7, 960, 1, 1),
+            (14, 384, 2, 2),
+            (28, 192, 4, 4),
+            (56, 144, 8, 8),
+        ] {
+            let s = dw(h, c);
+            for p in [cpu(), discrete()] {
+                let key = plan(&s, Activation::None, &p, None).key;
+                assert_eq!(key.kernel, Kernel::Conv2dDepthwise, "{key}");
+                assert!(key.is("PIX", pix) && key.is("PH", ph), "{h}: {key}");
+                let tiles = (h as u32).div_ceil(pix) * (h as u32).div_ceil(ph);
+                assert!(tiles >= DEPTHWISE_MIN_TILES, "{h}: {tiles}");
+            }
+            // A tile the autotuner (or a caller) chose stands.
+            let forced = plan_with(&s, Activation::None, &cpu(), None, Some(Tile::new(8, 8)));
+            assert!(
+                forced.key.is("PIX", 8) && forced.key.is("PH", 8),
+                "{}",
+                forced.key
+            );
+        }
+        // dw3s2 (stride 2, 56x56 out) keeps its 8x4 tile: 98 of them a channel.
+        let s2 = conv(
+            [1, 96, 112, 112],
+            [96, 1, 3, 3],
+            Conv2dParams::default()
+                .padding(Padding::uniform(1))
+                .stride(2, 2)
+                .groups(96),
+        );
+        let key = plan(&s2, Activation::None, &cpu(), None).key;
+        assert!(key.is("PIX", 8) && key.is("PH", 4), "{key}");
     }
 
     #[test]

@@ -122,6 +122,17 @@ fn random_case(rng: &mut Rng, i: usize) -> Case {
 /// Runs `case` on `kernel` (the planner's choice when `None`) and compares
 /// with the reference. Returns the failure message, if any.
 fn run(engine: &Engine, rng: &mut Rng, case: &Case, kernel: Option<Kernel>) -> Option<String> {
+    run_tile(engine, rng, case, kernel, None)
+}
+
+/// [`run`] with the tile forced too (`LayerOptions::force_tile`).
+fn run_tile(
+    engine: &Engine,
+    rng: &mut Rng,
+    case: &Case,
+    kernel: Option<Kernel>,
+    tile: Option<wgconv::plan::Tile>,
+) -> Option<String> {
     let shape = Conv2dShape::conv2d(case.input, case.weight, None, &case.params).unwrap();
     let x = rng.vec(shape.input_len());
     let w = rng.vec(shape.weight_len());
@@ -135,6 +146,7 @@ fn run(engine: &Engine, rng: &mut Rng, case: &Case, kernel: Option<Kernel>) -> O
         case.activation,
         LayerOptions {
             force_kernel: kernel,
+            force_tile: tile,
             ..LayerOptions::default()
         },
     )
@@ -289,7 +301,9 @@ fn subgroup_weight_loads_at_the_edges() {
 }
 
 /// `conv2d_depthwise` with 8 output rows per invocation (stride 1): a
-/// partial last tile of rows, a channel multiplier, dilation, batch.
+/// partial last tile of rows, a channel multiplier, dilation, batch. The
+/// 8×8 tile is forced: on planes this small the planner takes smaller tiles
+/// (`plan::DEPTHWISE_MIN_TILES`).
 #[test]
 fn depthwise_eight_rows_at_stride_one() {
     let engine = gpu_or_skip!();
@@ -314,7 +328,15 @@ fn depthwise_eight_rows_at_stride_one() {
     ];
     for (input, weight, params) in cases {
         let shape = Conv2dShape::conv2d(input, weight, None, &params).unwrap();
-        let key = wgconv::plan::plan(&shape, Activation::Relu6, &engine.profile(), None).key;
+        let tile = wgconv::plan::Tile::new(8, 8);
+        let key = wgconv::plan::plan_with(
+            &shape,
+            Activation::Relu6,
+            &engine.profile(),
+            None,
+            Some(tile),
+        )
+        .key;
         assert_eq!(key.kernel, Kernel::Conv2dDepthwise);
         assert!(key.consts.contains(&("PH", 8)), "{key}");
         let case = Case {
@@ -324,7 +346,7 @@ fn depthwise_eight_rows_at_stride_one() {
             bias: true,
             activation: Activation::Relu6,
         };
-        if let Some(f) = run(engine, &mut rng, &case, None) {
+        if let Some(f) = run_tile(engine, &mut rng, &case, None, Some(tile)) {
             panic!("{f}");
         }
     }
@@ -618,15 +640,30 @@ fn vec4_input_loads_where_aligned() {
         ),
     ];
     let mut failures = Vec::new();
+    // Depthwise tiles of 8×8 at most, forced: on planes this small the planner
+    // takes smaller ones (`plan::DEPTHWISE_MIN_TILES`), with unaligned columns.
+    let tile_of = |kernel: Kernel| (kernel == dw).then(|| wgconv::plan::Tile::new(8, 8));
     for (c, kernel, va, vout) in &cases {
         let shape = Conv2dShape::conv2d(c.input, c.weight, None, &c.params).unwrap();
-        let planned = wgconv::plan::plan(&shape, c.activation, &profile, Some(*kernel));
+        let planned = wgconv::plan::plan_with(
+            &shape,
+            c.activation,
+            &profile,
+            Some(*kernel),
+            tile_of(*kernel),
+        );
         assert_eq!(planned.key.kernel, *kernel, "{c:?}");
         let get = |name| planned.key.consts.iter().find(|k| k.0 == name).map(|k| k.1);
         let got = (get("VIN") == Some(1)).then(|| get("VA").unwrap_or(99));
         assert_eq!(got, *va, "{c:?}: {}", planned.key);
         assert_eq!(get("VOUT") == Some(1), *vout, "{c:?}: {}", planned.key);
-        failures.extend(run(engine, &mut rng, c, Some(*kernel)));
+        failures.extend(run_tile(
+            engine,
+            &mut rng,
+            c,
+            Some(*kernel),
+            tile_of(*kernel),
+        ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
