@@ -1171,7 +1171,7 @@ fn texture_inputs_match_storage_inputs_exactly() {
     let pad = |p| Conv2dParams::default().padding(Padding::uniform(p));
     // (input, weight, params, force_kernel, winograd)
     type TextureCase = ([usize; 4], [usize; 4], Conv2dParams, Option<Kernel>, bool);
-    let cases: [TextureCase; 7] = [
+    let cases: [TextureCase; 10] = [
         // 1152 floats: a part of one texture row.
         ([1, 8, 9, 16], [12, 8, 1, 1], pad(0), None, false),
         // 7680 floats over two images: one full row and a ragged one.
@@ -1203,6 +1203,19 @@ fn texture_inputs_match_storage_inputs_exactly() {
             Some(Kernel::Conv2dTiled),
             false,
         ),
+        // Rows of 7 and 14 floats (not whole vec4s): scalar loads from the texture,
+        // in the tiled and depthwise kernels.
+        ([1, 8, 7, 7], [16, 8, 3, 3], pad(1), None, false),
+        ([1, 8, 14, 14], [8, 1, 3, 3], pad(1).groups(8), None, false),
+        // Dilation 2 with Winograd: the input transform runs in dilation phases
+        // (scalar loads).
+        (
+            [1, 16, 18, 18],
+            [16, 16, 3, 3],
+            pad(2).dilation(2, 2),
+            None,
+            true,
+        ),
     ];
     let mut outputs = Vec::new();
     for (input, weight, params, force_kernel, winograd) in cases {
@@ -1230,6 +1243,10 @@ fn texture_inputs_match_storage_inputs_exactly() {
             // Sampled (1) for the unrolled kernels, storage (2) for the tiled one.
             let tin = name.contains("-tin1-") || name.contains("-tin2-");
             assert_eq!(tin, texture, "{input:?}: {name}");
+            // Scalar texture loads where rows are not whole vec4s.
+            if !input[3].is_multiple_of(4) && !winograd {
+                assert!(name.contains("-vin0-"), "{input:?}: {name}");
+            }
             // (A Winograd layer's name is its GEMM's: conv2d_tiled.)
             if name.contains("conv2d_tiled") || name.contains("conv_transpose2d") {
                 assert!(!name.contains("-tin1-"), "{input:?}: {name}");
