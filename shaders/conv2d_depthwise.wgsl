@@ -45,7 +45,7 @@ const ACT: u32 = 0u;
 // plan::depthwise_vec4_input); the loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
-// TIN = 1 (with VIN = 1): the generated form reads its input from an Rgba32Float texture that
+// TIN = 1: the generated form reads its input (vec4s or scalars) from an Rgba32Float texture that
 // holds the whole input tensor, through textureLoad (see plan::texture_input and
 // pipelines::texture_input, which rewrites the binding and the loads).
 const TIN: u32 = 0u;

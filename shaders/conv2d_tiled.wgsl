@@ -71,7 +71,7 @@ const SEGS: u32 = 1u;
 // the loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
-// TIN = 1 (with VIN = 1): the generated form reads its input from an Rgba32Float texture that
+// TIN = 1: the generated form reads its input (vec4s or scalars) from an Rgba32Float texture that
 // holds the whole input tensor, through textureLoad (see plan::texture_input and
 // pipelines::texture_input, which rewrites the binding and the loads). TIN = 2: the same
 // through a read-only storage texture (see plan::storage_texture_reads).

@@ -56,13 +56,14 @@ const VOUT: u32 = 0u;
 // plan::transposed_vec4_input); the loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
-// TIN = 1 (with VIN = 1): the generated form reads its input from an Rgba32Float texture that
+// TIN = 1: the generated form reads its input (vec4s or scalars) from an Rgba32Float texture that
 // holds the whole input tensor, through textureLoad (see plan::texture_input and
 // pipelines::texture_input, which rewrites the binding and the loads). TIN = 2: the same
 // through a read-only storage texture (see plan::storage_texture_reads).
 const TIN: u32 = 0u;
 // TWT = 1: the weight is read from an Rgba32Float texture copy of the layer's weight buffer
-// (made once per layer), through textureLoad (see plan::weight_texture); TWT = 2: a read-only storage texture.
+// (made once per layer), through textureLoad (see plan::weight_texture); TWT = 2: a read-only
+// storage texture.
 const TWT: u32 = 0u;
 // SG > 0: the device runs subgroups of exactly SG invocations, each subgroup takes SG
 // consecutive tiles of one output row, and the generated form reads the weights once per

@@ -31,7 +31,7 @@ const M: u32 = 4u;
 // columns as aligned vec4s, the first at position VA of its vec4 (rows a multiple of 4).
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
-// TIN = 1 (with VIN = 1): the generated form reads its input from an Rgba32Float texture that
+// TIN = 1: the generated form reads its input (vec4s or scalars) from an Rgba32Float texture that
 // holds the whole input tensor, through textureLoad (see plan::texture_input and
 // pipelines::texture_input, which rewrites the binding and the loads).
 const TIN: u32 = 0u;

@@ -974,13 +974,14 @@ impl PipelineCache {
             //   (`check_spatial`: every spatial term ≤ 2^29) and no `u32` index
             //   exceeds the validated element counts (≤ u32::MAX);
             // - texture reads (`TIN`, `TWT` = 1 or 2; `texture_input` rewrites each
-            //   window access `name[q]` into a `textureLoad` of vec4 `q + base`, the
-            //   base the host subtracted): `q` is a window index as above, so
-            //   `q + base` indexes the tensor (or weight buffer) the window lies in;
-            //   the texture holds all of it (`plan::texture_rows` rows of
-            //   `TEXTURE_WIDTH` texels, ≥ its length / 4, checked against
-            //   `max_texture_dimension_2d` by the planner), so the texel
-            //   `(t % TEXTURE_WIDTH, t / TEXTURE_WIDTH)` is inside the texture;
+            //   window access `name[q]` into a `textureLoad` of texel `t = q + base`
+            //   for a vec4 window, or `t = (q + base) / 4` for a scalar one, the base
+            //   the host subtracted): `q` is a window index as above, so `q + base`
+            //   indexes the tensor (or weight buffer) the window lies in; the texture
+            //   holds all of it (`plan::texture_rows` rows of `TEXTURE_WIDTH` texels,
+            //   ≥ its length / 4, checked against `max_texture_dimension_2d` by the
+            //   planner), so the texel `(t % TEXTURE_WIDTH, t / TEXTURE_WIDTH)` is
+            //   inside the texture;
             // - private arrays (`seg`, `acc`, `xs`) are indexed by loop counters
             //   bounded by specialisation constants: `px·S_W + kw·D_W ≤
             //   (PIX−1)·S_W + (K_W−1)·D_W < SEG`, `px·COB4 + c < PIX·COB4`, `px < PIX`;
