@@ -219,7 +219,7 @@ const END: &str = "// specialise:end";
 
 impl KernelKey {
     /// The bindings its module declares: the kernel's, but a storage weight
-    /// for `conv2d_tiled` with `WST = 1` and a texture input with `TIN = 1`.
+    /// for `conv2d_tiled` with `WST = 1` and a texture input with `TIN` = 1 or 2.
     pub fn bindings(&self) -> Bindings {
         let wst = self.is("WST", 1);
         let tin = self.reads_texture("TIN");
@@ -533,10 +533,10 @@ impl KernelKey {
         }
     }
 
-    /// `src`, or with `tin` ≥ 1 its vec4 input read from a texture
-    /// ([`texture_input`]; a storage texture with `tin` = 2);
-    /// [`Error::Shader`] if `tin` is set on a module that does not read its
-    /// input as vec4s.
+    /// `src`, or with `tin` ≥ 1 its input (vec4s or scalars) read from a
+    /// texture ([`texture_input`]; a storage texture with `tin` = 2);
+    /// [`Error::Shader`] if `tin` is set on a module without a storage input
+    /// binding.
     fn texture_input(&self, src: String, tin: u32) -> Result<String> {
         let Some(storage) = self.texture_kind("TIN", tin)? else {
             return Ok(src);

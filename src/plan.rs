@@ -1107,10 +1107,10 @@ pub fn texture_rows(len: u64) -> u64 {
     len.div_ceil(4 * u64::from(TEXTURE_WIDTH))
 }
 
-/// Whether a kernel that reads its input as aligned vec4s (`VIN = 1`) reads
-/// it from a texture copy of the input instead (`TIN = 1`): on CPU adapters,
-/// for inputs of whole vec4s that fit one texture and one storage binding
-/// (so no chunk stages its input).
+/// Whether a kernel reads its input (aligned vec4s with `VIN = 1`, else
+/// scalars) from a texture copy of the input instead (`TIN` = 1 or 2, see
+/// [`texture_read`]): on CPU adapters, for inputs of whole vec4s that fit
+/// one texture and one storage binding (so no chunk stages its input).
 ///
 /// Lavapipe-specific. Mesa 22's llvmpipe compiles every storage-buffer load
 /// to a loop over the SIMD lanes with a bounds check and a branch per lane
