@@ -627,9 +627,18 @@ pub struct DepthwiseSpec {
 }
 
 impl DepthwiseSpec {
-    /// Distinct input rows (relative to `oh0·S_H − pad_top`) the tile reads.
-    pub fn rows(&self) -> Vec<u32> {
-        distinct(self.ph, self.k_h, self.stride.0, self.dilation.0)
+    /// The taps whose input rows each output row loads afresh, `j`: tap
+    /// `kh` of output row `y` reads input row `y·S_H + kh·D_H`, the row tap
+    /// `kh + j` read for row `y − 1` when `S_H = j·D_H`. So taps
+    /// `K_H − j ..` are loaded and taps `.. K_H − j` carried over; `j = K_H`
+    /// (nothing carried) where no such `j < K_H` exists.
+    pub fn row_step(&self) -> u32 {
+        let (s, d) = (self.stride.0, self.dilation.0);
+        if s.is_multiple_of(d) && s / d < self.k_h {
+            s / d
+        } else {
+            self.k_h
+        }
     }
 
     /// Distinct input columns (relative to `ow0·S_W − pad_left`) the tile reads.
@@ -652,17 +661,27 @@ fn index_of(v: &[u32], x: u32) -> usize {
     v.iter().position(|&e| e == x).unwrap_or(0)
 }
 
-/// The unrolled `main` of `conv2d_depthwise` for `spec`: no loops at all.
-/// Each input row is loaded once and feeds every (output row, kh) pair that
-/// reads it. Same bindings, grid and results as the file's loop form.
+/// The generated `main` of `conv2d_depthwise` for `spec`: one loop over the
+/// tile's `PH` output rows, everything inside it unrolled. Each step loads
+/// the input rows of taps `K_H − j ..` ([`DepthwiseSpec::row_step`]) and
+/// takes the others' from the step before, so every input row is still
+/// loaded once, from `K_H` load sites per column group rather than one per
+/// tile row. Same bindings, grid and results as the file's loop form.
+///
+/// Lavapipe-specific, as `plan::storage_texture_reads`: the loop is there
+/// for compile time. Measured on lavapipe against the fully unrolled form
+/// this replaced (which loaded each of the tile's rows from its own sites),
+/// both with Mesa's shader cache off (`MESA_SHADER_CACHE_DISABLE=true
+/// wgconv bench --layer L --runs 1 --warmup 0 --no-check`, whole process,
+/// 3 each): dw3 0.54–0.55 s → 0.34–0.37 s, dw3s2 0.47–0.48 → 0.39–0.44 s.
+/// With every row unrolled, storage-texture loads ran 5–15 % faster still
+/// but took dw3 to 0.70–0.83 s.
 pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
-    let DepthwiseSpec {
-        pix, ph, k_h, k_w, ..
-    } = *spec;
-    let (s_h, s_w) = spec.stride;
-    let (d_h, d_w) = spec.dilation;
-    let rows = spec.rows();
+    let DepthwiseSpec { pix, k_h, k_w, .. } = *spec;
+    let (s_w, d_h, d_w) = (spec.stride.1, spec.dilation.0, spec.dilation.1);
     let cols = spec.cols();
+    let j = spec.row_step();
+    let carried = k_h - j;
     let mut s = prologue(Lanes::Plain);
     let mut line = |text: String| {
         s.push_str(&text);
@@ -680,69 +699,100 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
     for kh in 0..k_h {
         for kw in 0..k_w {
             line(format!(
-                "    let w{kh}_{kw} = weight[co * {} + {}u - p.w_base];",
-                format_args!("{}u", k_h * k_w),
+                "    let w{kh}_{kw} = weight[co * {}u + {}u - p.w_base];",
+                k_h * k_w,
                 kh * k_w + kw
             ));
         }
-    }
-    for y in 0..ph {
-        for px in 0..pix {
-            line(format!("    var a{y}_{px} = 0.0;"));
-        }
-    }
-    for r in &rows {
-        line("    {".into());
-        line(format!("        let r = ih0 + {r};"));
-        line("        let rv = r >= 0 && r < hin;".into());
-        line("        let row = x_plane + u32(clamp(r, 0, hin - 1)) * p.w_in - p.in_base;".into());
-        line(
-            row_loads(&cols, spec.vin, "rv && ", "        ")
-                .trim_end()
-                .into(),
-        );
-        for y in 0..ph {
-            for kh in 0..k_h {
-                if y * s_h + kh * d_h != *r {
-                    continue;
-                }
-                for kw in 0..k_w {
-                    for px in 0..pix {
-                        let t = index_of(&cols, px * s_w + kw * d_w);
-                        line(format!(
-                            "        a{y}_{px} = fma(x{t}, w{kh}_{kw}, a{y}_{px});"
-                        ));
-                    }
-                }
-            }
-        }
-        line("    }".into());
     }
     line("    let b = bias[co];".into());
     line(
         "    let o = (n * p.c_out + co) * p.out_cstride + oh0 * p.w_out + ow0 - p.out_base;".into(),
     );
-    for y in 0..ph {
-        if spec.vout {
-            // `o` and `w_out` are multiples of 4, and so is `ow0` (`PIX` is).
-            for k in 0..pix / 4 {
-                let v: Vec<String> = (4 * k..4 * k + 4)
-                    .map(|px| format!("activate(a{y}_{px} + b)"))
-                    .collect();
+    // Input row `r` into `{tag}x{t}` for the columns `cols`.
+    let load = |r: String, tag: &str| {
+        let mut t = String::new();
+        let _ = writeln!(t, "        let {tag}r = {r};");
+        let _ = writeln!(t, "        let {tag}rv = {tag}r >= 0 && {tag}r < hin;");
+        let _ = writeln!(
+            t,
+            "        let {tag}row = x_plane + u32(clamp({tag}r, 0, hin - 1)) * p.w_in - p.in_base;"
+        );
+        t.push_str(&row_loads_named(
+            &cols,
+            spec.vin,
+            &format!("{tag}rv && "),
+            &format!("{tag}row"),
+            tag,
+            "        ",
+        ));
+        t.trim_end().to_string()
+    };
+    // The carried taps' rows for output row 0, in `q{kh}_x{t}`.
+    for kh in 0..carried {
+        for t in 0..cols.len() {
+            line(format!("    var q{kh}_x{t} = 0.0;"));
+        }
+        line("    {".into());
+        line(load(format!("ih0 + {}", kh * d_h), &format!("p{kh}_")));
+        for t in 0..cols.len() {
+            line(format!("        q{kh}_x{t} = p{kh}_x{t};"));
+        }
+        line("    }".into());
+    }
+    line("    for (var y = 0u; y < PH; y++) {".into());
+    line("        let iy = ih0 + i32(y * S_H);".into());
+    for kh in carried..k_h {
+        line(load(format!("iy + {}", kh * d_h), &format!("n{kh}_")));
+    }
+    let tap = |kh: u32, t: usize| {
+        if kh < carried {
+            format!("q{kh}_x{t}")
+        } else {
+            format!("n{kh}_x{t}")
+        }
+    };
+    for px in 0..pix {
+        line(format!("        var a{px} = 0.0;"));
+    }
+    for kh in 0..k_h {
+        for kw in 0..k_w {
+            for px in 0..pix {
+                let t = index_of(&cols, px * s_w + kw * d_w);
                 line(format!(
-                    "    if oh0 + {y}u < p.h_out && ow0 + {}u < p.w_out {{ output[(o + {y}u * p.w_out) / 4u + {k}u] = vec4<f32>({}); }}",
-                    4 * k,
-                    v.join(", ")
+                    "        a{px} = fma({}, w{kh}_{kw}, a{px});",
+                    tap(kh, t)
                 ));
             }
-            continue;
         }
+    }
+    if spec.vout {
+        // `o` and `w_out` are multiples of 4, and so is `ow0` (`PIX` is).
+        for k in 0..pix / 4 {
+            let v: Vec<String> = (4 * k..4 * k + 4)
+                .map(|px| format!("activate(a{px} + b)"))
+                .collect();
+            line(format!(
+                "        if oh0 + y < p.h_out && ow0 + {}u < p.w_out {{ output[(o + y * p.w_out) / 4u + {k}u] = vec4<f32>({}); }}",
+                4 * k,
+                v.join(", ")
+            ));
+        }
+    } else {
         for px in 0..pix {
             line(format!(
-                "    if oh0 + {y}u < p.h_out && ow0 + {px}u < p.w_out {{ output[o + {y}u * p.w_out + {px}u] = activate(a{y}_{px} + b); }}"
+                "        if oh0 + y < p.h_out && ow0 + {px}u < p.w_out {{ output[o + y * p.w_out + {px}u] = activate(a{px} + b); }}"
             ));
         }
     }
+    // Row y + 1's tap kh is row y's tap kh + j (in increasing kh, so each
+    // source is read before it is overwritten).
+    for kh in 0..carried {
+        for t in 0..cols.len() {
+            line(format!("        q{kh}_x{t} = {};", tap(kh + j, t)));
+        }
+    }
+    line("    }".into());
     line("}".into());
     s
 }
@@ -1039,8 +1089,9 @@ mod tests {
     }
 
     #[test]
-    fn depthwise_tile_loads_each_row_once() {
-        // 4x8 tile, 3x3, stride 1: 6 rows of 10 columns.
+    fn depthwise_rows_load_once_from_one_site_per_tap() {
+        // 4x8 tile, 3x3, stride 1: 10 columns; each output row loads one
+        // new input row and carries two.
         let s = DepthwiseSpec {
             pix: 8,
             ph: 4,
@@ -1051,15 +1102,38 @@ mod tests {
             vin: None,
             vout: false,
         };
-        assert_eq!(s.rows(), (0..6).collect::<Vec<_>>());
         assert_eq!(s.cols().len(), 10);
-        // stride 2: rows 0..=8, every one used.
-        let s = DepthwiseSpec {
+        assert_eq!(s.row_step(), 1);
+        // Scalar loads: 3 taps' rows of 10 columns, 2 of them before the loop.
+        let src = conv2d_depthwise_main(&s);
+        assert_eq!(src.matches("input[").count(), 30, "{src}");
+        let (before, inside) = src.split_once("for (var y").unwrap_or_default();
+        assert_eq!(before.matches("input[").count(), 20);
+        assert_eq!(inside.matches("input[").count(), 10);
+        // Stride 2: 17 columns, two new rows a step, one carried; vec4
+        // loads at VA 3: 5 vec4s a row.
+        let s2 = DepthwiseSpec {
             stride: (2, 2),
+            vin: Some(3),
             ..s
         };
-        assert_eq!(s.rows(), (0..9).collect::<Vec<_>>());
-        assert_eq!(s.cols().len(), 17);
+        assert_eq!(s2.cols().len(), 17);
+        assert_eq!(s2.row_step(), 2);
+        assert_eq!(conv2d_depthwise_main(&s2).matches("input[").count(), 15);
+        // Carried rows need S_H a multiple of D_H below K_H·D_H.
+        let step = |stride, dilation| {
+            DepthwiseSpec {
+                stride,
+                dilation,
+                ..s
+            }
+            .row_step()
+        };
+        assert_eq!(step((2, 1), (2, 1)), 1);
+        assert_eq!(step((1, 1), (2, 1)), 3);
+        assert_eq!(step((3, 1), (1, 1)), 3);
+        assert_eq!(step((4, 1), (1, 1)), 3);
+        assert_eq!(step((4, 1), (2, 1)), 2);
     }
 
     #[test]

@@ -891,7 +891,7 @@ pub fn plan_with(
             blocks_per_group: shape.c_out_per_group(),
         },
         Kernel::Conv2dDepthwise => {
-            // A PH × PIX tile, fully unrolled: keep the unrolled FMAs (and compile time) bounded.
+            // A PH × PIX tile, a loop over its rows: keep the FMAs (and compile time) bounded.
             let mut pix = pix();
             let mut ph = tile
                 .map_or(max_ph(shape.stride_h), |t| {
@@ -1176,10 +1176,10 @@ pub fn texture_read(kernel: Kernel, texture: bool) -> u32 {
 }
 
 /// Whether `kernel` reads its textures as read-only storage textures rather
-/// than sampled ones: `conv2d_tiled` and `conv_transpose2d`, whose texture
-/// reads sit in their reduction loop (a handful of load sites per module),
-/// not the fully unrolled `conv2d_depthwise` and Winograd transforms (about
-/// 40 sites each). Lavapipe-specific, as [`texture_input`]: Mesa 22.3's
+/// than sampled ones: `conv2d_tiled`, `conv_transpose2d` and
+/// `conv2d_depthwise`, whose texture reads sit in a loop (a handful of load
+/// sites per module), not the fully unrolled Winograd transforms (about 40
+/// sites each). Lavapipe-specific, as [`texture_input`]: Mesa 22.3's
 /// llvmpipe compiles a texel fetch to a call of one shared function that
 /// looks up the mip level lane by lane, and a storage-texture load to an
 /// inlined gather, faster to run but slower to compile. Measured on
@@ -1190,14 +1190,22 @@ pub fn texture_read(kernel: Kernel, texture: bool) -> u32 {
 /// against 72 / 277 / 508 ms to the first result. On the suite (medians of
 /// 3 alternated processes of `wgconv bench --runs 9`, every texture a
 /// storage texture against none): stem7 11.9 → 9.2 ms, r3x3s2 16.0 →
-/// 12.9, pw 5.9 → 4.9, grp32 4.4 → 3.1, dw3 2.5 → 1.9, dw3s2 3.3 → 2.6,
-/// the Winograd layers 6–15 % faster and the transposed ones 2–3 %; but
-/// the first result of r3x3 1.18 → 1.65 s, of dw3 0.56 → 0.68 s, of dw3s2
-/// 0.41 → 0.53 s, hence sampled textures for the unrolled kernels.
+/// 12.9, pw 5.9 → 4.9, grp32 4.4 → 3.1, the Winograd layers 6–15 % faster
+/// and the transposed ones 2–3 %; but the first result of r3x3 1.18 →
+/// 1.65 s, hence sampled textures for the Winograd transforms.
+/// `conv2d_depthwise` loops over its tile's rows
+/// (`codegen::conv2d_depthwise_main`); with storage-texture reads there,
+/// against the fully unrolled form with sampled ones it replaced (medians
+/// of 4 alternated processes of `wgconv bench --runs 150`): dw3 2.64 →
+/// 2.32 ms, dw3s2 3.88 → 3.36 ms, and the first result sooner (see that
+/// function).
 pub fn storage_texture_reads(kernel: Kernel) -> bool {
     matches!(
         kernel,
-        Kernel::Conv2dTiled | Kernel::ConvTranspose2d | Kernel::PhaseScatter
+        Kernel::Conv2dTiled
+            | Kernel::ConvTranspose2d
+            | Kernel::PhaseScatter
+            | Kernel::Conv2dDepthwise
     )
 }
 
@@ -1715,7 +1723,7 @@ mod tests {
     }
 
     #[test]
-    fn loop_kernels_read_storage_textures_and_unrolled_ones_sampled() {
+    fn loop_kernels_read_storage_textures() {
         let p3 = Conv2dParams::default().padding(Padding::uniform(1));
         // r3x3s2 (tiled), dw3 (depthwise), and a transposed layer.
         let tiled = conv([1, 128, 56, 56], [128, 128, 3, 3], p3.stride(2, 2));
@@ -1732,7 +1740,7 @@ mod tests {
         .unwrap();
         for (shape, kernel, tin, twt) in [
             (&tiled, Kernel::Conv2dTiled, 2, Some(2)),
-            (&dw, Kernel::Conv2dDepthwise, 1, None),
+            (&dw, Kernel::Conv2dDepthwise, 2, None),
             (&tp, Kernel::ConvTranspose2d, 2, Some(2)),
         ] {
             let key = plan(shape, Activation::None, &cpu(), None).key;

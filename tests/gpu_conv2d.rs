@@ -352,6 +352,130 @@ fn depthwise_eight_rows_at_stride_one() {
     }
 }
 
+/// `conv2d_depthwise` carries input rows from one output row of its tile to
+/// the next where `S_H` is a multiple of `D_H` (`DepthwiseSpec::row_step`):
+/// every way that can go (one or two rows loaded a step, three carried,
+/// none carried with and without skipped rows), with asymmetric padding, a
+/// partial last tile, a multiplier, batch 2 and vec4 and scalar loads. The
+/// tiles are forced so that every case has several rows.
+#[test]
+fn depthwise_carries_rows_across_strides_and_dilations() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0xca);
+    let p = Conv2dParams::default();
+    // (input, weight, stride, dilation, padding (top, left, bottom, right), tile (pix, ph))
+    type CarryCase = (
+        [usize; 4],
+        [usize; 4],
+        (u32, u32),
+        (u32, u32),
+        [u32; 4],
+        (u32, u32),
+    );
+    let cases: [CarryCase; 8] = [
+        (
+            [1, 3, 21, 16],
+            [3, 1, 3, 3],
+            (1, 1),
+            (1, 1),
+            [1, 1, 1, 1],
+            (8, 8),
+        ),
+        (
+            [1, 4, 23, 32],
+            [4, 1, 3, 3],
+            (2, 2),
+            (1, 1),
+            [1, 1, 0, 1],
+            (8, 4),
+        ),
+        (
+            [2, 2, 19, 13],
+            [4, 1, 3, 3],
+            (2, 1),
+            (2, 1),
+            [2, 2, 1, 1],
+            (4, 4),
+        ),
+        (
+            [1, 3, 22, 20],
+            [3, 1, 3, 3],
+            (1, 1),
+            (2, 2),
+            [2, 1, 2, 2],
+            (8, 8),
+        ),
+        (
+            [1, 2, 25, 18],
+            [2, 1, 5, 5],
+            (2, 2),
+            (1, 1),
+            [2, 2, 2, 2],
+            (4, 4),
+        ),
+        (
+            [1, 2, 29, 17],
+            [2, 1, 4, 3],
+            (3, 1),
+            (1, 1),
+            [0, 1, 2, 1],
+            (4, 4),
+        ),
+        (
+            [1, 3, 37, 15],
+            [6, 1, 5, 3],
+            (4, 1),
+            (2, 1),
+            [3, 1, 1, 1],
+            (4, 4),
+        ),
+        (
+            [1, 2, 26, 16],
+            [2, 1, 2, 3],
+            (3, 1),
+            (1, 1),
+            [0, 0, 1, 1],
+            (4, 4),
+        ),
+    ];
+    let mut vin = [false; 2];
+    for (input, weight, stride, dilation, [t, l, b, r], (pix, ph)) in cases {
+        let params = p
+            .stride(stride.0, stride.1)
+            .dilation(dilation.0, dilation.1)
+            .padding(Padding::new(t, l, b, r))
+            .groups(input[1] as u32);
+        let shape = Conv2dShape::conv2d(input, weight, None, &params).unwrap();
+        let tile = wgconv::plan::Tile::new(pix, ph);
+        let key = wgconv::plan::plan_with(
+            &shape,
+            Activation::Relu,
+            &engine.profile(),
+            None,
+            Some(tile),
+        )
+        .key;
+        assert_eq!(key.kernel, Kernel::Conv2dDepthwise, "{key}");
+        assert!(key.is("PH", ph), "{key}");
+        vin[usize::from(key.is("VIN", 1))] = true;
+        assert!(
+            !shape.h_out.is_multiple_of(ph) || shape.h_out < 2 * ph,
+            "{key}: no partial tile"
+        );
+        let case = Case {
+            input,
+            weight,
+            params,
+            bias: true,
+            activation: Activation::Relu,
+        };
+        if let Some(f) = run_tile(engine, &mut rng, &case, None, Some(tile)) {
+            panic!("{f}");
+        }
+    }
+    assert_eq!(vin, [true, true], "scalar and vec4 loads");
+}
+
 /// `conv2d_shared` on the shapes its tiling is most likely to get wrong: K
 /// not a multiple of the K step (and shorter than one), channels not a
 /// multiple of the N tile, odd grouped channels, stride with dilation and
@@ -1240,7 +1364,8 @@ fn texture_inputs_match_storage_inputs_exactly() {
             )
             .unwrap();
             let name = layer.kernel_name(engine, input).unwrap();
-            // Sampled (1) for the unrolled kernels, storage (2) for the tiled one.
+            // Storage textures (2) for the looping kernels, sampled ones (1)
+            // for the unrolled Winograd transforms.
             let tin = name.contains("-tin1-") || name.contains("-tin2-");
             assert_eq!(tin, texture, "{input:?}: {name}");
             // Scalar texture loads where rows are not whole vec4s.
@@ -1248,7 +1373,10 @@ fn texture_inputs_match_storage_inputs_exactly() {
                 assert!(name.contains("-vin0-"), "{input:?}: {name}");
             }
             // (A Winograd layer's name is its GEMM's: conv2d_tiled.)
-            if name.contains("conv2d_tiled") || name.contains("conv_transpose2d") {
+            if ["conv2d_tiled", "conv_transpose2d", "conv2d_depthwise"]
+                .iter()
+                .any(|k| name.contains(k))
+            {
                 assert!(!name.contains("-tin1-"), "{input:?}: {name}");
             } else {
                 assert!(!name.contains("-tin2-"), "{input:?}: {name}");

@@ -145,11 +145,11 @@ fn every_specialisation_translates_to_every_backend() {
         "no suite kernel reads its weights through subgroups"
     );
     // ... and texture inputs in every kernel family that reads vec4 inputs:
-    // read-only storage textures (2) in the tiled and transposed kernels,
-    // sampled ones (1) in the unrolled others.
+    // read-only storage textures (2) in the tiled, depthwise and transposed
+    // kernels, sampled ones (1) in the fully unrolled Winograd transforms.
     for (kernel, tin) in [
         (Kernel::Conv2dTiled, 2),
-        (Kernel::Conv2dDepthwise, 1),
+        (Kernel::Conv2dDepthwise, 2),
         (Kernel::ConvTranspose2d, 2),
         (Kernel::WinogradInput, 1),
         (Kernel::WinogradOutput, 1),
