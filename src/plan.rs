@@ -357,23 +357,20 @@ const MAX_SEG: u32 = 64;
 const MAX_PIX: u32 = 8;
 /// The widest tile the autotuner may try.
 const MAX_TUNED_PIX: u32 = 16;
-/// Output rows per invocation of the depthwise kernel: 8 at stride 1, 4
-/// otherwise. A tile of `PH` rows loads `(PH − 1)·S_H + K_H` input rows, so
-/// at stride 1 going from 4 to 8 rows cuts the loads per output row of a
-/// 3×3 kernel from 1.5 to 1.25; at stride 2 only from 2.25 to 2.125.
-/// Measured on lavapipe (medians of 6 alternated processes): dw3 2.48 →
+/// Output rows per invocation of the depthwise kernel. A tile of `PH` rows
+/// loads `(PH − 1)·S_H + K_H` input rows, so at stride 1 going from 4 to 8
+/// rows cuts the loads per output row of a 3×3 kernel from 1.5 to 1.25; at
+/// stride 2 only from 2.25 to 2.125. Measured on lavapipe (medians of 6
+/// alternated processes, when the kernel was fully unrolled): dw3 2.48 →
 /// 2.07 ms with 8 rows, its first result with an empty shader cache 0.26 /
 /// 0.32 → 0.45 / 0.46 s; dw3s2 2.41 → 2.32 ms but 0.43 / 0.47 → 0.94 /
-/// 1.04 s, so strided layers keep 4.
+/// 1.04 s, so strided layers kept 4. Since the kernel loops over its rows
+/// (`codegen::conv2d_depthwise_main`) the tile height no longer costs
+/// compile time, and strided layers take 8 too: dw3s2 3.28 → 2.64 ms
+/// (medians of 5 alternated processes, `--runs 100`), its first result
+/// 0.29–0.40 → 0.38–0.40 s (3 each); MobileNetV2 108.7 / 107.6 ms (5
+/// each, unchanged).
 const MAX_PH: u32 = 8;
-/// [`MAX_PH`] for a layer with vertical stride `s_h`.
-fn max_ph(s_h: u32) -> u32 {
-    if s_h == 1 {
-        MAX_PH
-    } else {
-        4
-    }
-}
 /// Unrolled multiply-adds per depthwise invocation (bounds code size and
 /// compile time): 8 rows of 8 pixels of a 3×3 kernel.
 const MAX_DEPTHWISE_FMAS: u32 = 576;
@@ -894,9 +891,7 @@ pub fn plan_with(
             // A PH × PIX tile, a loop over its rows: keep the FMAs (and compile time) bounded.
             let mut pix = pix();
             let mut ph = tile
-                .map_or(max_ph(shape.stride_h), |t| {
-                    t.ph.clamp(1, max_ph(shape.stride_h))
-                })
+                .map_or(MAX_PH, |t| t.ph.clamp(1, MAX_PH))
                 .min(shape.h_out.next_power_of_two());
             while ph * pix * shape.k_h * shape.k_w > MAX_DEPTHWISE_FMAS && (ph > 1 || pix > 1) {
                 if ph > 1 {
@@ -1837,7 +1832,7 @@ mod tests {
                 forced.key
             );
         }
-        // dw3s2 (stride 2, 56x56 out) keeps its 8x4 tile: 98 of them a channel.
+        // dw3s2 (stride 2, 56x56 out) takes 8x8 tiles too: 49 of them a channel.
         let s2 = conv(
             [1, 96, 112, 112],
             [96, 1, 3, 3],
@@ -1847,7 +1842,7 @@ mod tests {
                 .groups(96),
         );
         let key = plan(&s2, Activation::None, &cpu(), None).key;
-        assert!(key.is("PIX", 8) && key.is("PH", 4), "{key}");
+        assert!(key.is("PIX", 8) && key.is("PH", 8), "{key}");
     }
 
     #[test]
