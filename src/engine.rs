@@ -412,9 +412,11 @@ impl Engine {
                 dimension: wgpu::TextureDimension::D2,
                 format: wgpu::TextureFormat::Rgba32Float,
                 // Sampled (`TIN = 1`) or read-only storage (`TIN = 2`) reads.
+                // Copied back to a buffer in `LayerCore::weight_buffer`.
                 usage: wgpu::TextureUsages::TEXTURE_BINDING
                     | wgpu::TextureUsages::STORAGE_BINDING
-                    | wgpu::TextureUsages::COPY_DST,
+                    | wgpu::TextureUsages::COPY_DST
+                    | wgpu::TextureUsages::COPY_SRC,
                 view_formats: &[],
             }))
         })

@@ -318,14 +318,29 @@ fn dispatch_bound(
 #[derive(Debug)]
 pub(crate) struct LayerCore {
     pub(crate) activation: Activation,
-    weight: wgpu::Buffer,
+    /// The packed weight, as a buffer and as a texture copy (see
+    /// [`WeightStore`]).
+    weight: Mutex<WeightStore>,
+    /// Bytes of the packed weight with its padding: whole vec4s.
+    weight_bytes: u64,
     bias: wgpu::Buffer,
     /// Uniforms of the kernels outside the chunked path.
     uniforms: UniformCache,
     /// Chunk schedules, keyed like the uniforms: a tuned tile changes the grid.
     schedules: Mutex<HashMap<UniformKey, Arc<Prepared>>>,
-    /// The weight's texture copy, for kernels with `TWT = 1`.
-    weight_texture: std::sync::OnceLock<wgpu::Texture>,
+}
+
+/// Where a layer's packed weight lives on the GPU: a storage (and uniform)
+/// buffer, for the kernels that bind it, and a texture copy for those with
+/// `TWT` (made on first use). Once the texture is made the buffer is
+/// dropped, halving the layer's weight memory: every plan of one layer has
+/// the same `TWT` (`plan::weight_texture` depends on the weight and its
+/// packing, not on the input shape). Should a plan still need the buffer,
+/// it is made again from the texture.
+#[derive(Debug)]
+struct WeightStore {
+    buffer: Option<wgpu::Buffer>,
+    texture: Option<wgpu::Texture>,
 }
 
 /// A schedule and its uniforms: chunk `i`'s `ConvUniforms` at byte
@@ -424,6 +439,64 @@ fn copy_to_texture(
     })
 }
 
+/// Usages of a layer's weight buffer: storage, or uniform windows for
+/// `conv2d_tiled`, and copies to and from its texture.
+const WEIGHT_USAGE: wgpu::BufferUsages = STORAGE_USAGE.union(wgpu::BufferUsages::UNIFORM);
+
+/// Records the copy [`copy_to_texture`] made, backwards: the first `len`
+/// floats of `texture` into `buffer`.
+fn copy_from_texture(
+    encoder: &mut wgpu::CommandEncoder,
+    texture: &wgpu::Texture,
+    len: u64,
+    buffer: &wgpu::Buffer,
+) -> Result<()> {
+    if !len.is_multiple_of(4) {
+        return Err(Error::Internal {
+            what: "texture copy floats mod 4",
+            expected: 0,
+            actual: len % 4,
+        });
+    }
+    let width = u64::from(crate::plan::TEXTURE_WIDTH);
+    let texels = len / 4;
+    let (full, tail) = (texels / width, texels % width);
+    let mut copy = |row: u64, w: u64, h: u64| {
+        encoder.copy_texture_to_buffer(
+            wgpu::TexelCopyTextureInfo {
+                texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: 0,
+                    y: row as u32,
+                    z: 0,
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: row * width * 16,
+                    bytes_per_row: Some((width * 16) as u32),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::Extent3d {
+                width: w as u32,
+                height: h as u32,
+                depth_or_array_layers: 1,
+            },
+        );
+    };
+    if full > 0 {
+        copy(0, width, full);
+    }
+    if tail > 0 {
+        copy(full, tail, 1);
+    }
+    Ok(())
+}
+
 /// A binding of `size` bytes at `offset` of `buffer`.
 fn window(buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<wgpu::BindingResource<'_>> {
     let size = wgpu::BufferSize::new(size).ok_or(Error::Internal {
@@ -473,49 +546,100 @@ impl LayerCore {
             bytes.resize((bytes.len() + padding as usize).next_multiple_of(16), 0);
             Ok(Self {
                 activation,
-                weight: engine.buffer_with(
-                    "wgconv weight",
-                    &bytes,
-                    STORAGE_USAGE | wgpu::BufferUsages::UNIFORM,
-                )?,
+                weight: Mutex::new(WeightStore {
+                    buffer: Some(engine.buffer_with("wgconv weight", &bytes, WEIGHT_USAGE)?),
+                    texture: None,
+                }),
+                weight_bytes: bytes.len() as u64,
                 bias: init("wgconv bias", bias)?,
                 uniforms: UniformCache::default(),
                 schedules: Mutex::new(HashMap::new()),
-                weight_texture: std::sync::OnceLock::new(),
             })
         })
     }
 
-    /// Bytes of GPU memory the layer's weight and bias hold (and the
-    /// weight's texture copy, once made).
+    /// Bytes of GPU memory the layer's weight (its buffer, its texture copy
+    /// or both) and bias hold.
     pub(crate) fn gpu_bytes(&self) -> u64 {
-        let texture = self
-            .weight_texture
-            .get()
-            .map_or(0, |t| u64::from(t.width()) * u64::from(t.height()) * 16);
-        self.weight.size() + self.bias.size() + texture
+        let weight = self.weight.lock().map_or(0, |w| {
+            w.buffer.as_ref().map_or(0, wgpu::Buffer::size)
+                + w.texture
+                    .as_ref()
+                    .map_or(0, |t| u64::from(t.width()) * u64::from(t.height()) * 16)
+        });
+        weight + self.bias.size()
     }
 
-    /// A view of the weight's texture copy (`TWT = 1`; layout:
-    /// [`crate::plan::texture_rows`]), made on first use: the copy is
-    /// submitted at once, so it runs before any command buffer that reads it,
-    /// whichever encoder records the layer first.
+    fn weight_store(&self) -> Result<std::sync::MutexGuard<'_, WeightStore>> {
+        self.weight
+            .lock()
+            .map_err(|_| Error::Validation("weight lock poisoned".into()))
+    }
+
+    /// A view of the weight's texture copy (`TWT`; layout:
+    /// [`crate::plan::texture_rows`]), made on first use from the buffer,
+    /// which is then dropped (see [`WeightStore`]). The copy is submitted at
+    /// once, so it runs before any command buffer that reads the texture,
+    /// whichever encoder records the layer first; command buffers recorded
+    /// earlier that bind the buffer keep it alive until they have run.
     fn weight_texture(&self, engine: &Engine) -> Result<wgpu::TextureView> {
-        if let Some(t) = self.weight_texture.get() {
+        let mut store = self.weight_store()?;
+        if let Some(t) = &store.texture {
             return Ok(t.create_view(&wgpu::TextureViewDescriptor::default()));
         }
-        let len = self.weight.size() / 4;
+        let buffer = store.buffer.as_ref().ok_or(Error::Internal {
+            what: "weight buffer or texture",
+            expected: 1,
+            actual: 0,
+        })?;
+        let len = self.weight_bytes / 4;
         let texture = engine.texture_of_rows("wgconv weight texture", texture_rows32(len)?)?;
         let mut encoder = engine
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgconv weight texture"),
             });
-        copy_to_texture(engine, &mut encoder, &self.weight, len, &texture)?;
+        copy_to_texture(engine, &mut encoder, buffer, len, &texture)?;
         engine.queue().submit([encoder.finish()]);
-        // A racing thread may have made one too: keep the first, same contents.
-        let texture = self.weight_texture.get_or_init(|| texture);
-        Ok(texture.create_view(&wgpu::TextureViewDescriptor::default()))
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        store.texture = Some(texture);
+        store.buffer = None;
+        Ok(view)
+    }
+
+    /// The weight's buffer, made again from the texture copy if that
+    /// replaced it (and then kept: a layer whose plans read both would
+    /// otherwise copy back and forth).
+    fn weight_buffer(&self, engine: &Engine) -> Result<wgpu::Buffer> {
+        let mut store = self.weight_store()?;
+        if let Some(b) = &store.buffer {
+            return Ok(b.clone());
+        }
+        let texture = store.texture.as_ref().ok_or(Error::Internal {
+            what: "weight buffer or texture",
+            expected: 1,
+            actual: 0,
+        })?;
+        engine.check_buffer("weight", self.weight_bytes)?;
+        let buffer = engine.scoped(|| {
+            let buffer = engine.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgconv weight"),
+                size: self.weight_bytes,
+                usage: WEIGHT_USAGE,
+                mapped_at_creation: false,
+            });
+            let mut encoder =
+                engine
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("wgconv weight from texture"),
+                    });
+            copy_from_texture(&mut encoder, texture, self.weight_bytes / 4, &buffer)?;
+            engine.queue().submit([encoder.finish()]);
+            Ok(buffer)
+        })?;
+        store.buffer = Some(buffer.clone());
+        Ok(buffer)
     }
 
     /// The schedule for `shape` (built and its uniforms uploaded on first use).
@@ -532,7 +656,7 @@ impl LayerCore {
             shape,
             plan,
             ConvUniforms::new(shape, self.activation, plan),
-            self.weight.size(),
+            self.weight_bytes,
             engine.budget(),
         )?;
         let align = u64::from(engine.limits().min_uniform_buffer_offset_alignment).max(1);
@@ -604,10 +728,10 @@ impl LayerCore {
                 actual: 0,
             };
             // `TWT` = 1 or 2: the kernel reads its weights from the layer's texture copy.
-            let weight_texture = if plan.key.reads_texture("TWT") {
-                Some(self.weight_texture(engine)?)
+            let weight = if plan.key.reads_texture("TWT") {
+                Err(self.weight_texture(engine)?)
             } else {
-                None
+                Ok(self.weight_buffer(engine)?)
             };
             let bind = |i: usize,
                         input_res: wgpu::BindingResource<'_>,
@@ -632,9 +756,9 @@ impl LayerCore {
                         },
                         wgpu::BindGroupEntry {
                             binding: 2,
-                            resource: match &weight_texture {
-                                Some(view) => wgpu::BindingResource::TextureView(view),
-                                None => window(&self.weight, chunk.weight.0, chunk.weight.1)?,
+                            resource: match &weight {
+                                Err(view) => wgpu::BindingResource::TextureView(view),
+                                Ok(buffer) => window(buffer, chunk.weight.0, chunk.weight.1)?,
                             },
                         },
                         wgpu::BindGroupEntry {
@@ -803,6 +927,7 @@ impl LayerCore {
             engine.check_binding("tensor binding", bytes)?;
             Ok(wgpu::BufferSize::new(bytes))
         };
+        let weight = self.weight_buffer(engine)?;
         dispatch_bound(
             engine,
             encoder,
@@ -814,7 +939,7 @@ impl LayerCore {
                     offset: 0,
                     size: window(input)?,
                 }),
-                self.weight.as_entire_binding(),
+                weight.as_entire_binding(),
                 self.bias.as_entire_binding(),
                 wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: output.buffer(),
@@ -1582,6 +1707,45 @@ impl<P: OpParams> ConvLayer<P> {
 #[cfg(test)]
 mod tests {
     use crate::pipelines::Kernel;
+
+    /// A layer's weight buffer makes way for its texture copy, and comes
+    /// back from it bit for bit should a plan need it again.
+    #[test]
+    fn weight_buffer_round_trips_through_its_texture() {
+        let engine = match crate::Engine::new() {
+            Ok(e) => e,
+            Err(e) => {
+                let required = std::env::var("WGCONV_REQUIRE_GPU").is_ok_and(|v| v == "1");
+                assert!(!required, "no GPU adapter: {e}");
+                eprintln!(
+                    "SKIPPED: no GPU adapter (set WGCONV_REQUIRE_GPU=1 to make this a failure)"
+                );
+                return;
+            }
+        };
+        // 5 full texture rows of 1024 texels and 7 texels of a sixth.
+        let packed: Vec<f32> = (0..(1024 * 5 + 7) * 4)
+            .map(|i| i as f32 * 0.37 - 1000.0)
+            .collect();
+        let core = super::LayerCore::upload(&engine, crate::Activation::None, &packed, None, 3, 0)
+            .unwrap();
+        let (weight, texture, bias) = (packed.len() as u64 * 4, 6 * 1024 * 16, 12);
+        assert_eq!(core.gpu_bytes(), weight + bias);
+        core.weight_texture(&engine).unwrap();
+        assert_eq!(core.gpu_bytes(), texture + bias, "the buffer is dropped");
+        let buffer = core.weight_buffer(&engine).unwrap();
+        assert_eq!(
+            core.gpu_bytes(),
+            weight + texture + bias,
+            "and kept once remade"
+        );
+        let back =
+            crate::GpuTensor::in_buffer(std::sync::Arc::new(buffer), [1, 1, 1, packed.len()])
+                .read(&engine)
+                .unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&packed));
+    }
 
     /// `ConvUniforms`' fields in order (keep in step with the struct).
     const FIELDS: [&str; 40] = [
