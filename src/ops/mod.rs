@@ -343,6 +343,14 @@ struct WeightStore {
     texture: Option<wgpu::Texture>,
 }
 
+/// What a dispatch binds as its weight (binding 2).
+enum WeightBinding {
+    /// The texture copy (`TWT`).
+    Texture(wgpu::TextureView),
+    /// The buffer, bound in windows.
+    Buffer(wgpu::Buffer),
+}
+
 /// A schedule and its uniforms: chunk `i`'s `ConvUniforms` at byte
 /// `i · stride` of `uniform`.
 #[derive(Debug)]
@@ -379,78 +387,16 @@ fn texture_rows32(len: u64) -> Result<u32> {
     })
 }
 
-/// Records a copy of the first `len` floats of `buffer` (whole vec4s) into
-/// `texture`: vec4 `t` to texel `(t % W, t / W)`, `W =`
-/// [`crate::plan::TEXTURE_WIDTH`] (full rows in one copy, a ragged last
-/// row in another).
-fn copy_to_texture(
-    engine: &Engine,
-    encoder: &mut wgpu::CommandEncoder,
-    buffer: &wgpu::Buffer,
+/// The copies between the first `len` floats of a buffer (whole vec4s) and
+/// a texture laid out by [`crate::plan::texture_rows`]: vec4 `t` is texel
+/// `(t % W, t / W)`, `W =` [`crate::plan::TEXTURE_WIDTH`]. One copy of the
+/// full rows and one of a ragged last row, as (buffer side, texture side,
+/// extent), for [`copy_to_texture`] and [`copy_from_texture`].
+fn texture_copies<'a>(
+    buffer: &'a wgpu::Buffer,
     len: u64,
-    texture: &wgpu::Texture,
-) -> Result<()> {
-    if !len.is_multiple_of(4) {
-        return Err(Error::Internal {
-            what: "texture copy floats mod 4",
-            expected: 0,
-            actual: len % 4,
-        });
-    }
-    let width = u64::from(crate::plan::TEXTURE_WIDTH);
-    let texels = len / 4;
-    let full = texels / width;
-    let tail = texels % width;
-    let copy = |encoder: &mut wgpu::CommandEncoder, row: u64, w: u64, h: u64| {
-        encoder.copy_buffer_to_texture(
-            wgpu::TexelCopyBufferInfo {
-                buffer,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: row * width * 16,
-                    bytes_per_row: Some((width * 16) as u32),
-                    rows_per_image: None,
-                },
-            },
-            wgpu::TexelCopyTextureInfo {
-                texture,
-                mip_level: 0,
-                origin: wgpu::Origin3d {
-                    x: 0,
-                    y: row as u32,
-                    z: 0,
-                },
-                aspect: wgpu::TextureAspect::All,
-            },
-            wgpu::Extent3d {
-                width: w as u32,
-                height: h as u32,
-                depth_or_array_layers: 1,
-            },
-        );
-    };
-    engine.scoped(|| {
-        if full > 0 {
-            copy(encoder, 0, width, full);
-        }
-        if tail > 0 {
-            copy(encoder, full, tail, 1);
-        }
-        Ok(())
-    })
-}
-
-/// Usages of a layer's weight buffer: storage, or uniform windows for
-/// `conv2d_tiled`, and copies to and from its texture.
-const WEIGHT_USAGE: wgpu::BufferUsages = STORAGE_USAGE.union(wgpu::BufferUsages::UNIFORM);
-
-/// Records the copy [`copy_to_texture`] made, backwards: the first `len`
-/// floats of `texture` into `buffer`.
-fn copy_from_texture(
-    encoder: &mut wgpu::CommandEncoder,
-    texture: &wgpu::Texture,
-    len: u64,
-    buffer: &wgpu::Buffer,
-) -> Result<()> {
+    texture: &'a wgpu::Texture,
+) -> Result<Vec<TexelCopy<'a>>> {
     if !len.is_multiple_of(4) {
         return Err(Error::Internal {
             what: "texture copy floats mod 4",
@@ -461,8 +407,16 @@ fn copy_from_texture(
     let width = u64::from(crate::plan::TEXTURE_WIDTH);
     let texels = len / 4;
     let (full, tail) = (texels / width, texels % width);
-    let mut copy = |row: u64, w: u64, h: u64| {
-        encoder.copy_texture_to_buffer(
+    let copy = |row: u64, w: u64, h: u64| {
+        (
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: row * width * 16,
+                    bytes_per_row: Some((width * 16) as u32),
+                    rows_per_image: None,
+                },
+            },
             wgpu::TexelCopyTextureInfo {
                 texture,
                 mip_level: 0,
@@ -473,26 +427,62 @@ fn copy_from_texture(
                 },
                 aspect: wgpu::TextureAspect::All,
             },
-            wgpu::TexelCopyBufferInfo {
-                buffer,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: row * width * 16,
-                    bytes_per_row: Some((width * 16) as u32),
-                    rows_per_image: None,
-                },
-            },
             wgpu::Extent3d {
                 width: w as u32,
                 height: h as u32,
                 depth_or_array_layers: 1,
             },
-        );
+        )
     };
+    let mut copies = Vec::with_capacity(2);
     if full > 0 {
-        copy(0, width, full);
+        copies.push(copy(0, width, full));
     }
     if tail > 0 {
-        copy(full, tail, 1);
+        copies.push(copy(full, tail, 1));
+    }
+    Ok(copies)
+}
+
+/// One buffer–texture copy: the buffer side, the texture side, the extent.
+type TexelCopy<'a> = (
+    wgpu::TexelCopyBufferInfo<'a>,
+    wgpu::TexelCopyTextureInfo<'a>,
+    wgpu::Extent3d,
+);
+
+/// Records a copy of the first `len` floats of `buffer` (whole vec4s) into
+/// `texture` ([`texture_copies`]).
+fn copy_to_texture(
+    engine: &Engine,
+    encoder: &mut wgpu::CommandEncoder,
+    buffer: &wgpu::Buffer,
+    len: u64,
+    texture: &wgpu::Texture,
+) -> Result<()> {
+    let copies = texture_copies(buffer, len, texture)?;
+    engine.scoped(|| {
+        for (from, to, extent) in copies {
+            encoder.copy_buffer_to_texture(from, to, extent);
+        }
+        Ok(())
+    })
+}
+
+/// Usages of a layer's weight buffer: storage, or uniform windows for
+/// `conv2d_tiled`, and copies to and from its texture.
+const WEIGHT_USAGE: wgpu::BufferUsages = STORAGE_USAGE.union(wgpu::BufferUsages::UNIFORM);
+
+/// Records the copy [`copy_to_texture`] makes, backwards: the first `len`
+/// floats of `texture` into `buffer`.
+fn copy_from_texture(
+    encoder: &mut wgpu::CommandEncoder,
+    texture: &wgpu::Texture,
+    len: u64,
+    buffer: &wgpu::Buffer,
+) -> Result<()> {
+    for (to, from, extent) in texture_copies(buffer, len, texture)? {
+        encoder.copy_texture_to_buffer(from, to, extent);
     }
     Ok(())
 }
@@ -729,9 +719,9 @@ impl LayerCore {
             };
             // `TWT` = 1 or 2: the kernel reads its weights from the layer's texture copy.
             let weight = if plan.key.reads_texture("TWT") {
-                Err(self.weight_texture(engine)?)
+                WeightBinding::Texture(self.weight_texture(engine)?)
             } else {
-                Ok(self.weight_buffer(engine)?)
+                WeightBinding::Buffer(self.weight_buffer(engine)?)
             };
             let bind = |i: usize,
                         input_res: wgpu::BindingResource<'_>,
@@ -757,8 +747,12 @@ impl LayerCore {
                         wgpu::BindGroupEntry {
                             binding: 2,
                             resource: match &weight {
-                                Err(view) => wgpu::BindingResource::TextureView(view),
-                                Ok(buffer) => window(buffer, chunk.weight.0, chunk.weight.1)?,
+                                WeightBinding::Texture(view) => {
+                                    wgpu::BindingResource::TextureView(view)
+                                }
+                                WeightBinding::Buffer(buffer) => {
+                                    window(buffer, chunk.weight.0, chunk.weight.1)?
+                                }
                             },
                         },
                         wgpu::BindGroupEntry {
