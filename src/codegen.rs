@@ -665,8 +665,9 @@ fn index_of(v: &[u32], x: u32) -> usize {
 /// tile's `PH` output rows, everything inside it unrolled. Each step loads
 /// the input rows of taps `K_H − j ..` ([`DepthwiseSpec::row_step`]) and
 /// takes the others' from the step before, so every input row is still
-/// loaded once, from `K_H` load sites per column group rather than one per
-/// tile row. Same bindings, grid and results as the file's loop form.
+/// loaded once where `S_H` is a multiple of `D_H` (once per output row that
+/// reads it otherwise), from `K_H` rows of load sites rather than one per
+/// input row of the tile. Same bindings, grid and results as the file's loop form.
 ///
 /// Lavapipe-specific, as `plan::storage_texture_reads`: the loop is there
 /// for compile time. Measured on lavapipe against the fully unrolled form
@@ -730,15 +731,10 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
     };
     // The carried taps' rows for output row 0, in `q{kh}_x{t}`.
     for kh in 0..carried {
-        for t in 0..cols.len() {
-            line(format!("    var q{kh}_x{t} = 0.0;"));
-        }
-        line("    {".into());
         line(load(format!("ih0 + {}", kh * d_h), &format!("p{kh}_")));
         for t in 0..cols.len() {
-            line(format!("        q{kh}_x{t} = p{kh}_x{t};"));
+            line(format!("    var q{kh}_x{t} = p{kh}_x{t};"));
         }
-        line("    }".into());
     }
     line("    for (var y = 0u; y < PH; y++) {".into());
     line("        let iy = ih0 + i32(y * S_H);".into());
