@@ -371,8 +371,19 @@ const MAX_TUNED_PIX: u32 = 16;
 /// 0.29–0.40 → 0.38–0.40 s (3 each); MobileNetV2 108.7 / 107.6 ms (5
 /// each, unchanged).
 const MAX_PH: u32 = 8;
-/// Unrolled multiply-adds per depthwise invocation (bounds code size and
-/// compile time): 8 rows of 8 pixels of a 3×3 kernel.
+/// Unrolled multiply-adds per row of a depthwise tile, `PIX · K_H · K_W`
+/// (bounds code size and compile time; `codegen::conv2d_depthwise_main`
+/// loops over the tile's rows). 8 pixels of a 7×7 kernel fit. When the
+/// kernel was fully unrolled this bounded the whole tile, `PH · PIX · K_H ·
+/// K_W` (8 rows of 8 pixels of a 3×3 kernel), which left 5×5 kernels 2 rows
+/// and 7×7 kernels 1. Bounding a row instead, measured on lavapipe (`wgconv
+/// bench --shape … --groups C --runs 9`, one process each, then medians of
+/// 4 alternated processes of `--runs 60` for the 28² planes): 7×7 on
+/// 96×56² 14.0 → 3.5 ms (8×1 → 8×8 tiles), 5×5 on 32×112² 6.5 → 2.8 ms
+/// (8×2 → 8×8), 5×5 on 240×28² 3.65 → 3.37 ms and 5×5 stride 2 on 144×56²
+/// 2.85 → 2.67 ms (8×2 → 4×4, [`DEPTHWISE_MIN_TILES`]); the `first conv`
+/// of the cold-start line with Mesa's shader cache off 0.33–0.63 s against
+/// 0.43–0.68 s. 3×3 layers are unchanged.
 const MAX_DEPTHWISE_FMAS: u32 = 576;
 
 /// Tiles of one channel the planner gives a depthwise layer at least, where
@@ -888,17 +899,14 @@ pub fn plan_with(
             blocks_per_group: shape.c_out_per_group(),
         },
         Kernel::Conv2dDepthwise => {
-            // A PH × PIX tile, a loop over its rows: keep the FMAs (and compile time) bounded.
+            // A PH × PIX tile, a loop over its rows: keep a row's FMAs (and compile time)
+            // bounded.
             let mut pix = pix();
             let mut ph = tile
                 .map_or(MAX_PH, |t| t.ph.clamp(1, MAX_PH))
                 .min(shape.h_out.next_power_of_two());
-            while ph * pix * shape.k_h * shape.k_w > MAX_DEPTHWISE_FMAS && (ph > 1 || pix > 1) {
-                if ph > 1 {
-                    ph /= 2;
-                } else {
-                    pix /= 2;
-                }
+            while pix * shape.k_h * shape.k_w > MAX_DEPTHWISE_FMAS && pix > 1 {
+                pix /= 2;
             }
             // A workgroup runs one channel's tiles: on a small plane, smaller tiles,
             // until a channel has DEPTHWISE_MIN_TILES of them (the larger side halved
@@ -1797,6 +1805,30 @@ mod tests {
         assert!(p.key.is("V", 1) && p.key.is("TIN", 0), "{}", p.key);
         assert_eq!(p.groups, [(64 * 6 * 6usize).div_ceil(64) as u32, 1, 1]);
         assert!(p.key.wgsl().unwrap().contains("phase: array<f32>"));
+    }
+
+    #[test]
+    fn depthwise_row_fmas_bound_the_pixels_not_the_rows() {
+        // (channels, plane, kernel) -> (PIX, PH): a row of 8 pixels of a
+        // 7×7 kernel fits MAX_DEPTHWISE_FMAS; of an 11×11 kernel, 4 do.
+        for (c, h, k, pix, ph) in [
+            (96, 56, 7, 8, 8),
+            (32, 112, 5, 8, 8),
+            (144, 56, 3, 8, 8),
+            (16, 64, 11, 4, 8),
+        ] {
+            let s = conv(
+                [1, c, h, h],
+                [c, 1, k, k],
+                Conv2dParams::default()
+                    .padding(Padding::uniform(k as u32 / 2))
+                    .groups(c as u32),
+            );
+            let key = plan(&s, Activation::None, &cpu(), None).key;
+            assert_eq!(key.kernel, Kernel::Conv2dDepthwise, "{key}");
+            assert!(key.is("PIX", pix) && key.is("PH", ph), "{k}x{k}: {key}");
+            assert!(pix * (k * k) as u32 <= MAX_DEPTHWISE_FMAS);
+        }
     }
 
     #[test]

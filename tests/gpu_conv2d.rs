@@ -372,7 +372,7 @@ fn depthwise_carries_rows_across_strides_and_dilations() {
         [u32; 4],
         (u32, u32),
     );
-    let cases: [CarryCase; 8] = [
+    let cases: [CarryCase; 9] = [
         (
             [1, 3, 21, 16],
             [3, 1, 3, 3],
@@ -436,6 +436,15 @@ fn depthwise_carries_rows_across_strides_and_dilations() {
             (1, 1),
             [0, 0, 1, 1],
             (4, 4),
+        ),
+        // 7×7 at 8 rows: a row of 8 pixels fits MAX_DEPTHWISE_FMAS.
+        (
+            [1, 2, 30, 20],
+            [2, 1, 7, 7],
+            (1, 1),
+            (1, 1),
+            [3, 3, 3, 3],
+            (8, 8),
         ),
     ];
     let mut vin = [false; 2];
