@@ -377,11 +377,11 @@ const MAX_PH: u32 = 8;
 /// kernel was fully unrolled this bounded the whole tile, `PH · PIX · K_H ·
 /// K_W` (8 rows of 8 pixels of a 3×3 kernel), which left 5×5 kernels 2 rows
 /// and 7×7 kernels 1. Bounding a row instead, measured on lavapipe (`wgconv
-/// bench --shape … --groups C --runs 9`, one process each, then medians of
-/// 4 alternated processes of `--runs 60` for the 28² planes): 7×7 on
-/// 96×56² 14.0 → 3.5 ms (8×1 → 8×8 tiles), 5×5 on 32×112² 6.5 → 2.8 ms
-/// (8×2 → 8×8), 5×5 on 240×28² 3.65 → 3.37 ms and 5×5 stride 2 on 144×56²
-/// 2.85 → 2.67 ms (8×2 → 4×4, [`DEPTHWISE_MIN_TILES`]); the `first conv`
+/// bench --shape … --groups C`, medians of 3 alternated processes of
+/// `--runs 30`, then of 4 of `--runs 60` for the 28² planes): 7×7 on 96×56²
+/// 15.6 → 3.9 ms (8×1 → 8×8 tiles), 5×5 on 32×112² 7.0 → 4.0 ms (8×2 →
+/// 8×8), 5×5 on 240×28² 3.65 → 3.37 ms and 5×5 stride 2 on 144×56² 2.85 →
+/// 2.67 ms (8×2 → 4×4, [`DEPTHWISE_MIN_TILES`]); the `first conv`
 /// of the cold-start line with Mesa's shader cache off 0.33–0.63 s against
 /// 0.43–0.68 s. 3×3 layers are unchanged.
 const MAX_DEPTHWISE_FMAS: u32 = 576;
