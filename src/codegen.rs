@@ -603,10 +603,9 @@ fn rotate_down(rows: impl IntoIterator<Item = String>, cob4: u32, indent: &str) 
 /// The specialisation of `conv2d_depthwise` that the generator unrolls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepthwiseSpec {
-    /// Output columns per invocation.
+    /// Output columns per invocation (the rows, `PH`, are a loop bound the
+    /// generated code reads from its specialisation constant).
     pub pix: u32,
-    /// Output rows per invocation.
-    pub ph: u32,
     /// Kernel height.
     pub k_h: u32,
     /// Kernel width.
@@ -1086,11 +1085,10 @@ mod tests {
 
     #[test]
     fn depthwise_rows_load_once_from_one_site_per_tap() {
-        // 4x8 tile, 3x3, stride 1: 10 columns; each output row loads one
+        // 8 columns, 3x3, stride 1: 10 input columns; each output row loads one
         // new input row and carries two.
         let s = DepthwiseSpec {
             pix: 8,
-            ph: 4,
             k_h: 3,
             k_w: 3,
             stride: (1, 1),

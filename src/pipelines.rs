@@ -374,7 +374,6 @@ impl KernelKey {
             Kernel::Conv2dDepthwise => {
                 let spec = codegen::DepthwiseSpec {
                     pix: get("PIX")?,
-                    ph: get("PH")?,
                     k_h: get("K_H")?,
                     k_w: get("K_W")?,
                     stride: (get("S_H")?, get("S_W")?),

@@ -939,7 +939,7 @@ pub fn plan_with(
                 ),
             ];
             let mut consts = consts;
-            if let Some(a) = depthwise_vec4_input(shape, pix, ph, adapter) {
+            if let Some(a) = depthwise_vec4_input(shape, pix, adapter) {
                 consts[8].1 = 1;
                 consts[9].1 = a;
             }
@@ -1488,12 +1488,10 @@ pub fn depthwise_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterPro
 pub fn depthwise_vec4_input(
     shape: &Conv2dShape,
     pix: u32,
-    ph: u32,
     adapter: &AdapterProfile,
 ) -> Option<u32> {
     let spec = crate::codegen::DepthwiseSpec {
         pix,
-        ph,
         k_h: shape.k_h,
         k_w: shape.k_w,
         stride: (shape.stride_h, shape.stride_w),
