@@ -369,8 +369,19 @@ const MAX_TUNED_PIX: u32 = 16;
 /// compile time, and strided layers take 8 too: dw3s2 3.28 → 2.64 ms
 /// (medians of 5 alternated processes, `--runs 100`), its first result
 /// 0.29–0.40 → 0.38–0.40 s (3 each); MobileNetV2 108.7 / 107.6 ms (5
-/// each, unchanged).
-const MAX_PH: u32 = 8;
+/// each, unchanged). 16 rows where the plane has
+/// [`DEPTHWISE_MIN_TILES`] of them (planes of 56² keep 8 rows: 28 tiles of
+/// 8×16), `wgconv bench --shape … --groups C`, medians of alternated
+/// processes, ms:
+///
+/// | layer | 8 rows | 16 rows |
+/// |---|---|---|
+/// | 3×3 on 32×112² (6 × `--runs 60`) | 2.06 | 1.85 |
+/// | 3×3 on 64×224² (3 × `--runs 30`) | 17.1 | 14.6 |
+/// | 5×5 on 32×112² (3 × `--runs 30`) | 2.83 | 2.66 |
+/// | 7×7 on 96×112² (4 × `--runs 20`) | 13.9 | 10.9 |
+/// | 11×11 on 16×64², 4 pixels (4 × `--runs 30`) | 2.43 | 1.59 |
+const MAX_PH: u32 = 16;
 /// Unrolled multiply-adds per row of a depthwise tile, `PIX · K_H · K_W`
 /// (bounds code size and compile time; `codegen::conv2d_depthwise_main`
 /// loops over the tile's rows). 8 pixels of a 7×7 kernel fit. When the
@@ -1808,12 +1819,14 @@ mod tests {
     #[test]
     fn depthwise_row_fmas_bound_the_pixels_not_the_rows() {
         // (channels, plane, kernel) -> (PIX, PH): a row of 8 pixels of a
-        // 7×7 kernel fits MAX_DEPTHWISE_FMAS; of an 11×11 kernel, 4 do.
+        // 7×7 kernel fits MAX_DEPTHWISE_FMAS; of an 11×11 kernel, 4 do. Rows
+        // up to MAX_PH where the plane keeps DEPTHWISE_MIN_TILES tiles (56²:
+        // 7 × 4 tiles of 8×16 are too few, so 8 rows).
         for (c, h, k, pix, ph) in [
             (96, 56, 7, 8, 8),
-            (32, 112, 5, 8, 8),
+            (32, 112, 5, 8, 16),
             (144, 56, 3, 8, 8),
-            (16, 64, 11, 4, 8),
+            (16, 64, 11, 4, 16),
         ] {
             let s = conv(
                 [1, c, h, h],

@@ -372,7 +372,7 @@ fn depthwise_carries_rows_across_strides_and_dilations() {
         [u32; 4],
         (u32, u32),
     );
-    let cases: [CarryCase; 9] = [
+    let cases: [CarryCase; 11] = [
         (
             [1, 3, 21, 16],
             [3, 1, 3, 3],
@@ -445,6 +445,23 @@ fn depthwise_carries_rows_across_strides_and_dilations() {
             (1, 1),
             [3, 3, 3, 3],
             (8, 8),
+        ),
+        // 16 rows (MAX_PH), with a partial last tile: carried at stride 1 and 2.
+        (
+            [1, 3, 40, 16],
+            [3, 1, 3, 3],
+            (1, 1),
+            (1, 1),
+            [1, 1, 1, 1],
+            (8, 16),
+        ),
+        (
+            [1, 2, 45, 24],
+            [2, 1, 3, 3],
+            (2, 2),
+            (1, 1),
+            [1, 1, 1, 1],
+            (8, 16),
         ),
     ];
     let mut vin = [false; 2];
