@@ -715,6 +715,35 @@ fn plan_net_prints_the_report() {
 }
 
 #[test]
+fn bench_net_times_more_runs_than_one_query_set_holds() {
+    gpu_or_skip!();
+    // 4 layers: 5 timestamps a run, 5000 for 1000 runs, more than a query set
+    // holds (wgpu::QUERY_SET_MAX_QUERIES, 4096): the runs go in batches.
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("net.json");
+    let o = wgconv(&[
+        "bench",
+        "--net",
+        "resnext_block",
+        "--size",
+        "small",
+        "--runs",
+        "1000",
+        "--warmup",
+        "0",
+        "--no-check",
+        "--json",
+        json.to_str().unwrap_or(""),
+    ]);
+    assert!(o.status.success(), "{:?}", stderr_lines(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("json");
+    let net = &v["layers"][0];
+    assert_eq!(net["name"], "resnext_block");
+    assert!(net["median_ms"].as_f64().unwrap_or(0.0) > 0.0, "{net}");
+}
+
+#[test]
 fn bench_net_times_and_checks_a_network() {
     gpu_or_skip!();
     let dir = tempfile::tempdir().expect("dir");

@@ -341,33 +341,54 @@ pub struct LayerTime {
     pub kernel: String,
 }
 
-/// Per-run timestamps: `[run][0..=layers]` in ms from the run's start.
+/// Per-run timestamps: `[run][0..=layers]` in ms from the run's start. The
+/// runs are recorded in batches whose timestamps fit one query set
+/// (`wgpu::QUERY_SET_MAX_QUERIES`), each batch submitted and read back on
+/// its own.
 fn time_gpu(
     engine: &Engine,
     net: &Network,
     x: &GpuTensor,
     runs: u32,
 ) -> anyhow::Result<Vec<Vec<f64>>> {
-    let per_run = net.layers().len() as u32 + 1;
-    let stamps = wgconv::timing::record_timed(engine, per_run * runs, |enc, qs| {
-        let mut outs = Vec::with_capacity(runs as usize);
-        for r in 0..runs {
-            let base = r * per_run;
-            outs.push(net.record_with(engine, enc, x, &mut |enc, step| {
-                let i = match step {
-                    Step::Start => 0,
-                    Step::After(i) => i as u32 + 1,
-                };
-                enc.write_timestamp(qs, base + i);
-                Ok(())
-            })?);
-        }
-        Ok::<_, anyhow::Error>(outs)
-    })?;
-    Ok(stamps
-        .chunks_exact(per_run as usize)
-        .map(|t| t.iter().map(|&v| (v - t[0]).max(0.0)).collect())
-        .collect())
+    let per_run = u32::try_from(net.layers().len() + 1)
+        .ok()
+        .filter(|&n| n <= wgpu::QUERY_SET_MAX_QUERIES)
+        .ok_or_else(|| {
+            anyhow!(
+                "{} layers: too many to time with GPU timestamps (at most {}); use --wall",
+                net.layers().len(),
+                wgpu::QUERY_SET_MAX_QUERIES - 1
+            )
+        })?;
+    let batch = wgpu::QUERY_SET_MAX_QUERIES / per_run;
+    let mut samples = Vec::with_capacity(runs as usize);
+    let mut done = 0;
+    while done < runs {
+        let n = batch.min(runs - done);
+        let stamps = wgconv::timing::record_timed(engine, per_run * n, |enc, qs| {
+            let mut outs = Vec::with_capacity(n as usize);
+            for r in 0..n {
+                let base = r * per_run;
+                outs.push(net.record_with(engine, enc, x, &mut |enc, step| {
+                    let i = match step {
+                        Step::Start => 0,
+                        Step::After(i) => i as u32 + 1,
+                    };
+                    enc.write_timestamp(qs, base + i);
+                    Ok(())
+                })?);
+            }
+            Ok::<_, anyhow::Error>(outs)
+        })?;
+        samples.extend(
+            stamps
+                .chunks_exact(per_run as usize)
+                .map(|t| t.iter().map(|&v| (v - t[0]).max(0.0)).collect()),
+        );
+        done += n;
+    }
+    Ok(samples)
 }
 
 fn time_wall(engine: &Engine, net: &Network, x: &GpuTensor, runs: u64) -> anyhow::Result<Vec<f64>> {
