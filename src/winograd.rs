@@ -382,7 +382,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 /// The generated `main` of `winograd_input` for `spec` (`None` for an `m`
 /// not in [`TILES`]): unrolled, or in phase mode a loop over input rows
-/// ([`winograd_input_phased`]).
+/// (`winograd_input_phased`).
 pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
     if spec.dil {
         return winograd_input_phased(spec);
@@ -434,23 +434,23 @@ pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
 /// located once before the loop), applies `B` to it (`e = d[u] B`, constant
 /// coefficients, zeros skipped) and adds `Bᵀ[r][u]·e` to row `r` of the
 /// result (`V = Σ_u Bᵀ[:, u] ⊗ d[u] B = Bᵀ d B`), the 4 tiles in the 4
-/// lanes of each vec4. A second loop stores the `α²` elements from one
-/// store site.
+/// lanes of each vec4; the `α²` stores follow, unrolled.
 ///
-/// Unrolled (its `4·α²` loads, both passes and the `α²` stores each their
-/// own code), F(4×4)'s module was the largest part of `aspp12`'s and
-/// `ctx8`'s cold start. Measured on lavapipe with Mesa's shader cache off:
+/// Unrolled (its `4·α²` loads and both passes each their own code too),
+/// F(4×4)'s module was the largest part of `aspp12`'s and `ctx8`'s cold
+/// start. Measured on lavapipe with Mesa's shader cache off:
 /// - its first dispatch (`examples/first_dispatch.rs` on the dumped module,
-///   medians of 3 alternated processes): 0.87 s unrolled, 0.45 s this way;
-/// - the whole process to the first result (3 each, with the output change
-///   of [`winograd_output_main`]): ctx8 2.21–2.37 → 1.85–1.98 s, aspp12
-///   2.49–2.66 → 1.99–2.10 s;
-/// - run time within noise (medians of 3 alternated processes, `--runs
-///   20`): ctx8 14.7 → 14.0 ms, aspp12 54.4 → 56.3 ms.
+///   medians of 5 alternated processes): 0.93 s unrolled, 0.63 s this way;
+/// - the whole process to the first result (4 alternated processes each):
+///   ctx8 2.04–2.55 → 1.60–2.17 s, aspp12 1.89–2.33 → 1.48–2.04 s;
+/// - run time (medians of 5 alternated processes, `--runs 30`): ctx8 13.7 →
+///   13.9 ms, aspp12 55.3 → 58.0 ms, within this machine's noise.
 ///
-/// Without phases the unrolled form stays: there the store loop's shifts
-/// (35 vec4 moves per element) cost `b8` 14 %, and the loop over rows
-/// alone compiled no faster.
+/// Storing through a loop (one store site, the others shifted down after
+/// each) compiled in 0.42 s but cost ctx8 and aspp12 10 % (6 alternated
+/// processes: 13.1 → 14.4 ms, 54.1 → 59.6 ms), as it cost `b8` 14 %
+/// without phases; without phases the unrolled form stays, as the loop
+/// over rows alone compiled no faster there.
 fn winograd_input_phased(spec: &TransformSpec) -> Option<String> {
     let mats = matrices(spec.m)?;
     let a = mats.alpha;
@@ -516,26 +516,19 @@ fn winograd_input_phased(spec: &TransformSpec) -> Option<String> {
     for r in 0..a {
         line(&format!("        let k{r} = bt({r}u, u);"));
         for b in 0..a {
-            line(&format!(
-                "        v{r}_{b} = fma(vec4<f32>(k{r}), e{b}, v{r}_{b});"
-            ));
+            line(&format!("        v{r}_{b} += k{r} * e{b};"));
         }
     }
     line("    }");
-    // Element ξ = r·α + b of the quad's 4 tiles, one vec4 in plane ξ·c + ch: a loop
-    // that stores v0_0 and shifts the others down.
-    let names: Vec<String> = (0..a * a)
-        .map(|xi| format!("v{}_{}", xi / a, xi % a))
-        .collect();
-    line("    for (var xi = 0u; xi < A * A; xi++) {");
-    line(&format!(
-        "        output[(xi * p.c + ch) * p.quads + q] = {};",
-        names[0]
-    ));
-    for w in names.windows(2) {
-        line(&format!("        {} = {};", w[0], w[1]));
+    line("    // Element ξ of the quad's 4 tiles, one vec4 in plane ξ·c + ch.");
+    for r in 0..a {
+        for b in 0..a {
+            let xi = r * a + b;
+            line(&format!(
+                "    output[({xi}u * p.c + ch) * p.quads + q] = v{r}_{b};"
+            ));
+        }
     }
-    line("    }");
     line("}");
     Some(s)
 }
@@ -577,21 +570,14 @@ fn input_math(
     }
 }
 
-/// The generated `main` of `winograd_output` for `spec` (`None` for an `m`
-/// not in [`TILES`]): a loop over the `α` rows `k` of the quad's `Mt`
-/// tiles. Each step loads row `k` (one vec4 per column: the 4 tiles),
-/// applies `A` to it (`g = Mt[k] A`, constant coefficients, zeros skipped)
-/// and adds `Aᵀ[r][k]·g` to row `r` of the result (`Y = Aᵀ Mt A`); the
-/// bias, the activation and the stores follow the loop. The transforms are
-/// most of a Winograd layer's compile time on lavapipe: first dispatch of
-/// the F(4×4) modules with Mesa's shader cache off, unrolled, 0.45 s
-/// (input), 0.26 s (output), 0.87–1.08 s and 0.48–0.50 s in phase mode,
-/// against 0.65 s for the GEMM between them. Looping over the rows took
-/// the phase-mode output to 0.41 s and left the other at 0.26 s (medians
-/// of 3 alternated processes), and ran no slower (`wgconv bench --runs
-/// 30`, medians of 4 alternated processes, with the input change below:
-/// r3x3 10.1 → 9.2 ms, b8 44.9 → 46.3, ctx8 13.7 → 13.9, aspp12 55.6 →
-/// 58.9, all within this machine's noise).
+/// The unrolled `main` of `winograd_output` for `spec` (`None` for an `m`
+/// not in [`TILES`]). A loop over the rows of `Mt` (as in phase-mode
+/// [`winograd_input_main`]) compiled faster in phase mode on lavapipe (first
+/// dispatch 0.50 → 0.41 s) and no faster without, but on wgpu's GL backend
+/// over llvmpipe its results differed in the last bits between the module
+/// that reads `Mt` from a texture and the one that reads a buffer
+/// (`texture_inputs_match_storage_inputs_exactly`), where this form gives
+/// the same bits.
 pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
     let mats = matrices(spec.m)?;
     let (m, a) = (mats.m, mats.alpha);
@@ -612,37 +598,35 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
     });
     line("        return;");
     line("    }");
-    // Row r, column c of Y for the quad's 4 tiles.
-    for r in 0..m {
-        for c in 0..m {
-            line(&format!("    var y{r}_{c} = vec4<f32>(0.0);"));
-        }
-    }
-    line("    for (var k = 0u; k < A; k++) {");
-    for b in 0..a {
+    for xi in 0..a * a {
         line(&format!(
-            "        let m{b} = mt[((k * A + {b}u) * p.c + ch) * p.quads + q];"
+            "    let m{xi} = mt[({xi}u * p.c + ch) * p.quads + q];"
         ));
     }
-    for c in 0..m {
-        let terms: Vec<(f64, String)> = (0..a)
-            .map(|b| (mats.at[c * a + b], format!("m{b}")))
-            .collect();
-        line(&format!("        let g{c} = {};", lin(&terms)));
-    }
-    for r in 0..m {
-        line(&format!("        let k{r} = at({r}u, k);"));
-        for c in 0..m {
-            line(&format!(
-                "        y{r}_{c} = fma(vec4<f32>(k{r}), g{c}, y{r}_{c});"
-            ));
-        }
-    }
-    line("    }");
     line("    let bk = bias[ch];");
     let comps = ["x", "y", "z", "w"];
-    // Tile i's output at row r, column c.
-    let y = |i: usize, r: usize, c: usize| format!("activate(y{r}_{c}.{} + bk)", comps[i]);
+    for (i, comp) in comps.iter().enumerate() {
+        // s = Aᵀ M (m × α); y = s A (m × m).
+        for r in 0..m {
+            for b in 0..a {
+                let terms: Vec<(f64, String)> = (0..a)
+                    .map(|k| (mats.at[r * a + k], format!("m{}.{comp}", k * a + b)))
+                    .collect();
+                line(&format!("    let s{i}_{r}_{b} = {};", lin(&terms)));
+            }
+        }
+        for r in 0..m {
+            for c in 0..m {
+                let terms: Vec<(f64, String)> = (0..a)
+                    .map(|b| (mats.at[c * a + b], format!("s{i}_{r}_{b}")))
+                    .collect();
+                line(&format!(
+                    "    let y{i}_{r}_{c} = activate({} + bk);",
+                    lin(&terms)
+                ));
+            }
+        }
+    }
     if spec.dil {
         // Tile i's outputs: rows oy{i} + d_h·r, columns ox{i} + d_w·c of image n{i}.
         for i in 0..4 {
@@ -657,8 +641,7 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
                         "        let oxc{i}_{r}_{c} = ox{i} + {c}u * p.dil_w;"
                     ));
                     line(&format!(
-                        "        if oxc{i}_{r}_{c} < p.w {{ output[obase{i} + oyr{i}_{r} * p.w + oxc{i}_{r}_{c}] = {}; }}",
-                        y(i, r, c)
+                        "        if oxc{i}_{r}_{c} < p.w {{ output[obase{i} + oyr{i}_{r} * p.w + oxc{i}_{r}_{c}] = y{i}_{r}_{c}; }}"
                     ));
                 }
                 line("    }");
@@ -671,7 +654,7 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
     line("    let ow0 = tx * M;");
     line("    let obase = (n * p.c + ch) * p.h * p.w;");
     // The quad's outputs: rows oh0 + r, columns ow0 + col (col = i·m + c of tile i).
-    let y_at = |r: usize, col: usize| y(col / m, r, col % m);
+    let y = |r: usize, col: usize| format!("y{}_{r}_{}", col / m, col % m);
     for r in 0..m {
         line(&format!("    if oh0 + {r}u < p.h {{"));
         line(&format!(
@@ -680,7 +663,7 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
         if spec.vec4.is_some() {
             // ow0 = 4·M·(tx / 4) and w are multiples of 4: each vec4 is in or out whole.
             for j in 0..m {
-                let v: Vec<String> = (4 * j..4 * j + 4).map(|col| y_at(r, col)).collect();
+                let v: Vec<String> = (4 * j..4 * j + 4).map(|col| y(r, col)).collect();
                 line(&format!(
                     "        if ow0 + {}u < p.w {{ output[o{r} / 4u + {j}u] = vec4<f32>({}); }}",
                     4 * j,
@@ -691,7 +674,7 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
             for col in 0..4 * m {
                 line(&format!(
                     "        if ow0 + {col}u < p.w {{ output[o{r} + {col}u] = {}; }}",
-                    y_at(r, col)
+                    y(r, col)
                 ));
             }
         }
@@ -845,17 +828,13 @@ mod tests {
                 let spec = TransformSpec { m, vec4, dil };
                 let a = (m + 2) as usize;
                 let input = winograd_input_main(&spec).unwrap();
-                // One store per transformed element, unrolled, or one store site in a
-                // loop over them (phase mode, where a loop over the input rows also
-                // takes the column pass's coefficients from `bt`).
-                let stores = if dil { 1 } else { a * a };
-                assert_eq!(input.matches("output[(").count(), stores, "{input}");
+                // One store per transformed element; in phase mode a loop over the
+                // input rows takes the column pass's coefficients from `bt`.
+                assert_eq!(input.matches("output[(").count(), a * a, "{input}");
                 assert_eq!(input.contains("bt(0u, u)"), dil);
-                // A loop over the rows of M: one load per column of a row; `at` gives
-                // the column pass's coefficients.
+                // One load per element of M.
                 let output = winograd_output_main(&spec).unwrap();
-                assert_eq!(output.matches("let m").count(), a);
-                assert!(output.contains(&format!("at({}u, k)", m - 1)));
+                assert_eq!(output.matches("let m").count(), a * a);
                 // Bᵀ's −5 (m = 4) and ½ never appear: G is applied on the host.
                 assert_eq!(input.contains("5.0 *"), m == 4);
                 assert!(!input.contains("0.5"));
