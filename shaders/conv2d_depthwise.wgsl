@@ -18,8 +18,10 @@
 // elements apart (h·w, or rows·w for a row band the host staged through a scratch buffer).
 // The host guarantees that every index this kernel computes lies inside its window.
 //
-// Grid: x = tile within an output plane ((oh / PH) · blocks_w + ow / PIX), y = output
-// channel co, z = batch n; weight loads are uniform across a workgroup.
+// Grid: x = tile of CB channels ((oh / PH) · blocks_w · CB + c · blocks_w + ow / PIX, channel
+// co = y · CB + c), y = unit of CB output channels, z = batch n. A workgroup's invocations
+// take consecutive tile columns of CB channels, then the next tile row, so a plane of few
+// tiles still fills a workgroup.
 // Index math (input channel ci = co / m; taps outside the input read zero):
 //   out[n, co, oh, ow] = act(bias[co] + Σ_{kh, kw} w[co, 0, kh, kw]
 //       · x[n, ci, oh·S_H − pad_top + kh·D_H, ow·S_W − pad_left + kw·D_W])
@@ -57,6 +59,8 @@ const TIN: u32 = 0u;
 // row's PIX columns as aligned vec4s (see plan::depthwise_vec4_output); the loop form
 // below always stores scalars.
 const VOUT: u32 = 0u;
+// Output channels per grid unit (a divisor of c_out).
+const CB: u32 = 1u;
 // specialise:end
 
 struct Params {
@@ -114,9 +118,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if item >= p.x_end {
         return;
     }
-    let oh0 = (item / p.blocks_w) * PH;
-    let ow0 = (item % p.blocks_w) * PIX;
-    let co = p.y0 + lw.y;
+    let per_row = p.blocks_w * CB;
+    let in_row = item % per_row;
+    let oh0 = (item / per_row) * PH;
+    let ow0 = (in_row % p.blocks_w) * PIX;
+    let co = (p.y0 + lw.y) * CB + in_row / p.blocks_w;
     let n = p.z0 + lw.z;
     let ci = co / p.c_out_per_group;
     let x_plane = (n * p.c_in + ci) * p.in_cstride;

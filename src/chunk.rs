@@ -180,8 +180,8 @@ struct GridMap {
     /// `ceil(h_out / rows_per_item)`.
     grid_rows: u32,
     y_units: u32,
-    /// Output channels per unit (blocked kernels); `None`: one channel per unit.
-    unit_channels: Option<u32>,
+    /// The output channels of a unit.
+    unit_channels: UnitChannels,
     blocks_per_group: u32,
     /// Weight elements (of the weight binding's element type) per unit.
     weight_unit: u64,
@@ -199,6 +199,19 @@ struct GridMap {
     /// Input channels per step of the kernel's reduction loop (`CU` of
     /// `conv2d_tiled`, else 1): every reduction segment is a multiple of it.
     channel_step: u32,
+}
+
+/// The output channels of a grid unit (a y coordinate).
+#[derive(Debug, Clone, Copy)]
+enum UnitChannels {
+    /// One channel.
+    One,
+    /// A block of this many channels within a group (the last of a group may
+    /// be short): the blocked kernels.
+    Block(u32),
+    /// This many consecutive channels, which may span groups, a divisor of
+    /// `c_out`: the depthwise kernel (`CB`).
+    Span(u32),
 }
 
 /// The weight window of `conv2d_tiled`: a uniform array of exactly `cap`
@@ -245,7 +258,7 @@ impl GridMap {
         let (items_per_row, unit_channels, y_units, weight_unit, weight_elem, uniform_weight) =
             match (plan.key.kernel, plan.layout) {
                 (Kernel::Conv2dDirect, WeightLayout::Natural) => {
-                    (s.w_out, None, s.c_out, cpg_in * taps, 4, None)
+                    (s.w_out, UnitChannels::One, s.c_out, cpg_in * taps, 4, None)
                 }
                 (Kernel::Conv2dDepthwise, WeightLayout::Natural) => {
                     if s.c_in_per_group() != 1 {
@@ -255,7 +268,23 @@ impl GridMap {
                     spec_is(plan, "K_H", s.k_h)?;
                     spec_is(plan, "S_H", s.stride_h)?;
                     spec_is(plan, "D_H", s.dil_h)?;
-                    (plan.blocks_w, None, s.c_out, cpg_in * taps, 4, None)
+                    // Items run over tile columns of CB consecutive channels, then rows.
+                    let cb = spec(plan, "CB").unwrap_or(0);
+                    if cb == 0 || !s.c_out.is_multiple_of(cb) {
+                        return Err(internal("channels per depthwise unit", 1, u64::from(cb)));
+                    }
+                    let ipr = plan.blocks_w.checked_mul(cb).ok_or(Error::SizeOverflow {
+                        what: "depthwise items per row",
+                        limit: "u32 indices",
+                    })?;
+                    (
+                        ipr,
+                        UnitChannels::Span(cb),
+                        s.c_out / cb,
+                        taps * u64::from(cb),
+                        4,
+                        None,
+                    )
                 }
                 (Kernel::Conv2dTiled, WeightLayout::Blocked { cob4 })
                 | (Kernel::ConvTranspose2d, WeightLayout::Blocked { cob4 }) => {
@@ -294,7 +323,7 @@ impl GridMap {
                     };
                     (
                         ipr,
-                        Some(cob),
+                        UnitChannels::Block(cob),
                         units,
                         cpg_in * taps * u64::from(cob4),
                         16,
@@ -343,7 +372,7 @@ impl GridMap {
                     })?;
                     (
                         s.w_out,
-                        Some(cob),
+                        UnitChannels::Block(cob),
                         units,
                         cpg_in * taps * u64::from(cob4),
                         16,
@@ -460,17 +489,27 @@ impl GridMap {
         Ok((0..n).map(|k| (bound(k), bound(k + 1))).collect())
     }
 
-    /// Group, and output channels `[lo, hi)`, of unit `y`.
-    fn unit(&self, s: &Conv2dShape, y: u32) -> (u32, u64, u64) {
+    /// Groups `[g_lo, g_hi)` and output channels `[lo, hi)` of unit `y`.
+    fn unit(&self, s: &Conv2dShape, y: u32) -> ((u32, u32), u64, u64) {
         let cpg_out = u64::from(s.c_out_per_group());
         match self.unit_channels {
-            None => (y / s.c_out_per_group(), u64::from(y), u64::from(y) + 1),
-            Some(cob) => {
+            UnitChannels::One => {
+                let g = y / s.c_out_per_group();
+                ((g, g + 1), u64::from(y), u64::from(y) + 1)
+            }
+            UnitChannels::Block(cob) => {
                 let g = y / self.blocks_per_group;
                 let first =
                     u64::from(g) * cpg_out + u64::from(y % self.blocks_per_group) * u64::from(cob);
                 let end = (u64::from(g) + 1) * cpg_out;
-                (g, first, (first + u64::from(cob)).min(end))
+                ((g, g + 1), first, (first + u64::from(cob)).min(end))
+            }
+            UnitChannels::Span(cb) => {
+                let lo = u64::from(y) * u64::from(cb);
+                let hi = lo + u64::from(cb);
+                // Channels below c_out < 2³², so their groups fit u32.
+                let group = |co: u64| (co / cpg_out) as u32;
+                ((group(lo), group(hi - 1) + 1), lo, hi)
             }
         }
     }
@@ -617,10 +656,10 @@ impl Planner<'_> {
     /// Input and output channel ranges of units `[y0, y1)`.
     fn channels(&self, y: (u32, u32)) -> ((u64, u64), (u64, u64)) {
         let cpg_in = u64::from(self.s.c_in_per_group());
-        let (g0, co_lo, _) = self.map.unit(self.s, y.0);
-        let (g1, _, co_hi) = self.map.unit(self.s, y.1 - 1);
+        let ((g0, _), co_lo, _) = self.map.unit(self.s, y.0);
+        let ((_, g1), _, co_hi) = self.map.unit(self.s, y.1 - 1);
         (
-            (u64::from(g0) * cpg_in, (u64::from(g1) + 1) * cpg_in),
+            (u64::from(g0) * cpg_in, u64::from(g1) * cpg_in),
             (co_lo, co_hi),
         )
     }
@@ -1150,8 +1189,14 @@ mod tests {
     /// Every index the kernels can form, enumerated per chunk (the index
     /// math of the shaders, written out), must lie inside its window; every
     /// output must be covered by exactly one chunk.
+    /// [`check_schedule_on`] a CPU adapter whose storage bindings are
+    /// `budget`'s (as an engine's profile and budget come from the same limits).
     fn check_schedule(shape: &Conv2dShape, force: Option<Kernel>, budget: Budget) -> Schedule {
-        check_schedule_on(shape, force, budget, &cpu())
+        let profile = AdapterProfile {
+            max_storage_binding: budget.binding,
+            ..cpu()
+        };
+        check_schedule_on(shape, force, budget, &profile)
     }
 
     /// [`check_schedule`] planned for `profile`; also checks that every
@@ -1216,11 +1261,16 @@ mod tests {
             let (oh0, oh1) = (t0 * rpi, (t1 * rpi).min(s.h_out));
             for n in p.z0..p.z0 + p.grid_z {
                 for y in p.y0..p.y0 + p.grid_y {
-                    let (g, co_lo, co_hi) = map.unit(s, y);
+                    let ((g_lo, g_hi), co_lo, co_hi) = map.unit(s, y);
                     // Weight: the unit's block, for the segment's input channels.
                     let per_ci = map.weight_unit / u(cpg);
                     let w0 = u(y) * map.weight_unit + u(p.ci0) * per_ci - u(p.w_base);
                     assert!(w0 + u(p.ci1 - p.ci0) * per_ci <= w_len);
+                    for co in co_lo..co_hi {
+                        // The unit's groups hold every channel's inputs.
+                        let g = co / u(s.c_out_per_group());
+                        assert!(u(g_lo) <= g && g < u(g_hi), "{s:?}: unit {y}, channel {co}");
+                    }
                     for oh in oh0..oh1 {
                         for co in co_lo..co_hi {
                             for ow in 0..u(s.w_out) {
@@ -1237,7 +1287,7 @@ mod tests {
                             }
                         }
                         let cpg = s.c_in_per_group();
-                        for ci in g * cpg..(g + 1) * cpg {
+                        for ci in g_lo * cpg..g_hi * cpg {
                             for kh in 0..s.k_h {
                                 let ih = match s.kind {
                                     ConvKind::Forward => {
@@ -1294,6 +1344,12 @@ mod tests {
             check_schedule(&s, None, small(1 << 20)).level,
             ChunkLevel::Whole
         );
+        // Whole, depthwise with multiplier 3: units of 64 channels (CB), each spanning
+        // groups, that every output and every input row a unit reads lie in.
+        let s = fwd([2, 64, 9, 7], [192, 1, 3, 3], pad1.groups(64));
+        let sc = check_schedule(&s, None, small(1 << 20));
+        assert_eq!(sc.level, ChunkLevel::Whole);
+        assert_eq!(sc.chunks[0].uniforms.grid_y, 3);
         // Batch: 5 images of 3·13·7 floats, unaligned starts.
         let s = fwd([5, 3, 13, 7], [4, 3, 3, 3], pad1);
         let sc = check_schedule(&s, None, small(4096));

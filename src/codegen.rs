@@ -687,9 +687,12 @@ pub fn conv2d_depthwise_main(spec: &DepthwiseSpec) -> String {
         s.push_str(&text);
         s.push('\n');
     };
-    line("    let oh0 = (item / p.blocks_w) * PH;".into());
-    line("    let ow0 = (item % p.blocks_w) * PIX;".into());
-    line("    let co = p.y0 + lw.y;".into());
+    // Items run over the tile columns of CB channels (unit lw.y's), then tile rows.
+    line("    let per_row = p.blocks_w * CB;".into());
+    line("    let in_row = item % per_row;".into());
+    line("    let oh0 = (item / per_row) * PH;".into());
+    line("    let ow0 = (in_row % p.blocks_w) * PIX;".into());
+    line("    let co = (p.y0 + lw.y) * CB + in_row / p.blocks_w;".into());
     line("    let x_plane = (n * p.c_in + co / p.c_out_per_group) * p.in_cstride;".into());
     line("    let hin = i32(p.h_in);".into());
     line("    let win = i32(p.w_in);".into());

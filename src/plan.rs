@@ -369,10 +369,10 @@ const MAX_TUNED_PIX: u32 = 16;
 /// compile time, and strided layers take 8 too: dw3s2 3.28 → 2.64 ms
 /// (medians of 5 alternated processes, `--runs 100`), its first result
 /// 0.29–0.40 → 0.38–0.40 s (3 each); MobileNetV2 108.7 / 107.6 ms (5
-/// each, unchanged). 16 rows where the plane has
-/// [`DEPTHWISE_MIN_TILES`] of them (planes of 56² keep 8 rows: 28 tiles of
-/// 8×16), `wgconv bench --shape … --groups C`, medians of alternated
-/// processes, ms:
+/// each, unchanged). 16 rows (at first only where the plane kept
+/// [`DEPTHWISE_MIN_TILES`] of them; on CPU adapters everywhere since
+/// [`depthwise_channels`]), `wgconv bench --shape … --groups C`, medians of
+/// alternated processes, ms:
 ///
 /// | layer | 8 rows | 16 rows |
 /// |---|---|---|
@@ -397,10 +397,51 @@ const MAX_PH: u32 = 16;
 /// 0.43–0.68 s. 3×3 layers are unchanged.
 const MAX_DEPTHWISE_FMAS: u32 = 576;
 
-/// Tiles of one channel the planner gives a depthwise layer at least, where
-/// the plane allows: a workgroup takes one channel, and llvmpipe runs its
-/// invocations 8 lanes at a time, so a channel of few tiles runs its large
-/// unrolled tile on idle lanes. Measured on lavapipe (`wgconv bench --shape
+/// Output channels per unit of the depthwise grid (`CB`): the largest
+/// divisor of `c_out` up to a workgroup's invocations. A workgroup's
+/// invocations take consecutive tile columns of CB channels, then the next
+/// tile row, so a plane of few tiles still fills a workgroup with other
+/// channels' tiles. 1 (a unit per channel) where the input or the output
+/// exceeds one storage binding: `chunk` then splits by channels as well as
+/// rows, and a row band across many channels would not fit a window.
+///
+/// With a workgroup per channel (CB = 1), a plane of few tiles left most of
+/// a workgroup's lanes idle, and on lavapipe each workgroup costs a few µs
+/// whatever it does, so small planes took small tiles
+/// ([`DEPTHWISE_MIN_TILES`]: 1×1 on 7², 2×2 on 14²) and still ran at
+/// 0.2 GFLOP/s. With channels filling the workgroups, CPU adapters keep
+/// full 8 × 16 tiles (8 × 8 on 7² planes). Measured on lavapipe, `wgconv
+/// bench --shape 1,C,H,H --kernel C,1,3,3 --padding 1 --groups C`, medians
+/// of 3 alternated processes of `--runs 60` (4 of `--runs 100` for dw3 and
+/// dw3s2, 4 of `--runs 8` for MobileNetV2), ms:
+///
+/// | layer | a channel a workgroup | CB channels |
+/// |---|---|---|
+/// | 960×7² | 4.14 (1×1) | 0.51 (8×8) |
+/// | 576×14² | 2.98 (2×2) | 0.93 (8×16) |
+/// | 192×28² | 1.16 (4×4) | 1.12 (8×16) |
+/// | 32×112² | 1.59 | 1.47 |
+/// | dw3 (144×56²) | 2.28 (8×8) | 1.36 (8×16) |
+/// | dw3s2 (96×112², stride 2) | 2.42 (8×8) | 1.50 (8×16) |
+/// | MobileNetV2 | 102.2 | 76.6 |
+fn depthwise_channels(shape: &Conv2dShape, adapter: &AdapterProfile) -> u32 {
+    let fits = |elems: usize| elems as u64 * 4 <= adapter.max_storage_binding;
+    if !fits(shape.input_len()) || !fits(shape.output_len()) {
+        return 1;
+    }
+    let c_out = shape.c_out;
+    (1..=WORKGROUP.min(c_out))
+        .rev()
+        .find(|d| c_out.is_multiple_of(*d))
+        .unwrap_or(1)
+}
+
+/// Tiles of one channel the planner gives a depthwise layer at least on a
+/// GPU, where the plane allows: small planes get small tiles, for enough
+/// invocations to fill a GPU (not measured here: no GPU). CPU adapters no
+/// longer shrink tiles ([`depthwise_channels`]). The rule came from
+/// lavapipe when a workgroup took one channel, and llvmpipe ran a channel
+/// of few tiles on idle lanes (`wgconv bench --shape
 /// 1,C,H,H --kernel C,1,3,3 --padding 1 --groups C --runs 9`, the tile set
 /// by a temporary override, medians of 3 processes, ms), the best tile of
 /// each plane has 49 tiles a channel:
@@ -919,11 +960,22 @@ pub fn plan_with(
             while pix * shape.k_h * shape.k_w > MAX_DEPTHWISE_FMAS && pix > 1 {
                 pix /= 2;
             }
-            // A workgroup runs one channel's tiles: on a small plane, smaller tiles,
-            // until a channel has DEPTHWISE_MIN_TILES of them (the larger side halved
-            // first, PH on a tie). The planner's choice only; the autotuner's tile stands.
+            // A band of PH output rows, and the input rows it reads, must fit one storage
+            // binding for `chunk` to split the layer by rows.
+            let band = |ph: u32| {
+                let u = u64::from;
+                let rows_in = u(ph - 1) * u(shape.stride_h) + u(shape.k_h - 1) * u(shape.dil_h) + 1;
+                4 * (rows_in * u(shape.w_in)).max(u(ph) * u(shape.w_out))
+            };
+            while ph > 1 && band(ph) > adapter.max_storage_binding {
+                ph /= 2;
+            }
+            // On GPUs, smaller tiles on a small plane, until a channel has
+            // DEPTHWISE_MIN_TILES of them (the larger side halved first, PH on a tie).
+            // The planner's choice only; the autotuner's tile stands.
+            let shrink = tile.is_none() && adapter.device_type != wgpu::DeviceType::Cpu;
             let tiles = |pix: u32, ph: u32| shape.h_out.div_ceil(ph) * shape.w_out.div_ceil(pix);
-            while tile.is_none() && tiles(pix, ph) < DEPTHWISE_MIN_TILES && (ph > 1 || pix > 1) {
+            while shrink && tiles(pix, ph) < DEPTHWISE_MIN_TILES && (ph > 1 || pix > 1) {
                 if ph >= pix && ph > 1 {
                     ph /= 2;
                 } else {
@@ -931,6 +983,7 @@ pub fn plan_with(
                 }
             }
             let blocks_w = shape.w_out.div_ceil(pix);
+            let cb = depthwise_channels(shape, adapter);
             let consts = vec![
                 ("PIX", pix),
                 ("PH", ph),
@@ -948,6 +1001,7 @@ pub fn plan_with(
                     "VOUT",
                     u32::from(depthwise_vec4_output(shape, pix, adapter)),
                 ),
+                ("CB", cb),
             ];
             let mut consts = consts;
             if let Some(a) = depthwise_vec4_input(shape, pix, adapter) {
@@ -958,8 +1012,8 @@ pub fn plan_with(
                 key: KernelKey { kernel, consts },
                 layout,
                 groups: [
-                    (shape.h_out.div_ceil(ph) * blocks_w).div_ceil(WORKGROUP),
-                    shape.c_out,
+                    (shape.h_out.div_ceil(ph) * blocks_w * cb).div_ceil(WORKGROUP),
+                    shape.c_out / cb,
                     shape.n,
                 ],
                 blocks_w,
@@ -1819,13 +1873,12 @@ mod tests {
     #[test]
     fn depthwise_row_fmas_bound_the_pixels_not_the_rows() {
         // (channels, plane, kernel) -> (PIX, PH): a row of 8 pixels of a
-        // 7×7 kernel fits MAX_DEPTHWISE_FMAS; of an 11×11 kernel, 4 do. Rows
-        // up to MAX_PH where the plane keeps DEPTHWISE_MIN_TILES tiles (56²:
-        // 7 × 4 tiles of 8×16 are too few, so 8 rows).
+        // 7×7 kernel fits MAX_DEPTHWISE_FMAS; of an 11×11 kernel, 4 do. Every
+        // tile takes MAX_PH rows.
         for (c, h, k, pix, ph) in [
-            (96, 56, 7, 8, 8),
+            (96, 56, 7, 8, 16),
             (32, 112, 5, 8, 16),
-            (144, 56, 3, 8, 8),
+            (144, 56, 3, 8, 16),
             (16, 64, 11, 4, 16),
         ] {
             let s = conv(
@@ -1843,7 +1896,7 @@ mod tests {
     }
 
     #[test]
-    fn depthwise_tiles_shrink_until_a_channel_has_enough() {
+    fn depthwise_tiles_fill_workgroups_with_channels_on_cpus_and_shrink_on_gpus() {
         let dw = |h: usize, c: usize| {
             conv(
                 [1, c, h, h],
@@ -1853,29 +1906,39 @@ mod tests {
                     .groups(c as u32),
             )
         };
-        for (h, c, pix, ph) in [
-            (7, 960, 1, 1),
-            (14, 384, 2, 2),
-            (28, 192, 4, 4),
-            (56, 144, 8, 8),
+        // (plane, channels) -> CPU tile, GPU tile, channels per unit (PIX, PH, CB).
+        for (h, c, on_cpu, on_gpu, cb) in [
+            (7, 960, (8, 8), (1, 1), 64),
+            (14, 384, (8, 16), (2, 2), 64),
+            (28, 192, (8, 16), (4, 4), 64),
+            (56, 144, (8, 16), (8, 8), 48),
         ] {
             let s = dw(h, c);
-            for p in [cpu(), discrete()] {
+            for (p, (pix, ph)) in [(cpu(), on_cpu), (discrete(), on_gpu)] {
                 let key = plan(&s, Activation::None, &p, None).key;
                 assert_eq!(key.kernel, Kernel::Conv2dDepthwise, "{key}");
                 assert!(key.is("PIX", pix) && key.is("PH", ph), "{h}: {key}");
-                let tiles = (h as u32).div_ceil(pix) * (h as u32).div_ceil(ph);
-                assert!(tiles >= DEPTHWISE_MIN_TILES, "{h}: {tiles}");
+                assert!(key.is("CB", cb), "{h}: {key}");
+                if p.device_type != wgpu::DeviceType::Cpu {
+                    let tiles = (h as u32).div_ceil(pix) * (h as u32).div_ceil(ph);
+                    assert!(tiles >= DEPTHWISE_MIN_TILES, "{h}: {tiles}");
+                }
             }
             // A tile the autotuner (or a caller) chose stands.
-            let forced = plan_with(&s, Activation::None, &cpu(), None, Some(Tile::new(8, 8)));
+            let forced = plan_with(
+                &s,
+                Activation::None,
+                &discrete(),
+                None,
+                Some(Tile::new(8, 8)),
+            );
             assert!(
                 forced.key.is("PIX", 8) && forced.key.is("PH", 8),
                 "{}",
                 forced.key
             );
         }
-        // dw3s2 (stride 2, 56x56 out) takes 8x8 tiles too: 49 of them a channel.
+        // dw3s2 (stride 2, 56x56 out) takes 8x16 tiles too.
         let s2 = conv(
             [1, 96, 112, 112],
             [96, 1, 3, 3],
@@ -1885,7 +1948,7 @@ mod tests {
                 .groups(96),
         );
         let key = plan(&s2, Activation::None, &cpu(), None).key;
-        assert!(key.is("PIX", 8) && key.is("PH", 8), "{key}");
+        assert!(key.is("PIX", 8) && key.is("PH", 16), "{key}");
     }
 
     #[test]
@@ -2011,10 +2074,12 @@ mod tests {
         .unwrap();
         let p = plan(&s, Activation::Relu6, &cpu(), None);
         assert_eq!(p.key.kernel, Kernel::Conv2dDepthwise);
-        // 8 rows x 8 pixels per invocation at stride 1: 7 x 7 tiles per 56x56 plane.
-        assert_eq!(p.groups, [(7 * 7u32).div_ceil(WORKGROUP), 144, 1]);
-        assert!(p.key.consts.contains(&("PH", 8)), "{}", p.key);
-        // Stride 2 keeps 4 rows: 28 output rows -> 7 x 4 tiles.
+        // 16 rows x 8 pixels per invocation at stride 1: 7 x 4 tiles per 56x56 plane,
+        // in units of 48 channels (the largest divisor of 144 up to a workgroup).
+        assert!(p.key.consts.contains(&("CB", 48)), "{}", p.key);
+        assert_eq!(p.groups, [(7 * 4 * 48u32).div_ceil(WORKGROUP), 3, 1]);
+        assert!(p.key.consts.contains(&("PH", 16)), "{}", p.key);
+        // Stride 2, 28 output rows: 16-row tiles too.
         let s2 = Conv2dShape::conv2d(
             [1, 96, 56, 56],
             [96, 1, 3, 3],
@@ -2026,8 +2091,8 @@ mod tests {
         )
         .unwrap();
         let p2 = plan(&s2, Activation::None, &cpu(), None);
-        assert!(p2.key.consts.contains(&("PH", 4)), "{}", p2.key);
-        // A 5x5 kernel at stride 1 stays within the multiply-add bound: 2 rows of 8.
+        assert!(p2.key.consts.contains(&("PH", 16)), "{}", p2.key);
+        // A 5x5 kernel at stride 1: a row of 8 pixels is within the multiply-add bound.
         let s5 = Conv2dShape::conv2d(
             [1, 8, 20, 20],
             [8, 1, 5, 5],
@@ -2038,7 +2103,25 @@ mod tests {
         )
         .unwrap();
         let p5 = plan(&s5, Activation::None, &cpu(), None);
-        assert!(p5.key.consts.contains(&("PH", 2)), "{}", p5.key);
+        assert!(p5.key.is("PH", 16) && p5.key.is("PIX", 8), "{}", p5.key);
+        // Bindings of 4 KiB: a band of 16 output rows of 80 floats (5 KiB) would not
+        // fit one, so `chunk` could not split the layer by rows; 8 rows do.
+        let s80 = Conv2dShape::conv2d(
+            [1, 8, 80, 80],
+            [8, 1, 3, 3],
+            None,
+            &Conv2dParams::default()
+                .padding(Padding::uniform(1))
+                .groups(8),
+        )
+        .unwrap();
+        let small = AdapterProfile {
+            max_storage_binding: 4096,
+            ..cpu()
+        };
+        let p80 = plan(&s80, Activation::None, &small, None);
+        assert!(p80.key.is("PH", 8) && p80.key.is("CB", 1), "{}", p80.key);
+        assert!(plan(&s80, Activation::None, &cpu(), None).key.is("CB", 8));
     }
 
     #[test]

@@ -372,7 +372,7 @@ fn depthwise_carries_rows_across_strides_and_dilations() {
         [u32; 4],
         (u32, u32),
     );
-    let cases: [CarryCase; 11] = [
+    let cases: [CarryCase; 12] = [
         (
             [1, 3, 21, 16],
             [3, 1, 3, 3],
@@ -445,6 +445,16 @@ fn depthwise_carries_rows_across_strides_and_dilations() {
             (1, 1),
             [3, 3, 3, 3],
             (8, 8),
+        ),
+        // 96 channels of multiplier 2: two grid units of 48 channels (CB), each
+        // spanning 24 groups.
+        (
+            [1, 48, 13, 12],
+            [96, 1, 3, 3],
+            (1, 1),
+            (1, 1),
+            [1, 1, 1, 1],
+            (4, 4),
         ),
         // 16 rows (MAX_PH), with a partial last tile: carried at stride 1 and 2.
         (

@@ -467,8 +467,11 @@ fn folded_dispatches_match() {
             kernel: Some(Kernel::Conv2dDirect),
             ..case([2, 8, 40, 40], [10, 8, 3, 3], pad1())
         },
-        // y (24 output channels) folded on the depthwise kernel.
-        case([2, 12, 40, 33], [24, 1, 5, 5], pad1().groups(12)),
+        // x folded on the depthwise kernel (6 tile rows × 11 tile columns × 24
+        // channels = 1584 items, 25 workgroups) ...
+        case([2, 12, 90, 90], [24, 1, 5, 5], pad1().groups(12)),
+        // ... and y: 9 units of 64 channels.
+        case([1, 576, 6, 7], [576, 1, 3, 3], pad1().groups(576)),
         case([1, 40, 72, 72], [80, 8, 3, 3], pad1().groups(5)),
         // x folded on the transposed kernel: 120 rows × 8 blocks of 8 column
         // steps = 960 items, 15 workgroups.
