@@ -2106,15 +2106,13 @@ mod tests {
         assert!(p5.key.is("PH", 16) && p5.key.is("PIX", 8), "{}", p5.key);
         // Bindings of 4 KiB: a band of 16 output rows of 80 floats (5 KiB) would not
         // fit one, so `chunk` could not split the layer by rows; 8 rows do.
-        let s80 = Conv2dShape::conv2d(
+        let s80 = conv(
             [1, 8, 80, 80],
             [8, 1, 3, 3],
-            None,
-            &Conv2dParams::default()
+            Conv2dParams::default()
                 .padding(Padding::uniform(1))
                 .groups(8),
-        )
-        .unwrap();
+        );
         let small = AdapterProfile {
             max_storage_binding: 4096,
             ..cpu()

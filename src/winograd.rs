@@ -520,15 +520,7 @@ fn winograd_input_phased(spec: &TransformSpec) -> Option<String> {
         }
     }
     line("    }");
-    line("    // Element ξ of the quad's 4 tiles, one vec4 in plane ξ·c + ch.");
-    for r in 0..a {
-        for b in 0..a {
-            let xi = r * a + b;
-            line(&format!(
-                "    output[({xi}u * p.c + ch) * p.quads + q] = v{r}_{b};"
-            ));
-        }
-    }
+    element_stores(a, &mut line, &|r, b| format!("v{r}_{b}"));
     line("}");
     Some(s)
 }
@@ -559,12 +551,21 @@ fn input_math(
             }
         }
     }
+    element_stores(a, line, &|r, b| {
+        format!("vec4<f32>(v0_{r}_{b}, v1_{r}_{b}, v2_{r}_{b}, v3_{r}_{b})")
+    });
+}
+
+/// The stores of the input transform's `α²` elements: element `ξ = r·α + b`
+/// of the quad's 4 tiles, `value(r, b)` (a vec4), in plane `ξ·c + ch`.
+fn element_stores(a: usize, line: &mut dyn FnMut(&str), value: &dyn Fn(usize, usize) -> String) {
     line("    // Element ξ of the quad's 4 tiles, one vec4 in plane ξ·c + ch.");
     for r in 0..a {
         for b in 0..a {
             let xi = r * a + b;
             line(&format!(
-                "    output[({xi}u * p.c + ch) * p.quads + q] = vec4<f32>(v0_{r}_{b}, v1_{r}_{b}, v2_{r}_{b}, v3_{r}_{b});"
+                "    output[({xi}u * p.c + ch) * p.quads + q] = {};",
+                value(r, b)
             ));
         }
     }
