@@ -193,6 +193,10 @@ struct GridMap {
     /// every input window must start, and every channel plane, at a multiple
     /// of 4 floats and span whole vec4s.
     vec4_input: bool,
+    /// The kernel reads the input as the vec4s holding each row
+    /// (`conv2d_tiled` with `VIN = 2`): every input window must start at a
+    /// multiple of 4 floats and span whole vec4s (planes need not).
+    shifted_input: bool,
     /// The kernel stores the output as vec4s (`conv2d_tiled` with `VOUT =
     /// 1`): the same conditions on every output window.
     vec4_output: bool,
@@ -453,6 +457,7 @@ impl GridMap {
             weight_elem,
             uniform_weight,
             vec4_input: spec(plan, "VIN") == Some(1),
+            shifted_input: spec(plan, "VIN") == Some(2),
             vec4_output: spec(plan, "VOUT") == Some(1),
             channel_step,
         })
@@ -785,15 +790,19 @@ impl Planner<'_> {
         u.y0 = span.y.0;
         u.z0 = span.n.0;
         u.w_base = to32("weight window", w_first)?;
-        let vec4_aligned = |b: &Bound| {
+        let whole_vec4s = |b: &Bound| {
             let bytes = match b.window {
                 Window::Direct { size, .. } => size,
                 Window::Staged { runs, run_len, .. } => runs * run_len * 4,
             };
-            b.base.is_multiple_of(4) && b.cstride.is_multiple_of(4) && bytes.is_multiple_of(16)
+            b.base.is_multiple_of(4) && bytes.is_multiple_of(16)
         };
+        let vec4_aligned = |b: &Bound| whole_vec4s(b) && b.cstride.is_multiple_of(4);
         if self.map.vec4_input && !vec4_aligned(&input) {
             return Err(internal("vec4-aligned input window", 0, input.base));
+        }
+        if self.map.shifted_input && !whole_vec4s(&input) {
+            return Err(internal("whole-vec4 input window", 0, input.base));
         }
         if self.map.vec4_output && !vec4_aligned(&output) {
             return Err(internal("vec4-aligned output window", 0, output.base));
@@ -1209,6 +1218,7 @@ mod tests {
         profile: &AdapterProfile,
     ) -> Schedule {
         let plan = plan::plan(shape, Activation::None, profile, force);
+        let shape = &plan.exec_shape(shape);
         let sig = LayerSig::of(shape);
         let weight_bytes = {
             let w = vec![0f32; shape.weight_len()];
@@ -1529,7 +1539,13 @@ mod tests {
     fn impossible_chunks_are_typed_errors() {
         // One input row of 2000 floats against a 4 KiB binding.
         let s = fwd([1, 1, 3, 2000], [1, 1, 1, 1], Conv2dParams::default());
-        let plan = plan::plan(&s, Activation::None, &cpu(), None);
+        // Planned for that binding (a larger one would plan the planes as single rows).
+        let profile = AdapterProfile {
+            max_storage_binding: 4096,
+            ..cpu()
+        };
+        let plan = plan::plan(&s, Activation::None, &profile, None);
+        assert!(!plan.flat);
         let base = ConvUniforms::new(&s, Activation::None, &plan);
         let sig = LayerSig::of(&s);
         let packed = plan::repack_weight(&[1.0], &sig, plan.layout).len() as u64;

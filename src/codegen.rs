@@ -48,6 +48,14 @@ pub struct TiledSpec {
     /// first column sits in its vec4 (`VIN`, `VA`; the host's conditions are
     /// in `plan::tiled_vec4_input`).
     pub vin: Option<u32>,
+    /// The input is bound as `array<vec4<f32>>` and each row's `PIX`
+    /// columns are read as the `PIX/4 + 1` aligned vec4s that hold them,
+    /// wherever the first sits in its vec4 (`VIN = 2`, see
+    /// [`shifted_row_loads`]; the host's conditions are in
+    /// `plan::tiled_shifted_input`). Only for `K_W = S_W = Q = 1` and no
+    /// column padding, where every column a stored output needs lies in
+    /// its row.
+    pub shifted: bool,
     /// The output is bound as `array<vec4<f32>>` and each channel's 4
     /// neighbouring pixels are stored (and reloaded) as one aligned vec4
     /// (`VOUT`; the host's conditions are in `plan::tiled_vec4_output`).
@@ -78,6 +86,13 @@ impl TiledSpec {
     /// vec4 (`ow0 = blk·PIX`, so `PIX·S_W` a multiple of 4), as `vin` needs.
     pub fn vin_fits(&self) -> bool {
         self.q == 1 && (self.pix * self.s_w).is_multiple_of(4)
+    }
+
+    /// Whether `shifted` reads fit this tile: one column per pixel, next to
+    /// each other (`K_W = S_W = Q = 1`), in whole vec4s (`PIX` a multiple
+    /// of 4).
+    pub fn shifted_fits(&self) -> bool {
+        (self.k_w, self.s_w, self.q) == (1, 1, 1) && self.pix.is_multiple_of(4)
     }
 
     /// Whether an invocation's pixels are whole aligned vec4s of a row
@@ -313,6 +328,68 @@ pub(crate) fn row_loads_named(
     s
 }
 
+/// Declarations, once per invocation, for [`shifted_row_loads`]: the
+/// first column, clamped into the row (`cs`), and the row's last (`cl`).
+fn shifted_setup(indent: &str) -> String {
+    format!("{indent}let cs = u32(clamp(iw0, 0, win - 1)); let cl = u32(win - 1);\n")
+}
+
+/// The loads of columns `cs .. cs + pix` of the row `row` (its first
+/// element in the binding) into `{tag}x{t}`, through the `pix/4 + 1` vec4s
+/// that hold them, in a binding of whole vec4s starting at a multiple of 4
+/// floats (`VIN = 2`). Rows need not be a multiple of 4 floats: the first
+/// column sits at `s = (row + cs) mod 4` of its vec4, and two rounds of
+/// selects shift the loaded values down by `s` (by 1 if `s` is odd, then by
+/// 2 if `s ≥ 2`). The vec4 indices are clamped to the one holding the row's
+/// last column, so every load stays in the row's vec4s; columns past the row
+/// then read other values, which only pixels past `w_out` (never stored)
+/// use. `guard` (e.g. `"rv && "`) zeroes the row when false, as in
+/// [`row_loads_named`].
+fn shifted_row_loads(pix: u32, guard: &str, row: &str, tag: &str, indent: &str) -> String {
+    let mut s = String::new();
+    let comps = ["x", "y", "z", "w"];
+    let _ = writeln!(
+        s,
+        "{indent}let {tag}e = {row} + cs; let {tag}q = {tag}e / 4u; let {tag}m = ({row} + cl) / 4u;"
+    );
+    let cond = guard.trim_end_matches(" && ");
+    for k in 0..=pix / 4 {
+        let index = if k == 0 {
+            format!("{tag}q")
+        } else {
+            format!("min({tag}q + {k}u, {tag}m)")
+        };
+        let load = format!("input[{index}]");
+        let load = if cond.is_empty() {
+            load
+        } else {
+            format!("select(vec4<f32>(0.0), {load}, {cond})")
+        };
+        let _ = writeln!(s, "{indent}let {tag}v{k} = {load};");
+    }
+    let e = |j: u32| format!("{tag}v{}.{}", j / 4, comps[(j % 4) as usize]);
+    let _ = writeln!(
+        s,
+        "{indent}let {tag}o = ({tag}e & 1u) != 0u; let {tag}t = ({tag}e & 2u) != 0u;"
+    );
+    for j in 0..pix + 2 {
+        let _ = writeln!(
+            s,
+            "{indent}let {tag}y{j} = select({}, {}, {tag}o);",
+            e(j),
+            e(j + 1)
+        );
+    }
+    for t in 0..pix {
+        let _ = writeln!(
+            s,
+            "{indent}let {tag}x{t} = select({tag}y{t}, {tag}y{}, {tag}t);",
+            t + 2
+        );
+    }
+    s
+}
+
 /// The unrolled `main` of `conv2d_tiled` for `spec`. Same bindings, grid
 /// and results as the loop form in `shaders/conv2d_tiled.wgsl`.
 pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
@@ -354,7 +431,11 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     line("    let hin = i32(p.h_in);");
     line("    let win = i32(p.w_in);");
     line("    // The input columns this invocation reads, clamped into the row, with their validity.");
-    line(column_setup(&offs, spec.vin, "    ").trim_end());
+    if spec.shifted {
+        line(shifted_setup("    ").trim_end());
+    } else {
+        line(column_setup(&offs, spec.vin, "    ").trim_end());
+    }
     for px in 0..pix {
         for c in 0..cob4 {
             line(&format!("    var a{px}_{c} = vec4<f32>(0.0);"));
@@ -473,15 +554,13 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
             line(&format!("            let row{u} = row + {u}u * plane;"));
             format!("row{u}")
         };
+        let tag = format!("c{u}");
         line(
-            row_loads_named(
-                &offs,
-                spec.vin,
-                guard,
-                &row,
-                &format!("c{u}"),
-                "            ",
-            )
+            if spec.shifted {
+                shifted_row_loads(pix, guard, &row, &tag, "            ")
+            } else {
+                row_loads_named(&offs, spec.vin, guard, &row, &tag, "            ")
+            }
             .trim_end(),
         );
     }
@@ -1043,6 +1122,7 @@ mod tests {
             kh1: false,
             segs: false,
             vin: None,
+            shifted: false,
             vout: false,
             sg: None,
             cu: 1,
@@ -1063,6 +1143,7 @@ mod tests {
             kh1: false,
             segs: false,
             vin: None,
+            shifted: false,
             vout: false,
             sg: None,
             cu: 1,
@@ -1079,6 +1160,7 @@ mod tests {
             kh1: false,
             segs: false,
             vin: None,
+            shifted: false,
             vout: false,
             sg: None,
             cu: 1,

@@ -341,10 +341,16 @@ impl KernelKey {
                     kh1: get("KH1")? == 1,
                     segs: get("SEGS")? == 1,
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
+                    shifted: get("VIN")? == 2,
                     vout: get("VOUT")? == 1,
                     sg: subgroup_size()?,
                     cu: get("CU")?,
                 };
+                if get("VIN")? > 2 || (spec.shifted && !spec.shifted_fits()) {
+                    return Err(err(
+                        "VIN = 2 needs K_W = S_W = Q = 1 and PIX a multiple of 4".into(),
+                    ));
+                }
                 if spec.cu == 0 {
                     return Err(err("CU must be at least 1".into()));
                 }
@@ -369,7 +375,7 @@ impl KernelKey {
                         "VIN needs VA < 4, Q = 1 and PIX·S_W a multiple of 4".into()
                     ));
                 }
-                self.input_binding(out, spec.vin.is_some(), get("TIN")?)
+                self.input_binding(out, spec.vin.is_some() || spec.shifted, get("TIN")?)
             }
             Kernel::Conv2dDepthwise => {
                 let spec = codegen::DepthwiseSpec {

@@ -640,6 +640,85 @@ fn shared_kernel_targeted_cases() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Pointwise layers run each plane as one row (`plan::flat_shape`); where
+/// that row is not a multiple of 4 floats, `conv2d_tiled` reads it as the
+/// vec4s that hold each tile's columns, shifted into place (`VIN = 2`). The
+/// cases put the first column of a row at every position of its vec4 (planes
+/// of 49, 25, 9 and 30 floats over several channels and images), end rows
+/// inside a tile's last vec4s, and group the channels.
+#[test]
+fn shifted_input_reads_planes_of_any_width() {
+    let engine = gpu_or_skip!();
+    let profile = engine.profile();
+    let mut rng = Rng::new(0x5f1d);
+    let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
+        input,
+        weight,
+        params,
+        bias: true,
+        activation: act,
+    };
+    let pw = Conv2dParams::default();
+    // (case, shifted reads planned)
+    let cases = [
+        (
+            case([1, 20, 7, 7], [36, 20, 1, 1], pw, Activation::Relu6),
+            true,
+        ),
+        (
+            case([2, 12, 5, 5], [8, 12, 1, 1], pw, Activation::None),
+            true,
+        ),
+        (
+            case([3, 4, 3, 3], [40, 4, 1, 1], pw, Activation::Silu),
+            true,
+        ),
+        (
+            case([1, 8, 3, 10], [8, 8, 1, 1], pw, Activation::None),
+            true,
+        ),
+        (
+            case([2, 8, 5, 5], [12, 4, 1, 1], pw.groups(2), Activation::Relu),
+            true,
+        ),
+        // Planes of one float: tiles of one pixel read scalars.
+        (
+            case([1, 16, 1, 1], [8, 16, 1, 1], pw, Activation::None),
+            false,
+        ),
+        // Groups of 2 channels of 25 floats: windows would not be whole vec4s.
+        (
+            case([1, 8, 5, 5], [8, 2, 1, 1], pw.groups(4), Activation::None),
+            false,
+        ),
+        // Not pointwise: stride 2 (scalar loads as before).
+        (
+            case(
+                [1, 8, 7, 7],
+                [8, 8, 1, 1],
+                pw.stride(2, 2),
+                Activation::None,
+            ),
+            false,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (c, shifted) in &cases {
+        let shape = Conv2dShape::conv2d(c.input, c.weight, None, &c.params).unwrap();
+        let tiled = Some(Kernel::Conv2dTiled);
+        let planned = wgconv::plan::plan(&shape, c.activation, &profile, tiled);
+        let vin = planned
+            .key
+            .consts
+            .iter()
+            .find(|k| k.0 == "VIN")
+            .map(|k| k.1);
+        assert_eq!(vin == Some(2), *shifted, "{c:?}: {}", planned.key);
+        failures.extend(run(engine, &mut rng, c, tiled));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// `conv2d_tiled` and `conv2d_depthwise` read their input columns as aligned
 /// vec4s (`VIN`) where every tile starts at the same place in a vec4 and
 /// rows are a multiple of 4 floats; the cases straddle each condition and
@@ -734,9 +813,16 @@ fn vec4_input_loads_where_aligned() {
             Some(0),
             true,
         ),
-        // Not aligned: rows of 10; dilation spaces a tile's pixels (Q = 2).
+        // 4×10 pointwise planes run as rows of 40 (`plan::flat_shape`): aligned.
         (
             case([1, 8, 4, 10], [8, 8, 1, 1], pw, Activation::None),
+            tiled,
+            Some(0),
+            true,
+        ),
+        // Not aligned: rows of 10; dilation spaces a tile's pixels (Q = 2).
+        (
+            case([1, 8, 4, 10], [8, 8, 3, 1], pw, Activation::None),
             tiled,
             None,
             false,
@@ -1331,7 +1417,7 @@ fn texture_inputs_match_storage_inputs_exactly() {
     let pad = |p| Conv2dParams::default().padding(Padding::uniform(p));
     // (input, weight, params, force_kernel, winograd)
     type TextureCase = ([usize; 4], [usize; 4], Conv2dParams, Option<Kernel>, bool);
-    let cases: [TextureCase; 10] = [
+    let cases: [TextureCase; 11] = [
         // 1152 floats: a part of one texture row.
         ([1, 8, 9, 16], [12, 8, 1, 1], pad(0), None, false),
         // 7680 floats over two images: one full row and a ragged one.
@@ -1367,6 +1453,8 @@ fn texture_inputs_match_storage_inputs_exactly() {
         // in the tiled and depthwise kernels.
         ([1, 8, 7, 7], [16, 8, 3, 3], pad(1), None, false),
         ([1, 8, 14, 14], [8, 1, 3, 3], pad(1).groups(8), None, false),
+        // Pointwise on 7×7 planes, two images: rows of 49 floats read as shifted vec4s.
+        ([2, 12, 7, 7], [20, 12, 1, 1], pad(0), None, false),
         // Dilation 2 with Winograd: the input transform runs in dilation phases
         // (scalar loads).
         (
@@ -1404,9 +1492,12 @@ fn texture_inputs_match_storage_inputs_exactly() {
             // for the unrolled Winograd transforms.
             let tin = name.contains("-tin1-") || name.contains("-tin2-");
             assert_eq!(tin, texture, "{input:?}: {name}");
-            // Scalar texture loads where rows are not whole vec4s.
+            // Scalar texture loads where rows are not whole vec4s, but for
+            // pointwise planes read as one row of shifted vec4s.
             if !input[3].is_multiple_of(4) && !winograd {
-                assert!(name.contains("-vin0-"), "{input:?}: {name}");
+                let pointwise = weight[2..] == [1, 1];
+                let vin = if pointwise { "-vin2-" } else { "-vin0-" };
+                assert!(name.contains(vin), "{input:?}: {name}");
             }
             // (A Winograd layer's name is its GEMM's: conv2d_tiled.)
             if ["conv2d_tiled", "conv_transpose2d", "conv2d_depthwise"]

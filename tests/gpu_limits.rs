@@ -236,6 +236,17 @@ fn chunks_by_batch() {
         assert_eq!(s.level, ChunkLevel::Batch, "{c:?}");
         assert!(s.chunks > 1);
     }
+    // Pointwise on 45×45 planes, run as rows of 2025 floats read as shifted
+    // vec4s (`VIN = 2`): each image fits a binding, the batch does not (nor
+    // does the input fit the input texture).
+    let c = case([8, 20, 45, 45], [24, 20, 1, 1], Conv2dParams::default());
+    let planned = wgconv::plan::plan(&c.shape(), c.activation, &e.profile(), None);
+    if planned.key.kernel == Kernel::Conv2dTiled {
+        assert!(planned.flat, "{}", planned.key);
+        assert!(planned.key.consts.contains(&("VIN", 2)), "{}", planned.key);
+    }
+    let s = same_as_unchunked(e, &c);
+    assert_eq!(s.level, ChunkLevel::Batch, "{c:?}");
     // Transposed: the output is what does not fit.
     let t = tcase(
         [4, 16, 48, 48],

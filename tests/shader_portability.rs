@@ -57,6 +57,20 @@ fn suite_keys() -> BTreeSet<KernelKey> {
             }
         }
     }
+    // Pointwise on 7×7 planes (MobileNetV2's last blocks): rows of 49 floats,
+    // read as shifted vec4s (`VIN = 2`).
+    let pointwise = wgconv::Conv2dShape::conv2d(
+        [1, 320, 7, 7],
+        [1280, 320, 1, 1],
+        None,
+        &wgconv::Conv2dParams::default(),
+    )
+    .unwrap();
+    for profile in profiles() {
+        for act in ACTIVATIONS {
+            keys.insert(plan(&pointwise, act, &profile, Some(Kernel::Conv2dTiled)).key);
+        }
+    }
     keys.extend(network_op_keys());
     for layer in &UPSAMPLE_LAYERS {
         let shape = layer.shape().unwrap();
@@ -130,6 +144,11 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
 fn every_specialisation_translates_to_every_backend() {
     let keys: BTreeSet<KernelKey> = suite_keys().into_iter().chain(sweep_keys()).collect();
     assert!(keys.len() > 50, "only {} keys", keys.len());
+    assert!(
+        keys.iter()
+            .any(|k| k.kernel == Kernel::Conv2dTiled && k.consts.contains(&("VIN", 2))),
+        "no shifted-read key"
+    );
     for kernel in Kernel::ALL {
         assert!(
             keys.iter().any(|k| k.kernel == kernel),

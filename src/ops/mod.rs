@@ -642,6 +642,7 @@ impl LayerCore {
         if let Some(p) = map.get(&key) {
             return Ok(Arc::clone(p));
         }
+        let shape = &plan.exec_shape(shape);
         let schedule = Schedule::build(
             shape,
             plan,
