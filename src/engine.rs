@@ -71,6 +71,10 @@ pub(crate) enum TextureUse {
     WinogradOutput,
     /// A sub-pixel phase's output, for its scatter.
     Scatter,
+    /// The first input of an add.
+    AddA,
+    /// The second input of an add.
+    AddB,
 }
 
 /// One adapter as wgpu reports it.

@@ -377,7 +377,7 @@ impl Layer {
             Layer::ConvTranspose2d(l) => l.kernel_name(engine, input)?,
             Layer::Upsample(l) => l.plan_for(input)?.key.to_string(),
             Layer::UpsampleConv2d(l) => l.plan_for(input)?.key.to_string(),
-            Layer::Add(l) => l.plan_for(input)?.key.to_string(),
+            Layer::Add(l) => l.plan_for(engine, input)?.key.to_string(),
             Layer::Concat(_) => "buffer copies".into(),
             Layer::Pool2d(l) => l.plan_for(input)?.key.to_string(),
             Layer::GlobalAvgPool(l) => l.plan_for(input)?.key.to_string(),

@@ -98,6 +98,9 @@ pub enum Bindings {
     /// As [`Bindings::Binary`] with the first input a texture
     /// (`winograd_output` with `TIN = 1`).
     BinaryTexture,
+    /// As [`Bindings::Binary`] with both inputs textures (`add` with `TIN =
+    /// 1` or 2).
+    BinaryTextures,
 }
 
 impl Kernel {
@@ -241,6 +244,7 @@ impl KernelKey {
             (Bindings::ConvUniformWeight, true) => Bindings::ConvTextureUniformWeight,
             (Bindings::Conv, true) => Bindings::ConvTexture,
             (Bindings::Unary, true) => Bindings::UnaryTexture,
+            (Bindings::Binary, true) if self.kernel == Kernel::Add => Bindings::BinaryTextures,
             (Bindings::Binary, true) => Bindings::BinaryTexture,
             (b, _) => b,
         }
@@ -470,9 +474,36 @@ impl KernelKey {
             | Kernel::Upsample
             | Kernel::Conv2dUpsampled
             | Kernel::Conv2dShared
-            | Kernel::Add
             | Kernel::Pool2d
             | Kernel::GlobalAvgPool => Ok(out),
+            Kernel::Add => match get("V")? {
+                1 if get("TIN")? == 0 => Ok(out),
+                4 => {
+                    const SCALAR: &str = "alias T = f32;";
+                    const BINDINGS: [&str; 3] = [
+                        "var<storage, read> a: array<f32>;",
+                        "var<storage, read> b: array<f32>;",
+                        "var<storage, read_write> output: array<f32>;",
+                    ];
+                    if !out.contains(SCALAR) || BINDINGS.iter().any(|b| !out.contains(b)) {
+                        return Err(err("no scalar bindings and element type".into()));
+                    }
+                    let out = BINDINGS
+                        .iter()
+                        .fold(out.replace(SCALAR, "alias T = vec4<f32>;"), |out, b| {
+                            out.replace(b, &b.replace("array<f32>", "array<vec4<f32>>"))
+                        });
+                    let Some(storage) = self.texture_kind("TIN", get("TIN")?)? else {
+                        return Ok(out);
+                    };
+                    texture_binding(&out, 1, "a", None, "load_a", storage)
+                        .and_then(|out| texture_binding(&out, 2, "b", None, "load_b", storage))
+                        .ok_or_else(|| err("no storage input bindings".into()))
+                }
+                v => Err(err(format!(
+                    "V must be 1 or 4 (with TIN = 0 for 1), not {v}"
+                ))),
+            },
             Kernel::PhaseScatter => match get("V")? {
                 1 => Ok(out),
                 4 => {
@@ -848,6 +879,10 @@ fn bind_layout(
             "wgconv binary layout (texture input)",
             vec![uniform, texture(1), storage(2, true), storage(3, false)],
         ),
+        Bindings::BinaryTextures => (
+            "wgconv binary layout (texture inputs)",
+            vec![uniform, texture(1), texture(2), storage(3, false)],
+        ),
     };
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(label),
@@ -883,6 +918,7 @@ impl PipelineCache {
             Bindings::UnaryTexture,
             Bindings::Binary,
             Bindings::BinaryTexture,
+            Bindings::BinaryTextures,
         ]
         .into_iter()
         .flat_map(|b| [(b, false), (b, true)])

@@ -661,12 +661,48 @@ pub(crate) fn flat_plan_within(key: KernelKey, items: u64, max_dim: u32) -> Plan
     }
 }
 
-/// Plans an element-wise add of `len` elements: [`Kernel::Add`], one
-/// element per invocation on a 2-D grid like [`plan_upsample`]'s. The
-/// activation is a uniform, so every add shares one pipeline.
-pub fn plan_add(len: usize) -> Plan {
-    flat_plan(KernelKey::plain(Kernel::Add), len as u64)
+/// Plans an element-wise add of `len` elements: [`Kernel::Add`] on a 2-D
+/// grid like [`plan_upsample`]'s. Where `len` is a multiple of 4 the tensors
+/// are read and written as vec4s (`V = 4`), [`ADD_VEC4S`] of them per
+/// invocation (`E`), and on CPU adapters the two inputs are read from
+/// texture copies of them (`TIN`, as [`texture_input`]); otherwise one
+/// element per invocation from storage. The activation is a uniform, so
+/// every add of one form shares one pipeline.
+///
+/// Lavapipe-specific, the textures: Mesa 22's llvmpipe loads a storage
+/// element whose index differs between lanes lane by lane, inserting each
+/// into a vector through the stack (a store-forwarding stall per element,
+/// seen in this kernel's JIT code), where a texel fetch is a gather.
+/// Measured on lavapipe on ResNeXt's residual add (256·56·56 elements, a
+/// probe recording 50 adds per submission, medians of 7): 9.5–13 ms from
+/// storage buffers (one element per invocation, or 1, 4, 16 or 64 vec4s),
+/// 4.1–5.7 ms from textures (1, 4 or 16 vec4s; the two copies into the
+/// textures are about a fifth of it). What remains is mostly the per-lane
+/// stores.
+pub fn plan_add(len: usize, adapter: &AdapterProfile) -> Plan {
+    let (v, e) = if len.is_multiple_of(4) {
+        (4, ADD_VEC4S)
+    } else {
+        (1, 1)
+    };
+    let texture = v == 4
+        && texture_reads(adapter)
+        && texture_rows(len as u64) <= u64::from(adapter.max_texture_2d)
+        && len as u64 * 4 <= adapter.max_storage_binding;
+    let key = KernelKey {
+        kernel: Kernel::Add,
+        consts: vec![
+            ("V", v),
+            ("E", e),
+            ("TIN", texture_read(Kernel::Add, texture)),
+        ],
+    };
+    // One invocation per E binding elements (`flat_plan` rounds up to workgroups).
+    flat_plan(key, (len as u64 / u64::from(v)).div_ceil(u64::from(e)))
 }
+
+/// Vec4s per invocation of a vec4 [`plan_add`].
+pub const ADD_VEC4S: u32 = 4;
 
 /// Plans a pooling: [`Kernel::Pool2d`] specialised on the mode, one output
 /// element per invocation on a 2-D grid like [`plan_upsample`]'s.
@@ -680,12 +716,18 @@ pub fn plan_pool2d(shape: &Pool2dShape) -> Plan {
     )
 }
 
-/// Every pipeline key the weightless network ops can plan: [`plan_add`],
-/// [`plan_pool2d`] in each [`PoolMode`], [`plan_global_avg_pool`] and
+/// Every pipeline key the weightless network ops can plan: [`plan_add`] in
+/// both forms, [`plan_pool2d`] in each [`PoolMode`], [`plan_global_avg_pool`] and
 /// [`plan_phase_scatter`] in both widths (their keys do not depend on the
 /// shape otherwise).
 pub fn network_op_keys() -> Vec<KernelKey> {
-    let mut keys = vec![plan_add(1).key];
+    let cpu = AdapterProfile::new(
+        wgpu::DeviceType::Cpu,
+        wgpu::Backend::Vulkan,
+        &wgpu::Limits::default(),
+    );
+    let mut keys = vec![plan_add(1, &cpu).key, plan_add(4, &cpu).key];
+    keys.push(plan_add(4, &cpu.clone().with_texture_inputs(false)).key);
     for mode in [PoolMode::Max, PoolMode::Avg] {
         keys.push(KernelKey {
             kernel: Kernel::Pool2d,
@@ -693,11 +735,6 @@ pub fn network_op_keys() -> Vec<KernelKey> {
         });
     }
     keys.push(plan_global_avg_pool(1).key);
-    let cpu = AdapterProfile::new(
-        wgpu::DeviceType::Cpu,
-        wgpu::Backend::Vulkan,
-        &wgpu::Limits::default(),
-    );
     for profile in [cpu.clone().with_texture_inputs(false), cpu] {
         keys.push(plan_phase_scatter(1, 1, MAX_GROUPS_PER_DIM, &profile).key);
         keys.push(plan_phase_scatter(8, 4, MAX_GROUPS_PER_DIM, &profile).key);
@@ -1336,6 +1373,7 @@ pub fn storage_texture_reads(kernel: Kernel) -> bool {
             | Kernel::ConvTranspose2d
             | Kernel::PhaseScatter
             | Kernel::Conv2dDepthwise
+            | Kernel::Add
     )
 }
 

@@ -56,12 +56,16 @@ fn add_sweep_matches_reference() {
     let engine = gpu_or_skip!();
     let mut rng = Rng::new(0x0add);
     let mut failures = Vec::new();
+    // Both forms: vec4s (a multiple of 4 elements; tails inside a workgroup's
+    // span) and one element per invocation.
+    let mut vec4 = [0; 2];
     for i in 0..30 {
         let act = ACTIVATIONS[i % ACTIVATIONS.len()];
         let shape = random_shape(&mut rng);
         let (a, at) = random(engine, &mut rng, shape);
         let (b, bt) = random(engine, &mut rng, shape);
         let op = Add::new(act);
+        vec4[usize::from(op.plan_for(engine, shape).unwrap().key.is("V", 4))] += 1;
         let y = if i % 3 == 2 {
             let y = GpuTensor::empty(engine, shape).unwrap();
             let mut enc = encoder(engine);
@@ -83,6 +87,7 @@ fn add_sweep_matches_reference() {
         failures.extend(check(&format!("{shape:?} {act}"), &r, act, &gpu));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(vec4[0] > 3 && vec4[1] > 3, "forms run: {vec4:?}");
 }
 
 #[test]
@@ -481,10 +486,11 @@ const BIG: usize = 65_535 * 64 + 1;
 fn outputs_beyond_one_grid_row() {
     let engine = gpu_or_skip!();
     let mut rng = Rng::new(0xb16);
-    // add: 65·256·256 = 4 259 840 elements.
-    let shape = [1, 65, 256, 256];
+    // add: 65·255·257 = 4 259 775 elements, an odd count: one per invocation
+    // (a multiple of 4 would take 16 per invocation, 4 vec4s).
+    let shape = [1, 65, 255, 257];
     let op = Add::new(Activation::Relu);
-    assert!(op.plan_for(shape).unwrap().groups[1] > 1);
+    assert!(op.plan_for(engine, shape).unwrap().groups[1] > 1);
     let (a, at) = random(engine, &mut rng, shape);
     let (b, bt) = random(engine, &mut rng, shape);
     let gpu = op.forward(engine, &at, &bt).unwrap().read(engine).unwrap();

@@ -2,9 +2,10 @@
 //! with an optional fused activation. Reference: [`crate::reference::add`].
 
 use crate::engine::Engine;
+use crate::engine::TextureUse;
 use crate::error::{Error, Result};
 use crate::geometry::{self, Activation};
-use crate::ops::{check_aliasing, dispatch_tensors, UniformCache};
+use crate::ops::{check_aliasing, dispatch_with_textures, input_texture, UniformCache};
 use crate::plan::{self, Plan};
 use crate::tensor::GpuTensor;
 
@@ -53,13 +54,13 @@ impl Add {
         geometry::eltwise_shape(a, b)
     }
 
-    /// The plan (kernel and dispatch) for inputs of `shape`.
+    /// The plan (kernel and dispatch) for inputs of `shape` on `engine`.
     ///
     /// # Errors
     /// As [`Add::output_shape`] with `a = b = shape`.
-    pub fn plan_for(&self, shape: [usize; 4]) -> Result<Plan> {
+    pub fn plan_for(&self, engine: &Engine, shape: [usize; 4]) -> Result<Plan> {
         let shape = geometry::eltwise_shape(shape, shape)?;
-        Ok(plan::plan_add(shape.iter().product()))
+        Ok(plan::plan_add(shape.iter().product(), &engine.profile()))
     }
 
     /// Records `activation(a + b)` into an existing `output` tensor (so
@@ -88,16 +89,27 @@ impl Add {
             });
         }
         check_aliasing(output, &[a, b])?;
-        let plan = plan::plan_add(a.len());
-        dispatch_tensors(
+        let plan = plan::plan_add(a.len(), &engine.profile());
+        // `TIN` = 1 or 2: both inputs are read from texture copies of them.
+        let textures = if plan.key.reads_texture("TIN") {
+            vec![
+                input_texture(engine, encoder, a, TextureUse::AddA)?,
+                input_texture(engine, encoder, b, TextureUse::AddB)?,
+            ]
+        } else {
+            Vec::new()
+        };
+        dispatch_with_textures(
             engine,
             encoder,
             &plan,
+            &textures,
             || {
                 self.uniforms.get(engine, (shape, plan.key.clone()), || {
                     AddUniforms {
-                        // Validated to fit u32 by eltwise_shape.
-                        total: a.len() as u32,
+                        // Binding elements (vec4s with V = 4); validated to fit u32
+                        // by eltwise_shape.
+                        total: (a.len() / if plan.key.is("V", 4) { 4 } else { 1 }) as u32,
                         row_stride: plan.blocks_w,
                         act: self.activation.code(),
                         alpha: self.activation.alpha(),

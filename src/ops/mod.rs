@@ -246,9 +246,23 @@ pub(crate) fn dispatch_with_texture(
     texture: Option<&wgpu::TextureView>,
     tensors: &[&GpuTensor],
 ) -> Result<()> {
+    let textures: Vec<wgpu::TextureView> = texture.into_iter().cloned().collect();
+    dispatch_with_textures(engine, encoder, plan, &textures, uniform, tensors)
+}
+
+/// As [`dispatch_tensors`], with `textures[i]` bound at binding `i + 1` in
+/// place of tensor `i`.
+pub(crate) fn dispatch_with_textures(
+    engine: &Engine,
+    encoder: &mut wgpu::CommandEncoder,
+    plan: &Plan,
+    textures: &[wgpu::TextureView],
+    uniform: impl FnOnce() -> Result<Arc<wgpu::Buffer>>,
+    tensors: &[&GpuTensor],
+) -> Result<()> {
     let mut resources = Vec::with_capacity(tensors.len());
     for (i, t) in tensors.iter().enumerate() {
-        if let (0, Some(view)) = (i, texture) {
+        if let Some(view) = textures.get(i) {
             resources.push(wgpu::BindingResource::TextureView(view));
             continue;
         }
