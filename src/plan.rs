@@ -1078,9 +1078,15 @@ pub fn plan_with(
         Kernel::ConvTranspose2d => {
             // PIX input-column steps per invocation, each giving all S_W phases.
             let cols = shape.w_out.div_ceil(shape.stride_w);
-            // Measured with the autotuner on lavapipe: 8 column steps (16 outputs per
-            // row at stride 2) beat 4 on tconv4 and tconv3 by about 1.25×.
-            let per_phase = tile.map_or((2 * MAX_PIX / shape.stride_w).clamp(1, MAX_PIX), |t| {
+            // MAX_PIX outputs per row: 4 column steps at stride 2. Measured on lavapipe
+            // (the gather forced, 3 alternations of 10 launches a submission, ms): 3×3
+            // stride 2, 64→32 on 64² (tconv3) 22.1–23.0 with 8 steps → 17.9–18.3 with 4;
+            // 128→64 on 32²: 4×4 37.4–39.2 → 21.9–22.0, 3×3 25.2–26.4 → 12.6–15.5;
+            // 256→128 3×3 on 16² 26.4–27.9 → 23.9–25.2; 2×2 on 64² 2.2–3.1 → 2.1–2.8.
+            // (8 steps had measured about 1.25× faster on tconv4 and tconv3 before the
+            // weights were read from textures through subgroups.) Unmeasured on GPUs,
+            // where 8 outputs a row × the channel block is a common register tile.
+            let per_phase = tile.map_or((MAX_PIX / shape.stride_w).clamp(1, MAX_PIX), |t| {
                 t.pix.clamp(1, MAX_TUNED_PIX)
             });
             let pix = per_phase.min(cols.next_power_of_two());

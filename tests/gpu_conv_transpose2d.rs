@@ -288,7 +288,7 @@ fn subgroup_weight_loads_share_a_row() {
     };
     // (case, whether its rows are whole subgroups of 8)
     let cases = [
-        // Rows of 128 = 64 column steps of 8: 8 tiles per row.
+        // Rows of 128 = 64 column steps of 4: 16 tiles per row.
         (
             case(
                 [1, 4, 5, 64],
@@ -311,16 +311,16 @@ fn subgroup_weight_loads_share_a_row() {
             ),
             true,
         ),
-        // Stride 3: 5 column steps per tile, 40 steps per row.
+        // Stride 3: 2 column steps per tile, 32 steps per row.
         (
             case(
-                [1, 2, 3, 40],
+                [1, 2, 3, 32],
                 [2, 4, 5, 5],
                 p.stride(3, 3).padding(Padding::uniform(1)),
             ),
             true,
         ),
-        // 16 column steps: 2 tiles per row.
+        // 16 column steps: 4 tiles per row.
         (
             case(
                 [1, 4, 5, 16],
