@@ -67,8 +67,11 @@ const WST: u32 = 0u;
 // SEGS = 1: the layer runs as reduction segments (the flags below are read).
 const SEGS: u32 = 1u;
 // VIN = 1: the generated form binds the input as array<vec4<f32>> and reads the columns as
-// aligned vec4s, the first column at position VA of its vec4 (see plan::tiled_vec4_input);
-// the loop form below always reads scalars.
+// aligned vec4s, the first column at position VA of its vec4 (see plan::tiled_vec4_input).
+// VIN = 2 (K_W = S_W = Q = 1, no column padding): it reads the PIX/4 + 1 vec4s holding a
+// tile's columns wherever the first sits, and shifts them into place (rows of any length,
+// e.g. pointwise planes run as one row of 49 floats; see plan::tiled_shifted_input and
+// codegen::shifted_row_loads). The loop form below always reads scalars.
 const VIN: u32 = 0u;
 const VA: u32 = 0u;
 // TIN = 1: the generated form reads its input (vec4s or scalars) from an Rgba32Float texture that

@@ -1239,8 +1239,8 @@ pub fn plan_with(
 /// planes of `h·w` a multiple of 4 floats read and store whole vec4s
 /// whatever `w` is. MobileNetV2's 14×14 pointwise layers (`w` = 14: two
 /// 8-pixel blocks a row, one of them 6/8 live, scalar loads and stores)
-/// measured 12.0 → 9.2 ms on lavapipe as one 196-pixel row (1,320,14,14 →
-/// 1280 channels, 2 alternations of `wgconv bench --runs 40`). On a GPU the
+/// measured 12.0 → 8.5–9.4 ms on lavapipe as one 196-pixel row (1,320,14,14
+/// → 1280 channels, `wgconv bench --runs 40`, 2 runs each). On a GPU the
 /// same holds: fewer idle lanes and wider accesses.
 ///
 /// Only where `chunk` never needs to split the planes by rows: one image's
