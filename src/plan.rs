@@ -1576,21 +1576,7 @@ pub fn tiled_vec4_input(
     q: u32,
     adapter: &AdapterProfile,
 ) -> Option<u32> {
-    let spec = crate::codegen::TiledSpec {
-        pix,
-        cob4: 1,
-        k_w: shape.k_w,
-        s_w: shape.stride_w,
-        d_w: shape.dil_w,
-        q,
-        kh1: shape.k_h == 1,
-        segs: false,
-        vin: None,
-        shifted: false,
-        vout: false,
-        sg: None,
-        cu: 1,
-    };
+    let spec = tile_columns(pix, q, &LayerSig::of(shape));
     vec4_input(shape, &spec.offsets(), spec.vin_fits(), adapter)
 }
 
@@ -1614,22 +1600,7 @@ pub fn tiled_shifted_input(
     adapter: &AdapterProfile,
 ) -> bool {
     let u = u64::from;
-    let spec = crate::codegen::TiledSpec {
-        pix,
-        cob4: 1,
-        k_w: shape.k_w,
-        s_w: shape.stride_w,
-        d_w: shape.dil_w,
-        q,
-        kh1: shape.k_h == 1,
-        segs: false,
-        vin: None,
-        shifted: true,
-        vout: false,
-        sg: None,
-        cu: 1,
-    };
-    spec.shifted_fits()
+    tile_columns(pix, q, &LayerSig::of(shape)).shifted_fits()
         && shape.h_in == 1
         && shape.padding == crate::geometry::Padding::default()
         && !shape.w_in.is_multiple_of(4)
@@ -1778,6 +1749,13 @@ fn pixel_spacing(s: &LayerSig) -> u32 {
 
 /// Distinct input columns one `conv2d_tiled` invocation loads per (ci, kh).
 fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
+    tile_columns(pix, q, s).offsets().len() as u32
+}
+
+/// The column geometry of a `conv2d_tiled` tile of `pix` columns `q` apart
+/// on layer `s` (the rest of the specialisation at its plainest), for the
+/// planner's questions about the columns a tile reads.
+fn tile_columns(pix: u32, q: u32, s: &LayerSig) -> crate::codegen::TiledSpec {
     crate::codegen::TiledSpec {
         pix,
         cob4: 1,
@@ -1793,8 +1771,6 @@ fn tiled_loads(pix: u32, q: u32, s: &LayerSig) -> u32 {
         sg: None,
         cu: 1,
     }
-    .offsets()
-    .len() as u32
 }
 
 /// Repacks a PyTorch-layout weight (forward `[c_out, c_in/G, k_h, k_w]`,

@@ -22,6 +22,17 @@ struct Case {
     activation: Activation,
 }
 
+/// A case with a bias.
+fn biased(input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act: Activation) -> Case {
+    Case {
+        input,
+        weight,
+        params,
+        bias: true,
+        activation: act,
+    }
+}
+
 const CHANNELS: [u32; 9] = [1, 3, 5, 6, 7, 8, 9, 16, 64];
 const ODD_SIZES: [(u32, u32); 3] = [(1, 1), (1, 17), (13, 7)];
 const ACTIVATIONS: [Activation; 5] = [
@@ -522,13 +533,7 @@ fn shared_kernel_targeted_cases() {
     let engine = gpu_or_skip!();
     let profile = engine.profile();
     let mut rng = Rng::new(0x54a7ed);
-    let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
-        input,
-        weight,
-        params,
-        bias: true,
-        activation: act,
-    };
+    let case = biased;
     let pad1 = Conv2dParams::default().padding(Padding::uniform(1));
     let cases = [
         // K = 3·3·3 = 27: one full K step and a partial one.
@@ -651,13 +656,7 @@ fn shifted_input_reads_planes_of_any_width() {
     let engine = gpu_or_skip!();
     let profile = engine.profile();
     let mut rng = Rng::new(0x5f1d);
-    let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
-        input,
-        weight,
-        params,
-        bias: true,
-        activation: act,
-    };
+    let case = biased;
     let pw = Conv2dParams::default();
     // (case, shifted reads planned)
     let cases = [
@@ -728,13 +727,7 @@ fn vec4_input_loads_where_aligned() {
     let engine = gpu_or_skip!();
     let profile = engine.profile();
     let mut rng = Rng::new(0x7ec4);
-    let case = |input: [usize; 4], weight: [usize; 4], params: Conv2dParams, act| Case {
-        input,
-        weight,
-        params,
-        bias: true,
-        activation: act,
-    };
+    let case = biased;
     let pw = Conv2dParams::default();
     let pad = |l, r| pw.padding(Padding::new(1, l, 0, r));
     let tiled = Kernel::Conv2dTiled;
