@@ -14,6 +14,7 @@
 //              whose weights are larger runs as reduction segments (below).
 //   3 bias   : array<f32>        [c_out]                    (zeros if none)
 //   4 output : array<f32>        [n, c_out, h_out, w_out]
+//   5 residual : array<f32>      [n, c_out, h_out, w_out]   (RES = 1 only; see below)
 //
 // Chunks and folding (host side: src/chunk.rs). One dispatch runs one chunk of the grid
 // below: x items [x0, x_end) (whole output rows), y units from y0, images from z0, as the
@@ -95,6 +96,12 @@ const SG: u32 = 0u;
 // takes one channel per step.
 const CU: u32 = 1u;
 const ACT: u32 = 0u;
+// RES = 1: a residual tensor of the output's shape is added to each output after the bias and
+// before the activation (a convolution fused with the residual add after it; see
+// ops::ConvLayer::record_residual_into). It is bound as a window exactly like the output's
+// (same base and channel stride), so it is read at the output's own index. RES = 0 modules do
+// not declare binding 5 (pipelines::residual_binding removes it).
+const RES: u32 = 0u;
 // specialise:end
 
 struct Params {
@@ -123,6 +130,7 @@ const SEG: u32 = (PIX - 1u) * Q * S_W + (K_W - 1u) * D_W + 1u;
 @group(0) @binding(2) var<uniform> weight: array<vec4<f32>, WCAP>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> output: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
 
 // Logical workgroup id within this chunk's grid (grid_x, grid_y, grid_z), unfolded from the
 // dispatch (disp_x, disp_y, ·) the host folded it into when a dimension exceeded the device's
@@ -222,10 +230,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 if co_local < p.c_out_per_group {
                     let co = g * p.c_out_per_group + co_local;
                     var v = acc[px * COB4 + c][j];
+                    let o = (n * p.c_out + co) * p.out_cstride + oh * p.w_out + ow - p.out_base;
                     if SEGS == 0u || (p.flags & FINAL) != 0u {
-                        v = activate(v + bias[co]);
+                        v += bias[co];
+                        if RES == 1u {
+                            v += residual[o];
+                        }
+                        v = activate(v);
                     }
-                    output[(n * p.c_out + co) * p.out_cstride + oh * p.w_out + ow - p.out_base] = v;
+                    output[o] = v;
                 }
             }
         }

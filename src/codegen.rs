@@ -68,6 +68,9 @@ pub struct TiledSpec {
     /// 1): each accumulator takes their `CU·K_W` taps of a kernel row in one
     /// expression (see `plan::channels_per_step`).
     pub cu: u32,
+    /// A residual (binding 5, the output's shape and window) is added to
+    /// each output after the bias, before the activation (`RES`).
+    pub res: bool,
 }
 
 impl TiledSpec {
@@ -625,8 +628,13 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         line(&format!(
             "            let b = bias[min(g * p.c_out_per_group + co{j}, p.c_out - 1u)];"
         ));
-        let value = |a: &str| {
-            let act = format!("activate({a} + b)");
+        // `r`: the residual at the output's index (`RES`), added after the bias.
+        let value = |a: &str, r: &str| {
+            let act = if spec.res {
+                format!("activate({a} + b + {r})")
+            } else {
+                format!("activate({a} + b)")
+            };
             if spec.segs {
                 format!("select({a}, {act}, fin)")
             } else {
@@ -636,20 +644,32 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
         if spec.vout {
             for k in 0..pix / 4 {
                 let v: Vec<String> = (0..4)
-                    .map(|i| value(&format!("a{}_0.{comp}", 4 * k + i)))
+                    .map(|i| {
+                        value(
+                            &format!("a{}_0.{comp}", 4 * k + i),
+                            &format!("r.{}", comps[i as usize]),
+                        )
+                    })
                     .collect();
+                let at = format!("(ob + co{j} * oplane) / 4u + {k}u");
+                let r = if spec.res {
+                    format!("let r = residual[{at}]; ")
+                } else {
+                    String::new()
+                };
                 line(&format!(
-                    "            if {live}ow0 + {}u < p.w_out {{ output[(ob + co{j} * oplane) / 4u + {k}u] = vec4<f32>({}); }}",
+                    "            if {live}ow0 + {}u < p.w_out {{ {r}output[{at}] = vec4<f32>({}); }}",
                     4 * k,
                     v.join(", ")
                 ));
             }
         } else {
             for px in 0..pix {
+                let at = format!("o{px} + co{j} * oplane");
                 line(&format!(
-                    "            if {live}ow0 + {}u < p.w_out {{ output[o{px} + co{j} * oplane] = {}; }}",
+                    "            if {live}ow0 + {}u < p.w_out {{ output[{at}] = {}; }}",
                     px * q,
-                    value(&format!("a{px}_0.{comp}"))
+                    value(&format!("a{px}_0.{comp}"), &format!("residual[{at}]"))
                 ));
             }
         }
@@ -1126,6 +1146,7 @@ mod tests {
             vout: false,
             sg: None,
             cu: 1,
+            res: false,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -1147,6 +1168,7 @@ mod tests {
             vout: false,
             sg: None,
             cu: 1,
+            res: false,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -1164,6 +1186,7 @@ mod tests {
             vout: false,
             sg: None,
             cu: 1,
+            res: false,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }

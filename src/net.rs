@@ -856,7 +856,8 @@ pub struct MemoryPlan {
 impl MemoryPlan {
     /// Plans the pool for values of `bytes` (value 0 the input, value
     /// `i + 1` the output of layer `i`, the last value the network output),
-    /// where layer `i` reads the values `inputs[i]`.
+    /// where layer `i` reads the values `inputs[i]`. Values of 0 bytes get
+    /// no buffer.
     pub fn new(bytes: &[u64], inputs: &[Vec<usize>]) -> Self {
         let values = bytes.len();
         let mut last_use = vec![0usize; values];
@@ -871,7 +872,9 @@ impl MemoryPlan {
         let output = values - 1;
         for (i, ins) in inputs.iter().enumerate() {
             let v = i + 1;
-            if v != output {
+            // A value of 0 bytes is never stored (a convolution fused into
+            // the add that reads it) and takes no buffer.
+            if v != output && bytes[v] > 0 {
                 let need = bytes[v];
                 // The smallest free buffer that holds the value, else the
                 // largest free one grown, else a new one.
@@ -951,8 +954,23 @@ impl MemoryReport {
 #[derive(Debug)]
 struct Prepared {
     shapes: Vec<[usize; 4]>,
+    runs: Vec<Run>,
     memory: MemoryPlan,
     buffers: Vec<Arc<wgpu::Buffer>>,
+}
+
+/// How a layer runs in the pooled plan ([`Network::runs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// As itself.
+    Plain,
+    /// A convolution whose only reader is the residual add at layer
+    /// `into`: it runs there, fused with the add, and its output is never
+    /// stored.
+    FusedAway { into: usize },
+    /// A residual add that runs the convolution `conv` (a layer index)
+    /// fused with it, adding the value `skip` (a value index).
+    Fused { conv: usize, skip: usize },
 }
 
 /// One layer of the plan report ([`Network::report`]).
@@ -1114,7 +1132,9 @@ impl Network {
             return Ok(Arc::clone(p));
         }
         let shapes = self.shapes(input)?;
-        let memory = MemoryPlan::new(&value_bytes(&shapes), &self.inputs());
+        let runs = self.runs(engine, &shapes)?;
+        let (bytes, inputs) = self.run_values(&shapes, &runs);
+        let memory = MemoryPlan::new(&bytes, &inputs);
         let buffers = engine.scoped(|| {
             memory
                 .slot_bytes
@@ -1134,6 +1154,7 @@ impl Network {
         })?;
         let p = Arc::new(Prepared {
             shapes,
+            runs,
             memory,
             buffers,
         });
@@ -1141,7 +1162,75 @@ impl Network {
         Ok(p)
     }
 
-    /// The memory plan for an input shape (without allocating it).
+    /// How each layer runs on `engine` for these value shapes: a
+    /// convolution (`Conv2d`) whose output only a residual add reads runs
+    /// at the add, fused with it (one kernel, its output never stored),
+    /// where the layer can fuse ([`crate::Conv2d`] without an activation of
+    /// its own, on the direct `conv2d_tiled` path). The add's first input
+    /// is tried first.
+    fn runs(&self, engine: &Engine, shapes: &[[usize; 4]]) -> Result<Vec<Run>> {
+        let mut readers = vec![0usize; shapes.len()];
+        for node in &self.nodes {
+            for v in &node.inputs {
+                readers[v.0] += 1;
+            }
+        }
+        let mut runs = vec![Run::Plain; self.nodes.len()];
+        for (j, node) in self.nodes.iter().enumerate() {
+            let Layer::Add(add) = &node.layer else {
+                continue;
+            };
+            let [a, b] = [node.inputs[0].0, node.inputs[1].0];
+            for (x, skip) in [(a, b), (b, a)] {
+                if x == 0 || readers[x] != 1 {
+                    continue;
+                }
+                let conv = x - 1;
+                let Layer::Conv2d(c) = &self.nodes[conv].layer else {
+                    continue;
+                };
+                let fits = c
+                    .residual_plan(
+                        engine,
+                        shapes[self.nodes[conv].inputs[0].0],
+                        add.activation(),
+                    )
+                    .map_err(|e| named(&self.nodes[conv].name, e))?
+                    .is_some();
+                if fits {
+                    runs[conv] = Run::FusedAway { into: j };
+                    runs[j] = Run::Fused { conv, skip };
+                    break;
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Value bytes and the values each layer reads as `runs` run the
+    /// network: a convolution fused away stores nothing and reads nothing
+    /// at its own place; the add it is fused into reads its input and the
+    /// skip.
+    fn run_values(&self, shapes: &[[usize; 4]], runs: &[Run]) -> (Vec<u64>, Vec<Vec<usize>>) {
+        let mut bytes = value_bytes(shapes);
+        let mut inputs = self.inputs();
+        for (i, run) in runs.iter().enumerate() {
+            match *run {
+                Run::Plain => {}
+                Run::FusedAway { .. } => {
+                    bytes[i + 1] = 0;
+                    inputs[i].clear();
+                }
+                Run::Fused { conv, skip } => {
+                    inputs[i] = vec![self.nodes[conv].inputs[0].0, skip];
+                }
+            }
+        }
+        (bytes, inputs)
+    }
+
+    /// The memory plan for an input shape (without allocating it), with a
+    /// buffer for every value: no layer fused (see [`Network::memory_on`]).
     ///
     /// # Errors
     /// As [`Network::shapes`].
@@ -1150,34 +1239,58 @@ impl Network {
         Ok(MemoryPlan::new(&bytes, &self.inputs()))
     }
 
-    /// GPU memory the network uses on an input shape.
+    /// GPU memory the network uses on an input shape with every value
+    /// stored: an upper bound on what any engine runs
+    /// ([`Network::memory_on`] gives the plan of one engine, which may
+    /// fuse layers).
     ///
     /// # Errors
     /// As [`Network::shapes`].
     pub fn memory(&self, input: [usize; 4]) -> Result<MemoryReport> {
-        let bytes = value_bytes(&self.shapes(input)?);
-        let plan = MemoryPlan::new(&bytes, &self.inputs());
+        let shapes = self.shapes(input)?;
+        Ok(self.memory_report(&value_bytes(&shapes), &self.inputs()))
+    }
+
+    /// GPU memory the network uses on an input shape as `engine` runs it:
+    /// a convolution fused with the residual add after it stores no output
+    /// (see [`Network::report`]).
+    ///
+    /// # Errors
+    /// As [`Network::shapes`], and the planner's errors.
+    pub fn memory_on(&self, engine: &Engine, input: [usize; 4]) -> Result<MemoryReport> {
+        let shapes = self.shapes(input)?;
+        let runs = self.runs(engine, &shapes)?;
+        let (bytes, inputs) = self.run_values(&shapes, &runs);
+        let mut report = self.memory_report(&bytes, &inputs);
+        // Every value would be stored without fusion.
+        let all = value_bytes(&shapes);
+        report.unpooled_bytes = all[1..all.len() - 1].iter().sum();
+        Ok(report)
+    }
+
+    /// The report of the pool planned for values of `bytes` read as `inputs` says.
+    fn memory_report(&self, bytes: &[u64], inputs: &[Vec<usize>]) -> MemoryReport {
+        let plan = MemoryPlan::new(bytes, inputs);
         let last = bytes.len() - 1;
-        Ok(MemoryReport {
+        MemoryReport {
             pool_bytes: plan.slot_bytes.iter().sum(),
             pool_buffers: plan.slot_bytes.len(),
             input_bytes: bytes[0],
             output_bytes: bytes[last],
             weight_bytes: self.nodes.iter().map(|n| n.layer.weight_bytes()).sum(),
             unpooled_bytes: bytes[1..last].iter().sum(),
-            largest_step_bytes: self
-                .nodes
+            largest_step_bytes: inputs
                 .iter()
                 .enumerate()
-                .map(|(i, n)| {
-                    let mut ins: Vec<usize> = n.inputs.iter().map(|v| v.0).collect();
+                .map(|(i, ins)| {
+                    let mut ins = ins.clone();
                     ins.sort_unstable();
                     ins.dedup();
                     ins.iter().map(|&v| bytes[v]).sum::<u64>() + bytes[i + 1]
                 })
                 .max()
                 .unwrap_or(0),
-        })
+        }
     }
 
     /// Multiply-adds of every convolution on an input shape.
@@ -1241,15 +1354,68 @@ impl Network {
         };
         hook(encoder, Step::Start)?;
         for (i, node) in self.nodes.iter().enumerate() {
-            let ins = node
-                .inputs
-                .iter()
-                .map(|v| tensor(v.0))
-                .collect::<Result<Vec<_>>>()?;
-            let refs: Vec<&GpuTensor> = ins.iter().collect();
-            node.layer
-                .record_into(engine, encoder, &refs, &tensor(i + 1)?)
-                .map_err(|e| named(&node.name, e))?;
+            match prepared.runs[i] {
+                Run::Plain => {
+                    let ins = node
+                        .inputs
+                        .iter()
+                        .map(|v| tensor(v.0))
+                        .collect::<Result<Vec<_>>>()?;
+                    let refs: Vec<&GpuTensor> = ins.iter().collect();
+                    node.layer
+                        .record_into(engine, encoder, &refs, &tensor(i + 1)?)
+                        .map_err(|e| named(&node.name, e))?;
+                }
+                // Recorded at the add it is fused into.
+                Run::FusedAway { .. } => {}
+                Run::Fused { conv, skip } => {
+                    let (Layer::Conv2d(c), Layer::Add(add)) =
+                        (&self.nodes[conv].layer, &node.layer)
+                    else {
+                        return Err(Error::Internal {
+                            what: "fused layers that are a convolution and an add",
+                            expected: 2,
+                            actual: 0,
+                        });
+                    };
+                    let conv_name = &self.nodes[conv].name;
+                    let x = tensor(self.nodes[conv].inputs[0].0)?;
+                    let out = tensor(i + 1)?;
+                    let fused = c
+                        .record_residual_into(
+                            engine,
+                            encoder,
+                            &x,
+                            &tensor(skip)?,
+                            add.activation(),
+                            &out,
+                        )
+                        .map_err(|e| named(conv_name, e))?;
+                    if !fused {
+                        // The route the layer records differs from the one
+                        // planned (the autotuner chose another on first
+                        // use): the convolution into a tensor of its own,
+                        // then the add.
+                        let y = GpuTensor::empty(engine, prepared.shapes[conv + 1])
+                            .map_err(|e| named(conv_name, e))?;
+                        c.record_into(engine, encoder, &x, &y)
+                            .map_err(|e| named(conv_name, e))?;
+                        let ins = node
+                            .inputs
+                            .iter()
+                            .map(|v| {
+                                if v.0 == conv + 1 {
+                                    Ok(y.clone())
+                                } else {
+                                    tensor(v.0)
+                                }
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        add.record_into(engine, encoder, &ins[0], &ins[1], &out)
+                            .map_err(|e| named(&node.name, e))?;
+                    }
+                }
+            }
             hook(encoder, Step::After(i))?;
         }
         Ok(output)
@@ -1431,12 +1597,15 @@ impl Network {
 
     /// The plan report: per layer its op, output shape, receptive field,
     /// parameters, multiply-adds and chosen kernel, with the standard
-    /// convolution each depthwise-separable pair replaces.
+    /// convolution each depthwise-separable pair replaces. A convolution
+    /// fused with the residual add after it reports `fused into <add>`, and
+    /// the add the fused kernel, `<key> (with <conv>)`.
     ///
     /// # Errors
     /// As [`Network::shapes`].
     pub fn report(&self, engine: &Engine, input: [usize; 4]) -> Result<Vec<LayerReport>> {
         let shapes = self.shapes(input)?;
+        let runs = self.runs(engine, &shapes)?;
         let mut fields = vec![Field::input()];
         let mut readers = vec![0usize; shapes.len()];
         for node in &self.nodes {
@@ -1469,7 +1638,23 @@ impl Network {
                 receptive_field: field.report(),
                 params,
                 macs,
-                kernel: node.layer.kernel(engine, x).map_err(wrap)?,
+                kernel: match runs[i] {
+                    Run::Plain => node.layer.kernel(engine, x).map_err(wrap)?,
+                    Run::FusedAway { into } => format!("fused into {}", self.nodes[into].name),
+                    Run::Fused { conv, .. } => {
+                        let (c, add) = (&self.nodes[conv], &node.layer);
+                        let plan = match (&c.layer, add) {
+                            (Layer::Conv2d(l), Layer::Add(a)) => l
+                                .residual_plan(engine, shapes[c.inputs[0].0], a.activation())
+                                .map_err(|e| named(&c.name, e))?,
+                            _ => None,
+                        };
+                        match plan {
+                            Some(p) => format!("{} (with {})", p.key, c.name),
+                            None => node.layer.kernel(engine, x).map_err(wrap)?,
+                        }
+                    }
+                },
                 separable,
             });
         }
@@ -1536,6 +1721,10 @@ mod tests {
         assert_eq!(plan.slot_of[0], None);
         assert_eq!(plan.slot_of[out], None);
         for v in 1..out {
+            if bytes[v] == 0 {
+                assert_eq!(plan.slot_of[v], None, "value {v} of 0 bytes has a buffer");
+                continue;
+            }
             let s = plan.slot_of[v].expect("intermediate without a buffer");
             assert!(plan.slot_bytes[s] >= bytes[v], "value {v} does not fit");
             // Alive from its producer (layer v − 1) to its last reader.
@@ -1570,6 +1759,19 @@ mod tests {
         let inputs = vec![vec![0], vec![1], vec![2], vec![1, 3], vec![4]];
         let plan = MemoryPlan::new(&bytes, &inputs);
         check(&bytes, &inputs, &plan);
+        assert_eq!(plan.slot_bytes.len(), 3, "{plan:?}");
+    }
+
+    #[test]
+    fn a_fused_convolution_takes_no_buffer_and_keeps_its_input_alive() {
+        // 0 → a → b → c; d = a + c; out = f(d), with c fused into d: c is
+        // never stored, d reads b (c's input) and a, and b's buffer stays
+        // taken until d.
+        let bytes = vec![16, 16, 32, 0, 16, 16];
+        let inputs = vec![vec![0], vec![1], vec![], vec![2, 1], vec![4]];
+        let plan = MemoryPlan::new(&bytes, &inputs);
+        check(&bytes, &inputs, &plan);
+        assert_eq!(plan.slot_of[3], None);
         assert_eq!(plan.slot_bytes.len(), 3, "{plan:?}");
     }
 

@@ -262,6 +262,12 @@ impl KernelKey {
         self.is("TIN", 2) || self.is("TWT", 2)
     }
 
+    /// Whether the key's module reads a residual at binding 5 (`RES = 1`,
+    /// `conv2d_tiled` fused with the residual add after it).
+    pub fn residual(&self) -> bool {
+        self.is("RES", 1)
+    }
+
     /// Whether the key sets constant `name` to `value`.
     pub fn is(&self, name: &str, value: u32) -> bool {
         self.consts.iter().any(|&(n, v)| n == name && v == value)
@@ -349,6 +355,7 @@ impl KernelKey {
                     vout: get("VOUT")? == 1,
                     sg: subgroup_size()?,
                     cu: get("CU")?,
+                    res: get("RES")? == 1,
                 };
                 if get("VIN")? > 2 || (spec.shifted && !spec.shifted_fits()) {
                     return Err(err(
@@ -374,6 +381,8 @@ impl KernelKey {
                 } else {
                     out
                 };
+                let out = residual_binding(out, spec.res, spec.vout)
+                    .ok_or_else(|| err("no residual binding".into()))?;
                 if matches!(spec.vin, Some(a) if a > 3 || !spec.vin_fits()) {
                     return Err(err(
                         "VIN needs VA < 4, Q = 1 and PIX·S_W a multiple of 4".into()
@@ -735,6 +744,22 @@ fn vec4_output(src: String) -> Option<String> {
         .then(|| src.replace(SCALAR, "var<storage, read_write> output: array<vec4<f32>>;"))
 }
 
+/// `src` (`conv2d_tiled`) with its residual binding (5) as the key needs
+/// it: removed without `RES`, so the module's bindings are its layout's,
+/// and bound as `array<vec4<f32>>` with `VOUT` (read at the output's vec4
+/// index); `None` if it has no such binding.
+fn residual_binding(src: String, res: bool, vout: bool) -> Option<String> {
+    const SCALAR: &str = "@group(0) @binding(5) var<storage, read> residual: array<f32>;";
+    if !src.contains(SCALAR) {
+        return None;
+    }
+    Some(match (res, vout) {
+        (false, _) => src.replace(&format!("{SCALAR}\n"), ""),
+        (true, true) => src.replace(SCALAR, &SCALAR.replace("array<f32>", "array<vec4<f32>>")),
+        (true, false) => src,
+    })
+}
+
 const GEN_BEGIN: &str = "// generated:begin";
 const GEN_END: &str = "// generated:end";
 
@@ -750,8 +775,7 @@ fn replace_generated(src: &str, body: &str) -> Option<String> {
 /// are read-only storage textures with `storage`, sampled ones without.
 fn bind_layout(
     device: &wgpu::Device,
-    bindings: Bindings,
-    storage_textures: bool,
+    (bindings, storage_textures, residual): Layout,
 ) -> wgpu::BindGroupLayout {
     let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
         binding,
@@ -884,19 +908,26 @@ fn bind_layout(
             vec![uniform, texture(1), texture(2), storage(3, false)],
         ),
     };
+    let mut entries = entries;
+    if residual {
+        // After the output: the residual a fused convolution adds (`RES`).
+        entries.push(storage(5, true));
+    }
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(label),
         entries: &entries,
     })
 }
 
-/// A module's bindings and whether its textures are storage textures.
-type Layout = (Bindings, bool);
+/// A module's bindings, whether its textures are storage textures, and
+/// whether it reads a residual at binding 5 ([`KernelKey::residual`]).
+type Layout = (Bindings, bool, bool);
 
 /// `(kernel, specialisation) -> pipeline`, compiled once, behind a lock.
 pub(crate) struct PipelineCache {
-    /// Every [`Bindings`] and texture kind (storage textures or not) with
-    /// its bind-group layout and pipeline layout.
+    /// Every [`Bindings`] and texture kind (storage textures or not), the
+    /// convolution ones also with a residual, with its bind-group layout
+    /// and pipeline layout.
     layouts: Vec<(Layout, wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
     compiled: AtomicUsize,
@@ -922,8 +953,20 @@ impl PipelineCache {
         ]
         .into_iter()
         .flat_map(|b| [(b, false), (b, true)])
+        .flat_map(|(b, st)| {
+            // Only `conv2d_tiled` reads a residual (`RES`).
+            let conv = !matches!(
+                b,
+                Bindings::Unary
+                    | Bindings::UnaryTexture
+                    | Bindings::Binary
+                    | Bindings::BinaryTexture
+                    | Bindings::BinaryTextures
+            );
+            std::iter::once((b, st, false)).chain(conv.then_some((b, st, true)))
+        })
         .map(|b| {
-            let layout = bind_layout(device, b.0, b.1);
+            let layout = bind_layout(device, b);
             let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some("wgconv pipeline layout"),
                 bind_group_layouts: &[Some(&layout)],
@@ -942,7 +985,7 @@ impl PipelineCache {
     }
 
     fn layouts(&self, key: &KernelKey) -> &(Layout, wgpu::BindGroupLayout, wgpu::PipelineLayout) {
-        let layout = (key.bindings(), key.storage_textures());
+        let layout = (key.bindings(), key.storage_textures(), key.residual());
         // `new` builds every variant, so the search always succeeds.
         self.layouts
             .iter()
@@ -1194,5 +1237,32 @@ mod tests {
         };
         assert!(matches!(bad.wgsl(), Err(Error::Shader { .. })));
         assert_eq!(key.to_string(), "conv2d_tiled-pix2-kw1");
+    }
+
+    #[test]
+    fn only_residual_modules_declare_the_residual() {
+        let binding = "@binding(5)";
+        let key = |consts: Vec<(&'static str, u32)>| KernelKey {
+            kernel: Kernel::Conv2dTiled,
+            consts,
+        };
+        let plain = key(vec![("PIX", 4)]).wgsl().unwrap();
+        assert!(!plain.contains(binding) && !plain.contains("residual["));
+        for vout in [0, 1] {
+            let src = key(vec![("PIX", 4), ("VOUT", vout), ("RES", 1)])
+                .wgsl()
+                .unwrap();
+            let elem = if vout == 1 {
+                "array<vec4<f32>>"
+            } else {
+                "array<f32>"
+            };
+            assert!(
+                src.contains(&format!("{binding} var<storage, read> residual: {elem};")),
+                "VOUT = {vout}"
+            );
+            assert!(src.contains("residual["));
+            validate(&src).unwrap();
+        }
     }
 }

@@ -799,6 +799,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// This plan fused with the residual add after it: the kernel adds a
+    /// residual of the output's shape after the bias and applies the add's
+    /// `activation` (`RES = 1`). Only `conv2d_tiled` plans of layers
+    /// without an activation of their own can; `None` otherwise.
+    pub fn with_residual(&self, activation: Activation) -> Option<Plan> {
+        if self.key.kernel != Kernel::Conv2dTiled || !self.key.is("ACT", 0) || self.key.residual() {
+            return None;
+        }
+        let mut plan = self.clone();
+        for (name, v) in &mut plan.key.consts {
+            if *name == "ACT" {
+                *v = activation.code();
+            }
+        }
+        plan.key.consts.push(("RES", 1));
+        Some(plan)
+    }
+
     /// The shape the kernel runs: `shape` itself, or its planes as single
     /// rows where the plan is [`Plan::flat`].
     pub fn exec_shape(&self, shape: &Conv2dShape) -> Conv2dShape {
@@ -1770,6 +1788,7 @@ fn tile_columns(pix: u32, q: u32, s: &LayerSig) -> crate::codegen::TiledSpec {
         vout: false,
         sg: None,
         cu: 1,
+        res: false,
     }
 }
 

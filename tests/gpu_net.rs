@@ -6,7 +6,7 @@
 
 mod common;
 
-use wgconv::net::{ReceptiveField, Value};
+use wgconv::net::{Layer, ReceptiveField, Value};
 use wgconv::nets::{self, Size, NETS};
 use wgconv::{
     Activation, Conv2dParams, Error, GpuTensor, Network, Padding, Pool2dParams, UpsampleParams,
@@ -156,6 +156,19 @@ fn the_pool_stays_near_the_two_largest_adjacent_activations() {
             m.largest_step_bytes / 1024
         );
     }
+    // The ResNeXt block's expansion runs fused with the residual add and
+    // stores no output: the pool holds the two 128-channel activations
+    // instead of one of them and the 256-channel expansion.
+    let spec = nets::select("resnext_block")[0];
+    let net = spec.build(engine, Size::Full, 1).expect("build");
+    let shape = spec.input_shape(Size::Full);
+    let (stored, run) = (
+        net.memory(shape).expect("memory"),
+        net.memory_on(engine, shape).expect("memory"),
+    );
+    let plane = 56 * 56 * 4;
+    assert_eq!(stored.pool_bytes, (256 + 128) * plane, "{stored:?}");
+    assert_eq!(run.pool_bytes, (128 + 128) * plane, "{run:?}");
     // A chain of equal activations ping-pongs between two buffers.
     let spec = nets::select("context_module")[0];
     let net = spec.build(engine, Size::Full, 1).expect("build");
@@ -316,4 +329,207 @@ fn networks_are_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Network>();
     check::<wgconv::net::Layer>();
+}
+
+/// A network whose residual adds cover what fusing a convolution into the
+/// add after it must handle: the convolution as either input of the add,
+/// 3×3, 5×5 and 1×1 producers, each activation kind of the add, a 64-channel
+/// dilated 5×5 producer (pixels spaced by the dilation, scalar stores, and
+/// reduction segments where weights come in uniform windows), the network
+/// output as the add's output, and producers that must not fuse (an
+/// activation of their own, a second reader).
+fn residual_net(engine: &wgconv::Engine) -> Network {
+    let mut b = Network::builder(engine, [2, 16, 16, 20]).expect("builder");
+    let mut seed = 40;
+    let mut conv = |b: &mut wgconv::NetworkBuilder<'_>,
+                    name: &str,
+                    v: Value,
+                    k: usize,
+                    kk: usize,
+                    dil: u32,
+                    act| {
+        let c = b.shape(v).expect("shape")[1];
+        seed += 1;
+        let w = weight(k * c * kk * kk, seed);
+        let bias = weight(k, seed + 100);
+        b.conv2d(
+            name,
+            v,
+            &w,
+            [k, c, kk, kk],
+            Some(&bias),
+            Conv2dParams::default()
+                .padding(Padding::uniform(dil * (kk as u32 / 2)))
+                .dilation(dil, dil),
+            act,
+        )
+        .expect("conv")
+    };
+    let x = b.input();
+    let a = conv(&mut b, "a", x, 32, 3, 1, Activation::Relu);
+    let p = conv(&mut b, "p", a, 32, 3, 1, Activation::None);
+    let r1 = b.add("r1", p, a, Activation::LeakyRelu(0.1)).expect("add");
+    let q = conv(&mut b, "q", r1, 32, 1, 1, Activation::None);
+    let r2 = b.add("r2", r1, q, Activation::Silu).expect("add");
+    let wide = conv(&mut b, "wide", r2, 64, 3, 1, Activation::Relu);
+    let s = conv(&mut b, "seg", wide, 32, 5, 2, Activation::None);
+    let r3 = b.add("r3", s, r2, Activation::None).expect("add");
+    let t = conv(&mut b, "t", r3, 32, 1, 1, Activation::Relu);
+    let r4 = b.add("r4", t, r3, Activation::None).expect("add");
+    let u = conv(&mut b, "u", r4, 32, 1, 1, Activation::None);
+    let r5 = b.add("r5", u, r4, Activation::Relu).expect("add");
+    let v = conv(&mut b, "v", u, 32, 1, 1, Activation::None);
+    let y = b.add("out", r5, v, Activation::Relu6).expect("add");
+    b.build(y).expect("build")
+}
+
+#[test]
+fn residual_adds_fuse_into_the_convolution_before_them() {
+    let Some(shared) = common::engine() else {
+        eprintln!("SKIPPED: no GPU adapter");
+        return;
+    };
+    // Uniform weight windows (reduction segments).
+    let uniform = wgconv::Engine::with_options(&common::no_subgroups()).expect("engine");
+    let shape = [2, 16, 16, 20];
+    let x = weight(shape.iter().product(), 7);
+    let fused = [("p", "r1"), ("q", "r2"), ("seg", "r3"), ("v", "out")];
+    for (label, engine) in [("shared", shared), ("uniform", &uniform)] {
+        let net = residual_net(engine);
+        let report = net.report(engine, shape).expect("report");
+        let kernel = |name: &str| {
+            report
+                .iter()
+                .find(|l| l.name == name)
+                .map(|l| l.kernel.clone())
+                .expect("layer")
+        };
+        for (conv, add) in fused {
+            // Where a 3×3 layer runs the Winograd form (the uniform-weight
+            // engine's choice for `p`), it does not fuse.
+            if label == "uniform" && conv == "p" {
+                assert!(kernel(conv).starts_with("winograd"), "{}", kernel(conv));
+                assert!(kernel(add).starts_with("add"), "{}", kernel(add));
+                continue;
+            }
+            assert_eq!(kernel(conv), format!("fused into {add}"), "{label}");
+            let k = kernel(add);
+            assert!(
+                k.starts_with("conv2d_tiled") && k.ends_with(&format!("-res1 (with {conv})")),
+                "{label}: {add}: {k}"
+            );
+        }
+        for name in ["a", "wide", "t", "u", "r4", "r5"] {
+            assert!(
+                !kernel(name).contains("fused") && !kernel(name).contains("res1"),
+                "{label}: {name}"
+            );
+        }
+        // The add's activation is the fused kernel's.
+        if label != "uniform" {
+            assert!(kernel("r1").contains("-act3-"), "{label}: {}", kernel("r1"));
+        }
+        assert!(kernel("r2").contains("-act4-"), "{label}: {}", kernel("r2"));
+        assert!(
+            kernel("out").contains("-act2-"),
+            "{label}: {}",
+            kernel("out")
+        );
+        let chunking = |name: &str| {
+            let node = net
+                .layers()
+                .iter()
+                .find(|n| n.name() == name)
+                .expect("layer");
+            let Layer::Conv2d(l) = node.layer() else {
+                panic!("{name} is not a convolution");
+            };
+            let input = net.shapes(shape).expect("shapes")[node.inputs()[0].index()];
+            l.chunking(engine, input).expect("chunking")
+        };
+        if label == "uniform" {
+            assert!(chunking("seg").segments > 1, "{:?}", chunking("seg"));
+        }
+        // The pooled run fuses; the run with a buffer per value does not:
+        // they must agree bit for bit, and each layer with the reference.
+        let check = net.verify(engine, &x, shape, true).expect("verify");
+        assert!(
+            check.pooled_matches,
+            "{label}: fused run differs from the unfused one"
+        );
+        assert!(
+            check.passed(),
+            "{label}: {:?} {:?}",
+            check.worst(),
+            check.end_to_end
+        );
+        // Fusion stores no output for the four convolutions (here the
+        // pool's peak is elsewhere; see the pool test for a smaller pool).
+        let stored = net.memory(shape).expect("memory");
+        let run = net.memory_on(engine, shape).expect("memory");
+        assert!(
+            run.pool_bytes <= stored.pool_bytes,
+            "{label}: {run:?} {stored:?}"
+        );
+        assert_eq!(run.unpooled_bytes, stored.unpooled_bytes);
+    }
+    // A 64 KiB binding limit: the fused kernel runs in chunks, its residual
+    // bound in windows at the output's offsets. (The add alone does not
+    // chunk, so this network runs only fused.) The same kernel computes
+    // the same bits in chunks as in one dispatch on the shared engine,
+    // where the network is verified against the unfused run.
+    let small = wgconv::Engine::with_options(&wgconv::EngineOptions {
+        max_storage_binding_size: Some(64 << 10),
+        ..common::options()
+    })
+    .expect("engine");
+    let shape = [2, 32, 16, 20];
+    let x = weight(shape.iter().product(), 8);
+    let chunked = |engine: &wgconv::Engine| {
+        let mut b = Network::builder(engine, shape).expect("builder");
+        let p = b
+            .conv2d(
+                "p",
+                b.input(),
+                &weight(32 * 32 * 9, 3),
+                [32, 32, 3, 3],
+                Some(&weight(32, 4)),
+                Conv2dParams::default().padding(Padding::uniform(1)),
+                Activation::None,
+            )
+            .expect("conv");
+        let y = b.add("out", b.input(), p, Activation::Relu).expect("add");
+        let net = b.build(y).expect("build");
+        let kernel = net.report(engine, shape).expect("report")[1].kernel.clone();
+        (net.run(engine, &x, shape).expect("run"), kernel, net)
+    };
+    let (want, key, net) = chunked(shared);
+    let check = net.verify(shared, &x, shape, true).expect("verify");
+    assert!(check.passed(), "{:?} {:?}", check.worst(), check.end_to_end);
+    let (got, small_key, net) = chunked(&small);
+    // The small limit changes where the kernel reads from (no whole-tensor
+    // textures, uniform weight windows), not its arithmetic.
+    let arithmetic = |k: &str| {
+        k.split('-')
+            .filter(|c| {
+                !["wcap", "wst", "tin", "twt"]
+                    .iter()
+                    .any(|p| c.starts_with(p))
+            })
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    assert_eq!(arithmetic(&small_key), arithmetic(&key));
+    assert!(key.ends_with("-res1 (with p)"), "{key}");
+    let Layer::Conv2d(p) = net.layers()[0].layer() else {
+        panic!("p is not a convolution");
+    };
+    let c = p.chunking(&small, shape).expect("chunking");
+    assert!(c.chunks > 1 && c.staged_outputs == 0, "{c:?}");
+    assert!(
+        got.iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "chunked fused run differs"
+    );
 }

@@ -46,7 +46,12 @@ fn suite_keys() -> BTreeSet<KernelKey> {
             for act in ACTIVATIONS {
                 // The planner's choice, then every forward family forced.
                 for force in std::iter::once(None).chain(Kernel::FORWARD.map(Some)) {
-                    keys.insert(plan(&shape, act, &profile, force).key);
+                    let p = plan(&shape, act, &profile, force);
+                    // Fused with a residual add and its activation, where the plan can.
+                    for fused in ACTIVATIONS {
+                        keys.extend(p.with_residual(fused).map(|r| r.key));
+                    }
+                    keys.insert(p.key);
                 }
                 // Both Winograd forms where the layer has them.
                 if wgconv::plan::winograd_eligible(&wgconv::plan::LayerSig::of(&shape)) {
@@ -114,6 +119,9 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         ("SG", &[0, 8, 16, 32]),
         // conv2d_tiled: input channels per step of the reduction loop.
         ("CU", &[1, 2, 3]),
+        // conv2d_tiled: a residual added before the activation (with the
+        // shipped SEGS = 1, VOUT = 0).
+        ("RES", &[0, 1]),
         // conv2d_depthwise: the tile height and the vertical structure.
         ("PH", &[1, 2, 4, 8]),
         ("K_H", &[1, 2, 3, 5, 7]),
@@ -154,6 +162,13 @@ fn every_specialisation_translates_to_every_backend() {
             keys.iter().any(|k| k.kernel == kernel),
             "{} not covered",
             kernel.name()
+        );
+    }
+    // Residual fusion in both store forms (scalar and vec4 outputs).
+    for vout in [0, 1] {
+        assert!(
+            keys.iter().any(|k| k.residual() && k.is("VOUT", vout)),
+            "no residual key with VOUT = {vout}"
         );
     }
     // The suite plans subgroup weight loads for the CPU profile with subgroups.

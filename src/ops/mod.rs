@@ -340,8 +340,10 @@ pub(crate) struct LayerCore {
     bias: wgpu::Buffer,
     /// Uniforms of the kernels outside the chunked path.
     uniforms: UniformCache,
-    /// Chunk schedules, keyed like the uniforms: a tuned tile changes the grid.
-    schedules: Mutex<HashMap<UniformKey, Arc<Prepared>>>,
+    /// Chunk schedules, keyed like the uniforms (a tuned tile changes the
+    /// grid) and by the bits of the activation's alpha (a plan fused with a
+    /// residual add runs the add's activation; see [`Plan::with_residual`]).
+    schedules: Mutex<HashMap<(UniformKey, u32), Arc<Prepared>>>,
 }
 
 /// Where a layer's packed weight lives on the GPU: a storage (and uniform)
@@ -375,6 +377,15 @@ struct Prepared {
 }
 
 const UNIFORM_SIZE: u64 = std::mem::size_of::<ConvUniforms>() as u64;
+
+/// A chunk window's `(offset, size)` in its tensor, if the chunk binds the
+/// tensor itself rather than a scratch copy.
+fn direct(w: &Window) -> Option<(u64, u64)> {
+    match *w {
+        Window::Direct { offset, size } => Some((offset, size)),
+        Window::Staged { .. } => None,
+    }
+}
 
 /// Records a copy of `input` into the engine's input texture of its size
 /// (layout: [`crate::plan::texture_rows`]) and returns a view of it.
@@ -646,9 +657,19 @@ impl LayerCore {
         Ok(buffer)
     }
 
-    /// The schedule for `shape` (built and its uniforms uploaded on first use).
-    fn prepared(&self, engine: &Engine, shape: &Conv2dShape, plan: &Plan) -> Result<Arc<Prepared>> {
-        let key = (shape.input_shape(), plan.key.clone());
+    /// The schedule for `shape` running `activation` (built and its
+    /// uniforms uploaded on first use).
+    fn prepared(
+        &self,
+        engine: &Engine,
+        shape: &Conv2dShape,
+        plan: &Plan,
+        activation: Activation,
+    ) -> Result<Arc<Prepared>> {
+        let key = (
+            (shape.input_shape(), plan.key.clone()),
+            activation.alpha().to_bits(),
+        );
         let mut map = self
             .schedules
             .lock()
@@ -660,7 +681,7 @@ impl LayerCore {
         let schedule = Schedule::build(
             shape,
             plan,
-            ConvUniforms::new(shape, self.activation, plan),
+            ConvUniforms::new(shape, activation, plan),
             self.weight_bytes,
             engine.budget(),
         )?;
@@ -681,18 +702,25 @@ impl LayerCore {
         Ok(p)
     }
 
-    /// How `plan` on `shape` is split into dispatches.
+    /// How `plan` on `shape`, running `activation`, is split into dispatches.
     pub(crate) fn chunking(
         &self,
         engine: &Engine,
         shape: &Conv2dShape,
         plan: &Plan,
+        activation: Activation,
     ) -> Result<Chunking> {
-        Ok(self.prepared(engine, shape, plan)?.schedule.report())
+        Ok(self
+            .prepared(engine, shape, plan, activation)?
+            .schedule
+            .report())
     }
 
     /// Records the dispatches of `plan` reading `input` and writing `output`:
-    /// one per chunk, each with its staging copies.
+    /// one per chunk, each with its staging copies. With `residual` (a plan
+    /// of [`Plan::with_residual`]), the kernel also reads that tensor (the
+    /// output's shape) at the output's windows and runs its activation.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
         engine: &Engine,
@@ -700,10 +728,32 @@ impl LayerCore {
         shape: &Conv2dShape,
         plan: &Plan,
         input: &GpuTensor,
+        residual: Option<(&GpuTensor, Activation)>,
         output: &GpuTensor,
     ) -> Result<()> {
-        let prepared = self.prepared(engine, shape, plan)?;
+        if residual.is_some() != plan.key.residual() {
+            return Err(Error::Internal {
+                what: "residual tensors bound to a kernel (one if it reads a residual)",
+                expected: u64::from(plan.key.residual()),
+                actual: u64::from(residual.is_some()),
+            });
+        }
+        let activation = residual.map_or(self.activation, |r| r.1);
+        let prepared = self.prepared(engine, shape, plan, activation)?;
         let sched = &prepared.schedule;
+        // The residual is read at the output's own windows, so no chunk may
+        // stage its output through a scratch buffer (`residual_plan` checks).
+        if residual.is_some() && sched.chunks.iter().any(|c| direct(&c.output).is_none()) {
+            return Err(Error::Internal {
+                what: "staged output chunks of a kernel reading a residual",
+                expected: 0,
+                actual: sched
+                    .chunks
+                    .iter()
+                    .filter(|c| direct(&c.output).is_none())
+                    .count() as u64,
+            });
+        }
         engine.scoped(|| {
             let device = engine.device();
             let pipeline = engine.pipelines.get(device, &plan.key)?;
@@ -743,47 +793,58 @@ impl LayerCore {
                         output_res: wgpu::BindingResource<'_>|
              -> Result<wgpu::BindGroup> {
                 let chunk = &sched.chunks[i];
+                // The residual's window is the output's (checked direct above).
+                let residual_entry = match residual {
+                    Some((r, _)) => {
+                        let (offset, size) = direct(&chunk.output).ok_or_else(missing)?;
+                        Some(wgpu::BindGroupEntry {
+                            binding: 5,
+                            resource: window(r.buffer(), offset, size)?,
+                        })
+                    }
+                    None => None,
+                };
+                let entries: Vec<wgpu::BindGroupEntry> = [
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: window(
+                            &prepared.uniform,
+                            i as u64 * prepared.stride,
+                            UNIFORM_SIZE,
+                        )?,
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: input_res,
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: match &weight {
+                            WeightBinding::Texture(view) => {
+                                wgpu::BindingResource::TextureView(view)
+                            }
+                            WeightBinding::Buffer(buffer) => {
+                                window(buffer, chunk.weight.0, chunk.weight.1)?
+                            }
+                        },
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 3,
+                        resource: self.bias.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: output_res,
+                    },
+                ]
+                .into_iter()
+                .chain(residual_entry)
+                .collect();
                 Ok(device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(plan.key.kernel.name()),
                     layout: engine.pipelines.bind_layout(&plan.key),
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: window(
-                                &prepared.uniform,
-                                i as u64 * prepared.stride,
-                                UNIFORM_SIZE,
-                            )?,
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: input_res,
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: match &weight {
-                                WeightBinding::Texture(view) => {
-                                    wgpu::BindingResource::TextureView(view)
-                                }
-                                WeightBinding::Buffer(buffer) => {
-                                    window(buffer, chunk.weight.0, chunk.weight.1)?
-                                }
-                            },
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: self.bias.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 4,
-                            resource: output_res,
-                        },
-                    ],
+                    entries: &entries,
                 }))
-            };
-            let direct = |w: &Window| match *w {
-                Window::Direct { offset, size } => Some((offset, size)),
-                Window::Staged { .. } => None,
             };
             // `TIN` = 1 or 2: the kernel reads the whole input from a texture copy of it.
             let texture = if plan.key.reads_texture("TIN") {
@@ -1605,7 +1666,7 @@ impl<P: OpParams> ConvLayer<P> {
             Route::SubPixel(s) => s.record(engine, encoder, shape, input, output),
             Route::Direct(plan) => self
                 .core_for(engine, plan.layout)?
-                .record(engine, encoder, shape, plan, input, output),
+                .record(engine, encoder, shape, plan, input, None, output),
         }
     }
 
@@ -1625,7 +1686,99 @@ impl<P: OpParams> ConvLayer<P> {
             self.options.force_kernel,
         );
         self.core_for(engine, plan.layout)?
-            .chunking(engine, &shape, &plan)
+            .chunking(engine, &shape, &plan, self.activation)
+    }
+
+    /// The plan this layer runs on `input` fused with a residual add after
+    /// it that applies `activation` ([`Plan::with_residual`]), if it can
+    /// fuse: the layer has no activation of its own, runs the direct path
+    /// (no Winograd or sub-pixel form) with `conv2d_tiled`, and no chunk
+    /// stages its output. The route is the one recording takes without
+    /// tuning (the remembered choice, if any).
+    ///
+    /// # Errors
+    /// As [`ConvLayer::shape_for`], and device errors.
+    pub(crate) fn residual_plan(
+        &self,
+        engine: &Engine,
+        input: [usize; 4],
+        activation: Activation,
+    ) -> Result<Option<Plan>> {
+        let shape = self.shape_for(input)?;
+        let route = self.route_of(engine, &shape, self.remembered(engine, &shape));
+        self.fused(engine, &shape, &route, activation)
+    }
+
+    /// `route`'s plan fused with a residual add (see [`ConvLayer::residual_plan`]).
+    fn fused(
+        &self,
+        engine: &Engine,
+        shape: &Conv2dShape,
+        route: &Route<'_>,
+        activation: Activation,
+    ) -> Result<Option<Plan>> {
+        if self.activation != Activation::None {
+            return Ok(None);
+        }
+        let Route::Direct(plan) = route else {
+            return Ok(None);
+        };
+        let Some(fused) = plan.with_residual(activation) else {
+            return Ok(None);
+        };
+        let chunking = self
+            .core_for(engine, fused.layout)?
+            .chunking(engine, shape, &fused, activation)?;
+        Ok((chunking.staged_outputs == 0).then_some(fused))
+    }
+
+    /// Records `activation(layer(input) + residual)` into `output` as one
+    /// kernel, where the layer can fuse the add ([`ConvLayer::residual_plan`];
+    /// the route is the one [`ConvLayer::record_into`] would take, tuned if
+    /// the engine autotunes). Returns `false`, recording nothing, where it
+    /// cannot. Bit for bit the same as the layer followed by
+    /// [`crate::Add`]: the kernel rounds `(sum + bias) + residual` as the
+    /// two dispatches do.
+    ///
+    /// # Errors
+    /// [`Error::BadShape`] when `residual` or `output` does not have the
+    /// layer's output shape, [`Error::AliasedOutput`] when `output` shares a
+    /// buffer with `input` or `residual`, and everything
+    /// [`ConvLayer::record`] reports.
+    pub(crate) fn record_residual_into(
+        &self,
+        engine: &Engine,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &GpuTensor,
+        residual: &GpuTensor,
+        activation: Activation,
+        output: &GpuTensor,
+    ) -> Result<bool> {
+        let shape = self.shape_for(input.shape())?;
+        for (what, t) in [("output", output), ("residual", residual)] {
+            if t.shape() != shape.output_shape() {
+                return Err(Error::BadShape {
+                    what,
+                    expected: "the layer's output shape for this input",
+                    actual: t.shape().to_vec(),
+                });
+            }
+        }
+        check_aliasing(output, &[input, residual])?;
+        let route = self.route_recorded(engine, &shape, input)?;
+        let Some(plan) = self.fused(engine, &shape, &route, activation)? else {
+            return Ok(false);
+        };
+        self.core_for(engine, plan.layout)?.record(
+            engine,
+            encoder,
+            &shape,
+            &plan,
+            input,
+            Some((residual, activation)),
+            output,
+        )?;
+        Ok(true)
     }
 
     /// Records this layer applied to `input` into `encoder` and returns the

@@ -254,7 +254,7 @@ pub fn plan(args: &PlanArgs) -> Outcome {
         let net = spec.build(&engine, size, 1).map_err(ctx)?;
         let input = spec.input_shape(size);
         let layers = net.report(&engine, input).map_err(ctx)?;
-        let mem = net.memory(input).map_err(ctx)?;
+        let mem = net.memory_on(&engine, input).map_err(ctx)?;
         print_plan(spec, input, &layers, &mem);
         out.push(PlanJson {
             name: spec.name.into(),
@@ -482,7 +482,7 @@ pub fn bench(
             input: input_shape,
             output: net.output_shape(input_shape).map_err(ctx)?,
             first_run_ms,
-            memory: net.memory(input_shape).map_err(ctx)?.into(),
+            memory: net.memory_on(engine, input_shape).map_err(ctx)?.into(),
             per_layer,
         });
     }
