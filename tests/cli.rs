@@ -391,6 +391,7 @@ fn info_lists_adapters() {
     let adapters = v["adapters"].as_array().expect("adapters");
     assert!(!adapters.is_empty());
     assert!(adapters.iter().any(|a| a["selected"] == true));
+    assert!(v["host"]["cpu"].is_string() && v["host"]["logical_cpus"].is_u64());
     assert!(adapters[0]["limits"]["max_storage_buffer_binding_size"].is_u64());
     assert!(adapters[0]["features"]["timestamp_query"].is_boolean());
     let sizes = adapters[0]["features"]["subgroup_sizes"]
@@ -471,6 +472,30 @@ fn bench_json_and_csv() {
         .as_str()
         .is_some_and(|k| k.starts_with("conv2d")));
     assert!(v["cold_start"]["engine_ms"].is_f64());
+    // The host is recorded (on a CPU adapter it is the device), and a run
+    // compared with one from the same host carries no note about hosts.
+    assert!(v["host"]["cpu"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(v["host"]["logical_cpus"].as_u64() >= Some(1));
+    let again = wgconv(&[
+        "bench",
+        "--shape",
+        "1,4,8,8",
+        "--kernel",
+        "8,4,3,3",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--compare",
+        &json.display().to_string(),
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{:?}", stderr_lines(&again));
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    let vs = stdout.lines().find(|l| l.starts_with("vs peer:"));
+    assert!(
+        vs.is_some_and(|l| l.contains("(1 of 1 layers") && !l.contains("host")),
+        "{stdout}"
+    );
     let csv = std::fs::read_to_string(&csv).expect("csv");
     assert!(csv.starts_with("name,median_ms,min_ms,gflops"));
     assert_eq!(csv.lines().count(), 2);
@@ -627,6 +652,10 @@ fn bench_compare_without_plot_prints_the_ratio_and_accepts_median_ms() {
     let dw3s2: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!((dw3s2[0], dw3s2[6]), ("dw3s2", "-"));
     assert!(stdout.contains("over mine's (1 of 2 layers"), "{stdout}");
+    assert!(
+        stdout.contains("the peer's file does not name its host"),
+        "{stdout}"
+    );
 }
 
 #[test]

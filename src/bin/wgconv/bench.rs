@@ -19,6 +19,7 @@ use wgconv::{
 };
 
 use crate::args::{self, AdapterArgs, Pair};
+use crate::host::Host;
 use crate::info::{adapter_json, AdapterJson};
 use crate::peer::Peer;
 use crate::plot::{self, Bar};
@@ -145,6 +146,8 @@ struct ColdStart {
 #[derive(Debug, Serialize)]
 struct Report {
     adapter: AdapterJson,
+    /// The machine this ran on (on a CPU adapter, the device itself).
+    host: Host,
     timing: &'static str,
     warmup: usize,
     runs: u64,
@@ -396,8 +399,9 @@ pub fn run(args: &Args) -> Outcome {
     let engine_ms = ms(t0.elapsed());
     let timestamps = !args.wall && wgconv::timing::available(&engine);
     let mut timing = if timestamps { "gpu-timestamp" } else { "wall" };
+    let host = Host::current();
     eprintln!(
-        "wgconv: bench on {} ({:?}), timing: {timing}, warmup {}, runs {}",
+        "wgconv: bench on {} ({:?}), host {host}, timing: {timing}, warmup {}, runs {}",
         engine.info().name,
         engine.info().backend,
         args.warmup,
@@ -534,9 +538,10 @@ pub fn run(args: &Args) -> Outcome {
     if let Some(p) = &peer {
         let matched = results.iter().filter(|r| r.vs_peer.is_some()).count();
         println!(
-            "vs peer: our GFLOP/s over {}'s ({matched} of {} layers matched by name)",
+            "vs peer: our GFLOP/s over {}'s ({matched} of {} layers matched by name){}",
             p.label,
-            results.len()
+            results.len(),
+            p.host_note(&host)
         );
     }
     let report = Report {
@@ -546,6 +551,7 @@ pub fn run(args: &Args) -> Outcome {
             engine.device().features(),
             true,
         ),
+        host,
         timing,
         warmup: args.warmup,
         runs: args.runs,

@@ -112,6 +112,8 @@ pub fn adapter_json(
 
 #[derive(Debug, Serialize)]
 struct InfoJson {
+    /// The machine (on a CPU adapter, the device itself).
+    host: crate::host::Host,
     adapters: Vec<AdapterJson>,
     selected: Option<usize>,
     selection_reason: Option<String>,
@@ -140,6 +142,7 @@ pub fn run(args: &Args) -> Outcome {
         .map(|r| adapter_json(&r.info, &r.limits, r.features, r.selected))
         .collect();
     let report = InfoJson {
+        host: crate::host::Host::current(),
         adapters,
         selected,
         selection_reason: reason,
@@ -147,6 +150,7 @@ pub fn run(args: &Args) -> Outcome {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        println!("host: {}", report.host);
         println!("{} adapter(s)", report.adapters.len());
         for (i, a) in report.adapters.iter().enumerate() {
             println!(

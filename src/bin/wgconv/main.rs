@@ -9,6 +9,7 @@
 mod args;
 mod bench;
 mod conv;
+mod host;
 mod info;
 mod net;
 mod peer;

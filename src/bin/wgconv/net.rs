@@ -525,6 +525,8 @@ pub fn print(results: &[NetResult], breakdown: bool) {
 #[derive(Debug, Serialize)]
 pub struct NetReport {
     pub adapter: AdapterJson,
+    /// The machine this ran on (on a CPU adapter, the device itself).
+    pub host: crate::host::Host,
     pub timing: &'static str,
     pub warmup: usize,
     pub runs: u64,
@@ -547,11 +549,16 @@ pub fn run_bench(
     } else {
         "wall"
     };
+    let host = crate::host::Host::current();
     if let Some(peer) = opts.peer {
         for r in &results {
             if let Some(v) = r.vs_peer {
                 println!("{}: {v:.2}× {}'s GFLOP/s", r.name, peer.label);
             }
+        }
+        let note = peer.host_note(&host);
+        if !note.is_empty() {
+            println!("vs peer:{note}");
         }
     }
     if let Some(p) = opts.plot {
@@ -584,6 +591,7 @@ pub fn run_bench(
                 engine.device().features(),
                 true,
             ),
+            host,
             timing,
             warmup: opts.warmup,
             runs: opts.runs,

@@ -4,7 +4,8 @@
 //! runs is a valid peer: `{"label"?: "...", "layers": [{"name", "gflops"?,
 //! "median_ms"?, ...}]}`. Every layer needs `gflops` or `median_ms`; with
 //! only `median_ms`, GFLOP/s come from our FLOP count for the layer of the
-//! same name. Other fields are ignored.
+//! same name. An optional `host` (`{"cpu", "logical_cpus"}`, as our JSON
+//! writes it) names the machine the peer ran on. Other fields are ignored.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,9 +13,12 @@ use std::path::Path;
 use anyhow::anyhow;
 use serde::Deserialize;
 
+use crate::host::Host;
+
 #[derive(Debug, Deserialize)]
 struct File {
     label: Option<String>,
+    host: Option<Host>,
     layers: Vec<Layer>,
 }
 
@@ -37,6 +41,8 @@ enum Speed {
 pub struct Peer {
     /// Legend and table name: the file's `label`, or its stem.
     pub label: String,
+    /// The machine the peer ran on, if the file says.
+    pub host: Option<Host>,
     layers: HashMap<String, Speed>,
 }
 
@@ -77,7 +83,25 @@ impl Peer {
                 .file_stem()
                 .map_or_else(|| "peer".into(), |s| s.to_string_lossy().into_owned()),
         };
-        Ok(Peer { label, layers })
+        Ok(Peer {
+            label,
+            host: file.host,
+            layers,
+        })
+    }
+
+    /// What the reader of a ratio must know about where the peer ran, as
+    /// the tail of the `vs peer:` line (empty when the peer ran on a host
+    /// with our processor and CPU count): ratios against a peer measured on
+    /// another machine compare the machines too.
+    pub fn host_note(&self, ours: &Host) -> String {
+        match &self.host {
+            Some(h) if h == ours => String::new(),
+            Some(h) => format!(
+                "; the peer ran on another host ({h}; this run: {ours}), so the ratios compare machines too"
+            ),
+            None => "; the peer's file does not name its host".into(),
+        }
     }
 
     /// The peer's GFLOP/s on the layer `name`, which takes `flops` per run;
@@ -117,6 +141,26 @@ mod tests {
         assert_eq!(p.gflops("c", 1), None);
         let p = load(r#"{"label": "Burn", "layers": []}"#).expect("loads");
         assert_eq!(p.label, "Burn");
+        assert_eq!(p.host, None);
+    }
+
+    #[test]
+    fn the_host_note_says_when_the_peer_ran_elsewhere() {
+        let ours = Host {
+            cpu: "Intel(R) Xeon(R) Processor".into(),
+            logical_cpus: 2,
+        };
+        let same =
+            r#"{"host": {"cpu": "Intel(R) Xeon(R) Processor", "logical_cpus": 2}, "layers": []}"#;
+        assert_eq!(load(same).expect("loads").host_note(&ours), "");
+        let other = r#"{"host": {"cpu": "AMD EPYC 9R14", "logical_cpus": 2}, "layers": []}"#;
+        let note = load(other).expect("loads").host_note(&ours);
+        assert!(note.contains("AMD EPYC 9R14, 2 logical CPUs"), "{note}");
+        assert!(note.contains("compare machines"), "{note}");
+        let none = load(r#"{"layers": []}"#).expect("loads").host_note(&ours);
+        assert!(none.contains("does not name its host"), "{none}");
+        let bad = r#"{"host": "somewhere", "layers": []}"#;
+        assert!(load(bad).is_err());
     }
 
     #[test]

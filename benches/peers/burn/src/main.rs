@@ -371,6 +371,7 @@ fn main() -> Result<()> {
                 args.runs, args.launches
             ),
             "adapter": adapter,
+            "host": host(),
             "runs": args.runs,
             "launches_per_sample": args.launches,
             "layers": rows,
@@ -384,4 +385,24 @@ fn main() -> Result<()> {
         bail!("{} layer(s) failed", failed.len());
     }
     Ok(())
+}
+
+/// The machine, in the shape `wgconv bench --json` writes (`{"cpu",
+/// "logical_cpus"}`), so `wgconv bench --compare` can tell when Burn ran on
+/// another host: on lavapipe the host's processor is the device, and the
+/// adapter's name does not change with it.
+fn host() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+                (matches!(key.trim(), "model name" | "Model" | "cpu model") && !value.is_empty())
+                    .then_some(value)
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let logical_cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    json!({ "cpu": cpu, "logical_cpus": logical_cpus })
 }
