@@ -9,7 +9,8 @@
 //! where the planner would not pick them, and the direct path with each
 //! candidate tile ([`crate::plan::tile_candidates`], which includes wider
 //! channel blocks) — keeps the fastest, and stores the choice in a JSON
-//! file keyed by adapter, backend and driver, so the next process (and the
+//! file keyed by adapter, backend and driver (and for a CPU adapter the
+//! host's processor, see [`crate::host`]), so the next process (and the
 //! next layer of the same shape class) skips the timing. Each candidate gets
 //! one untimed run, which compiles its pipelines, then the best of three:
 //! GPU timestamps around each run inside one encoder where the device has
@@ -19,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::host::Host;
 use crate::plan::Tile;
 
 /// A layer's route that is not a tile of its direct path.
@@ -49,12 +51,24 @@ pub enum Choice {
     },
 }
 
-/// What identifies an adapter for tuning: name, backend, driver and its version.
-fn adapter_key(info: &wgpu::AdapterInfo) -> String {
-    format!(
+/// What identifies an adapter for tuning: name, backend, driver and its
+/// version, and for a CPU adapter the host (`host`), whose processor is the
+/// device: lavapipe reports the same name, driver and version on every
+/// machine with the same Mesa, and its fastest tiles differ between them
+/// (measured: a transposed layer's winner flipped between an AMD EPYC and
+/// an Intel Xeon host). So a cache file carried to another machine, in a
+/// home directory or a CI cache, re-tunes instead of applying another CPU's
+/// winners.
+fn adapter_key(info: &wgpu::AdapterInfo, host: &Host) -> String {
+    let key = format!(
         "{} | {:?} | {} | {}",
         info.name, info.backend, info.driver, info.driver_info
-    )
+    );
+    if info.device_type == wgpu::DeviceType::Cpu {
+        format!("{key} | host {host}")
+    } else {
+        key
+    }
 }
 
 /// Tuned tiles, keyed by adapter and shape class, backed by a JSON file.
@@ -70,7 +84,7 @@ impl Autotuner {
     /// A tuner for `info`'s adapter backed by `path` (`None`: in memory only).
     /// A missing or unreadable file starts an empty table.
     pub fn new(path: Option<PathBuf>, info: &wgpu::AdapterInfo) -> Self {
-        Self::for_adapter(path, adapter_key(info))
+        Self::for_adapter(path, adapter_key(info, &Host::current()))
     }
 
     fn for_adapter(path: Option<PathBuf>, adapter: String) -> Self {
@@ -191,6 +205,34 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(json[ADAPTER]["c"], serde_json::json!({"pix": 8, "ph": 2}));
         assert_eq!(json[ADAPTER]["d"], serde_json::json!({"form": "sub-pixel"}));
+    }
+
+    #[test]
+    fn a_cpu_adapter_is_tuned_per_host() {
+        let info = |device_type| {
+            let mut i = wgpu::AdapterInfo::new(device_type, wgpu::Backend::Vulkan);
+            i.name = "llvmpipe (LLVM 15.0.6, 256 bits)".into();
+            i.driver = "llvmpipe".into();
+            i.driver_info = "Mesa 22.3.6 (LLVM 15.0.6)".into();
+            i
+        };
+        let host = |cpu: &str| Host {
+            cpu: cpu.into(),
+            logical_cpus: 2,
+        };
+        let (epyc, xeon) = (host("AMD EPYC 9R14"), host("Intel(R) Xeon(R) Processor"));
+        let cpu = info(wgpu::DeviceType::Cpu);
+        assert_ne!(adapter_key(&cpu, &epyc), adapter_key(&cpu, &xeon));
+        assert!(
+            adapter_key(&cpu, &xeon).ends_with("| host Intel(R) Xeon(R) Processor, 2 logical CPUs")
+        );
+        // A GPU is the device itself: the host does not enter its key.
+        let gpu = info(wgpu::DeviceType::DiscreteGpu);
+        assert_eq!(adapter_key(&gpu, &epyc), adapter_key(&gpu, &xeon));
+        assert_eq!(
+            adapter_key(&gpu, &epyc),
+            "llvmpipe (LLVM 15.0.6, 256 bits) | Vulkan | llvmpipe | Mesa 22.3.6 (LLVM 15.0.6)"
+        );
     }
 
     #[test]

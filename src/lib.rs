@@ -36,6 +36,7 @@ pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod geometry;
+pub mod host;
 pub mod net;
 pub mod nets;
 pub mod npy;

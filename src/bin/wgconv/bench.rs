@@ -19,11 +19,11 @@ use wgconv::{
 };
 
 use crate::args::{self, AdapterArgs, Pair};
-use crate::host::Host;
 use crate::info::{adapter_json, AdapterJson};
 use crate::peer::Peer;
 use crate::plot::{self, Bar};
 use crate::Outcome;
+use wgconv::host::Host;
 
 /// Launches per wall-clock sample (one sync per sample).
 const LAUNCHES_PER_SAMPLE: usize = 4;

@@ -113,7 +113,7 @@ pub fn adapter_json(
 #[derive(Debug, Serialize)]
 struct InfoJson {
     /// The machine (on a CPU adapter, the device itself).
-    host: crate::host::Host,
+    host: wgconv::host::Host,
     adapters: Vec<AdapterJson>,
     selected: Option<usize>,
     selection_reason: Option<String>,
@@ -142,7 +142,7 @@ pub fn run(args: &Args) -> Outcome {
         .map(|r| adapter_json(&r.info, &r.limits, r.features, r.selected))
         .collect();
     let report = InfoJson {
-        host: crate::host::Host::current(),
+        host: wgconv::host::Host::current(),
         adapters,
         selected,
         selection_reason: reason,

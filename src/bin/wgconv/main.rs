@@ -9,7 +9,6 @@
 mod args;
 mod bench;
 mod conv;
-mod host;
 mod info;
 mod net;
 mod peer;

@@ -526,7 +526,7 @@ pub fn print(results: &[NetResult], breakdown: bool) {
 pub struct NetReport {
     pub adapter: AdapterJson,
     /// The machine this ran on (on a CPU adapter, the device itself).
-    pub host: crate::host::Host,
+    pub host: wgconv::host::Host,
     pub timing: &'static str,
     pub warmup: usize,
     pub runs: u64,
@@ -549,7 +549,7 @@ pub fn run_bench(
     } else {
         "wall"
     };
-    let host = crate::host::Host::current();
+    let host = wgconv::host::Host::current();
     if let Some(peer) = opts.peer {
         for r in &results {
             if let Some(v) = r.vs_peer {

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::anyhow;
 use serde::Deserialize;
 
-use crate::host::Host;
+use wgconv::host::Host;
 
 #[derive(Debug, Deserialize)]
 struct File {

@@ -1,11 +1,13 @@
-//! The machine a benchmark ran on, as recorded in `wgconv bench --json`
-//! and `wgconv info`.
+//! The machine the engine runs on.
 //!
 //! On a CPU adapter (lavapipe, llvmpipe) the host's processor *is* the
 //! device, and the adapter's name says nothing about it: two machines with
-//! the same Mesa report the same `llvmpipe (LLVM 15.0.6, 256 bits)`. So a
-//! result file names its host, and `--compare` says when the peer's host
-//! differs from ours (the ratios then compare machines as well as engines).
+//! the same Mesa report the same `llvmpipe (LLVM 15.0.6, 256 bits)`, while
+//! what runs fastest differs between them. So the autotuner keys a CPU
+//! adapter's choices on the host too ([`crate::autotune`]), `wgconv bench
+//! --json` and `wgconv info` record it, and `--compare` says when a peer's
+//! host differs from ours (the ratios then compare machines as well as
+//! engines).
 
 use serde::{Deserialize, Serialize};
 
