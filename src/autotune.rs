@@ -55,8 +55,8 @@ pub enum Choice {
 /// version, and for a CPU adapter the host (`host`), whose processor is the
 /// device: lavapipe reports the same name, driver and version on every
 /// machine with the same Mesa, and its fastest tiles differ between them
-/// (measured: a transposed layer's winner flipped between an AMD EPYC and
-/// an Intel Xeon host). So a cache file carried to another machine, in a
+/// (measured: two transposed layers' winners flipped between the project's
+/// earlier host and an Intel Xeon one). So a cache file carried to another machine, in a
 /// home directory or a CI cache, re-tunes instead of applying another CPU's
 /// winners.
 fn adapter_key(info: &wgpu::AdapterInfo, host: &Host) -> String {
