@@ -472,6 +472,11 @@ fn bench_json_and_csv() {
         .as_str()
         .is_some_and(|k| k.starts_with("conv2d")));
     assert!(v["cold_start"]["engine_ms"].is_f64());
+    let cache = v["cold_start"]["shader_cache"].as_str();
+    assert!(
+        matches!(cache, Some("mesa-disk" | "off" | "driver")),
+        "{cache:?}"
+    );
     // The host is recorded (on a CPU adapter it is the device), and a run
     // compared with one from the same host carries no note about hosts.
     assert!(v["host"]["cpu"].as_str().is_some_and(|c| !c.is_empty()));

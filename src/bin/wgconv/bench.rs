@@ -141,6 +141,30 @@ struct ColdStart {
     engine_ms: f64,
     first_pipeline_ms: f64,
     first_conv_ms: f64,
+    /// Whether compiled kernels may come from a disk cache: `mesa-disk`
+    /// (a Mesa driver with its shader cache on), `off` (a Mesa driver with
+    /// `MESA_SHADER_CACHE_DISABLE` set) or `driver` (another driver, which
+    /// may keep a cache of its own).
+    shader_cache: &'static str,
+}
+
+/// [`ColdStart::shader_cache`] for an adapter, given the value of
+/// `MESA_SHADER_CACHE_DISABLE` (Mesa reads `1`, `true`, `y` and `yes`, in
+/// any case, as on). lavapipe compiles a kernel at its first dispatch unless
+/// an earlier process left it in `~/.cache/mesa_shader_cache`, so with the
+/// cache on the `cold start` line mostly times cache reads.
+fn shader_cache(info: &wgpu::AdapterInfo, disable: Option<&str>) -> &'static str {
+    let mesa = info.driver.contains("Mesa") || info.driver_info.contains("Mesa");
+    let off = disable.is_some_and(|v| {
+        ["1", "true", "y", "yes"]
+            .iter()
+            .any(|t| v.trim().eq_ignore_ascii_case(t))
+    });
+    match (mesa, off) {
+        (false, _) => "driver",
+        (true, true) => "off",
+        (true, false) => "mesa-disk",
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -400,6 +424,10 @@ pub fn run(args: &Args) -> Outcome {
     let timestamps = !args.wall && wgconv::timing::available(&engine);
     let mut timing = if timestamps { "gpu-timestamp" } else { "wall" };
     let host = Host::current();
+    let cache = shader_cache(
+        engine.info(),
+        std::env::var("MESA_SHADER_CACHE_DISABLE").ok().as_deref(),
+    );
     eprintln!(
         "wgconv: bench on {} ({:?}), host {host}, timing: {timing}, warmup {}, runs {}",
         engine.info().name,
@@ -447,6 +475,7 @@ pub fn run(args: &Args) -> Outcome {
                 engine_ms,
                 first_pipeline_ms: m.first_pipeline_ms,
                 first_conv_ms: m.first_conv_ms,
+                shader_cache: cache,
             });
         }
         if m.timing == "wall" {
@@ -491,6 +520,7 @@ pub fn run(args: &Args) -> Outcome {
         engine_ms,
         first_pipeline_ms: 0.0,
         first_conv_ms: 0.0,
+        shader_cache: cache,
     });
     // Table; with --compare a "vs peer" column goes before the kernel.
     let vs = |r: Option<&LayerResult>| match (&peer, r) {
@@ -532,8 +562,16 @@ pub fn run(args: &Args) -> Outcome {
         println!("{:<8} skipped: {}", s.name, s.reason);
     }
     println!(
-        "timing: {timing}; cold start: engine {:.1} ms, first pipeline {:.1} ms, first conv {:.1} ms",
-        cold.engine_ms, cold.first_pipeline_ms, cold.first_conv_ms
+        "timing: {timing}; cold start: engine {:.1} ms, first pipeline {:.1} ms, first conv {:.1} ms{}",
+        cold.engine_ms,
+        cold.first_pipeline_ms,
+        cold.first_conv_ms,
+        if cold.shader_cache == "mesa-disk" {
+            " (Mesa's shader cache on: kernels an earlier process compiled load from disk; \
+             MESA_SHADER_CACHE_DISABLE=true times an empty cache)"
+        } else {
+            ""
+        }
     );
     if let Some(p) = &peer {
         let matched = results.iter().filter(|r| r.vs_peer.is_some()).count();
@@ -607,4 +645,29 @@ pub fn run(args: &Args) -> Outcome {
         .map_err(|e| anyhow!("--plot {}: {e:#}", p.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shader_cache_is_mesas_unless_disabled() {
+        let mut lavapipe = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, wgpu::Backend::Vulkan);
+        lavapipe.driver = "llvmpipe".into();
+        lavapipe.driver_info = "Mesa 22.3.6 (LLVM 15.0.6)".into();
+        assert_eq!(shader_cache(&lavapipe, None), "mesa-disk");
+        assert_eq!(shader_cache(&lavapipe, Some("false")), "mesa-disk");
+        for on in ["1", "true", "TRUE", "y", "yes"] {
+            assert_eq!(shader_cache(&lavapipe, Some(on)), "off", "{on}");
+        }
+        let mut gl = wgpu::AdapterInfo::new(wgpu::DeviceType::Cpu, wgpu::Backend::Gl);
+        gl.driver_info = "4.5 (Core Profile) Mesa 22.3.6".into();
+        assert_eq!(shader_cache(&gl, Some("true")), "off");
+        let mut nvidia =
+            wgpu::AdapterInfo::new(wgpu::DeviceType::DiscreteGpu, wgpu::Backend::Vulkan);
+        nvidia.driver = "NVIDIA".into();
+        nvidia.driver_info = "560.35".into();
+        assert_eq!(shader_cache(&nvidia, Some("true")), "driver");
+    }
 }
