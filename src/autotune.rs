@@ -56,9 +56,9 @@ pub enum Choice {
 /// device: lavapipe reports the same name, driver and version on every
 /// machine with the same Mesa, and its fastest tiles differ between them
 /// (measured: two transposed layers' winners flipped between the project's
-/// earlier host and an Intel Xeon one). So a cache file carried to another machine, in a
-/// home directory or a CI cache, re-tunes instead of applying another CPU's
-/// winners.
+/// earlier host and an Intel Xeon one). So a cache file carried to another
+/// machine, in a home directory or a CI cache, re-tunes instead of applying
+/// another CPU's winners.
 fn adapter_key(info: &wgpu::AdapterInfo, host: &Host) -> String {
     let key = format!(
         "{} | {:?} | {} | {}",

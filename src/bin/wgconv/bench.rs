@@ -580,6 +580,7 @@ pub fn run(args: &Args) -> Outcome {
             p.label,
             results.len(),
             p.host_note(&host)
+                .map_or(String::new(), |n| format!("; {n}"))
         );
     }
     let report = Report {

@@ -556,9 +556,8 @@ pub fn run_bench(
                 println!("{}: {v:.2}× {}'s GFLOP/s", r.name, peer.label);
             }
         }
-        let note = peer.host_note(&host);
-        if !note.is_empty() {
-            println!("vs peer:{note}");
+        if let Some(note) = peer.host_note(&host) {
+            println!("vs peer: {note}");
         }
     }
     if let Some(p) = opts.plot {

@@ -90,17 +90,17 @@ impl Peer {
         })
     }
 
-    /// What the reader of a ratio must know about where the peer ran, as
-    /// the tail of the `vs peer:` line (empty when the peer ran on a host
-    /// with our processor and CPU count): ratios against a peer measured on
-    /// another machine compare the machines too.
-    pub fn host_note(&self, ours: &Host) -> String {
+    /// What the reader of a ratio must know about where the peer ran
+    /// (`None` when the peer ran on a host with our processor and CPU
+    /// count): ratios against a peer measured on another machine compare
+    /// the machines too.
+    pub fn host_note(&self, ours: &Host) -> Option<String> {
         match &self.host {
-            Some(h) if h == ours => String::new(),
-            Some(h) => format!(
-                "; the peer ran on another host ({h}; this run: {ours}), so the ratios compare machines too"
-            ),
-            None => "; the peer's file does not name its host".into(),
+            Some(h) if h == ours => None,
+            Some(h) => Some(format!(
+                "the peer ran on another host ({h}; this run: {ours}), so the ratios compare machines too"
+            )),
+            None => Some("the peer's file does not name its host".into()),
         }
     }
 
@@ -152,12 +152,18 @@ mod tests {
         };
         let same =
             r#"{"host": {"cpu": "Intel(R) Xeon(R) Processor", "logical_cpus": 2}, "layers": []}"#;
-        assert_eq!(load(same).expect("loads").host_note(&ours), "");
+        assert_eq!(load(same).expect("loads").host_note(&ours), None);
         let other = r#"{"host": {"cpu": "AMD EPYC 9R14", "logical_cpus": 2}, "layers": []}"#;
-        let note = load(other).expect("loads").host_note(&ours);
+        let note = load(other)
+            .expect("loads")
+            .host_note(&ours)
+            .expect("a note");
         assert!(note.contains("AMD EPYC 9R14, 2 logical CPUs"), "{note}");
         assert!(note.contains("compare machines"), "{note}");
-        let none = load(r#"{"layers": []}"#).expect("loads").host_note(&ours);
+        let none = load(r#"{"layers": []}"#)
+            .expect("loads")
+            .host_note(&ours)
+            .expect("a note");
         assert!(none.contains("does not name its host"), "{none}");
         let bad = r#"{"host": "somewhere", "layers": []}"#;
         assert!(load(bad).is_err());
