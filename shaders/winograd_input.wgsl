@@ -37,6 +37,10 @@ const VA: u32 = 0u;
 const TIN: u32 = 0u;
 // DIL = 1: dilation > 1, the grid runs in phases (below); the generated form then locates
 // each of the quad's tiles on its own (DIL = 0: the 4 tiles share input columns).
+// DIL = 2: phases in lane order (winograd::TileGrid::lanes; needs VIN = 1, VA = 0): a quad
+// is 4 neighbouring column phases 4j..4j+3 at one tile position, numbered
+// t = 4·((((img·dil_h + pr)·dil_w/4 + j)·th + ty)·tw + tx) + i, phase column 4j + i, so
+// its 4 tiles read 4 neighbouring input columns, one aligned vec4 per tile element.
 const DIL: u32 = 0u;
 // specialise:end
 

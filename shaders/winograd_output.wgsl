@@ -26,7 +26,9 @@ const VOUT: u32 = 0u;
 // TIN = 1: the generated form reads Mt from an Rgba32Float texture that holds all of it,
 // through textureLoad (see plan::winograd_output_texture and pipelines::texture_input).
 const TIN: u32 = 0u;
-// DIL = 1: dilation > 1, the grid runs in phases (see winograd_input.wgsl).
+// DIL = 1: dilation > 1, the grid runs in phases (see winograd_input.wgsl). DIL = 2: phases
+// in lane order (needs VOUT = 1): each output of the quad's 4 tiles is one vec4 of 4
+// neighbouring columns.
 const DIL: u32 = 0u;
 const ACT: u32 = 0u;
 // specialise:end
@@ -72,6 +74,17 @@ fn activate(v: f32) -> f32 {
         case 1u: { return max(v, 0.0); }
         case 2u: { return clamp(v, 0.0, 6.0); }
         case 3u: { return select(p.alpha * v, v, v >= 0.0); }
+        case 4u: { return v / (1.0 + exp(-v)); }
+        default: { return v; }
+    }
+}
+
+// `activate` of each component (the lane-order form, DIL = 2).
+fn activate4(v: vec4<f32>) -> vec4<f32> {
+    switch ACT {
+        case 1u: { return max(v, vec4<f32>(0.0)); }
+        case 2u: { return clamp(v, vec4<f32>(0.0), vec4<f32>(6.0)); }
+        case 3u: { return select(p.alpha * v, v, v >= vec4<f32>(0.0)); }
         case 4u: { return v / (1.0 + exp(-v)); }
         default: { return v; }
     }

@@ -445,13 +445,23 @@ impl KernelKey {
                 self.input_binding(out, spec.vin.is_some(), get("TIN")?)
             }
             Kernel::WinogradInput => {
+                let dil = get("DIL")?;
                 let spec = crate::winograd::TransformSpec {
                     m: get("M")?,
                     vec4: (get("VIN")? == 1).then_some(get("VA")?),
-                    dil: get("DIL")? == 1,
+                    dil: dil >= 1,
+                    lanes: dil == 2,
                 };
-                if matches!(spec.vec4, Some(a) if a > 3 || spec.dil) {
-                    return Err(err("VIN needs VA < 4 and DIL = 0".into()));
+                if dil > 2 {
+                    return Err(err(format!("DIL must be 0, 1 or 2, not {dil}")));
+                }
+                if spec.lanes != (spec.vec4 == Some(0)) && (spec.lanes || spec.dil) {
+                    return Err(err(
+                        "DIL = 2 needs VIN = 1 and VA = 0; DIL = 1 VIN = 0".into()
+                    ));
+                }
+                if matches!(spec.vec4, Some(a) if a > 3) {
+                    return Err(err("VIN needs VA < 4".into()));
                 }
                 let body = crate::winograd::winograd_input_main(&spec)
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
@@ -460,13 +470,18 @@ impl KernelKey {
                 self.input_binding(out, spec.vec4.is_some(), get("TIN")?)
             }
             Kernel::WinogradOutput => {
+                let dil = get("DIL")?;
                 let spec = crate::winograd::TransformSpec {
                     m: get("M")?,
                     vec4: (get("VOUT")? == 1).then_some(0),
-                    dil: get("DIL")? == 1,
+                    dil: dil >= 1,
+                    lanes: dil == 2,
                 };
-                if spec.vec4.is_some() && spec.dil {
-                    return Err(err("VOUT needs DIL = 0".into()));
+                if dil > 2 {
+                    return Err(err(format!("DIL must be 0, 1 or 2, not {dil}")));
+                }
+                if spec.dil && spec.vec4.is_some() != spec.lanes {
+                    return Err(err("DIL = 2 needs VOUT = 1; DIL = 1 VOUT = 0".into()));
                 }
                 let body = crate::winograd::winograd_output_main(&spec)
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;

@@ -252,11 +252,26 @@ pub fn winograd_keys(
     adapter: &AdapterProfile,
     row: u32,
 ) -> [KernelKey; 3] {
-    // vec4 loads and stores need the dense grid's quads of neighbouring tiles.
+    // vec4 loads and stores need quads of neighbouring tiles (the dense grid)
+    // or of neighbouring phases (a dilated grid in lane order).
     let dense = (shape.dil_h, shape.dil_w) == (1, 1);
-    let aligned = dense && adapter.storage_align.is_multiple_of(16);
-    let vin = (aligned && shape.w_in.is_multiple_of(4)).then_some((4 - shape.padding.left % 4) % 4);
-    let vout = aligned && shape.w_out.is_multiple_of(4);
+    let storage_vec4 = adapter.storage_align.is_multiple_of(16);
+    let grid = crate::winograd::TileGrid::new(
+        m,
+        shape.n,
+        shape.h_out,
+        shape.w_out,
+        (shape.dil_h, shape.dil_w),
+    );
+    let lanes = storage_vec4 && grid.lanes(shape.w_in, shape.padding.left, shape.w_out);
+    let aligned = dense && storage_vec4;
+    let vin = if lanes {
+        Some(0)
+    } else {
+        (aligned && shape.w_in.is_multiple_of(4)).then_some((4 - shape.padding.left % 4) % 4)
+    };
+    let vout = lanes || (aligned && shape.w_out.is_multiple_of(4));
+    let dil = if lanes { 2 } else { u32::from(!dense) };
     let a2 = (m + 2) * (m + 2);
     let gemm = Conv2dShape::conv2d(
         [1, (a2 * shape.c_in) as usize, 1, row as usize],
@@ -281,7 +296,7 @@ pub fn winograd_keys(
                     "TIN",
                     texture_read(Kernel::WinogradInput, texture_input(shape, adapter)),
                 ),
-                ("DIL", u32::from(!dense)),
+                ("DIL", dil),
             ],
         },
         gemm,
@@ -294,7 +309,7 @@ pub fn winograd_keys(
                     "TIN",
                     texture_read(Kernel::WinogradOutput, winograd_output_texture(adapter)),
                 ),
-                ("DIL", u32::from(!dense)),
+                ("DIL", dil),
                 ("ACT", activation.code()),
             ],
         },
@@ -1920,6 +1935,50 @@ mod tests {
 
     fn profile(device_type: wgpu::DeviceType) -> AdapterProfile {
         AdapterProfile::new(device_type, wgpu::Backend::Vulkan, &wgpu::Limits::default())
+    }
+
+    /// Dilated grids run in lane order (`DIL = 2`, vec4 loads and stores)
+    /// exactly where `d_w`, the widths and the left padding are multiples
+    /// of 4 (ctx8), else in scalar phases (aspp12: 33 wide).
+    #[test]
+    fn dilated_winograd_uses_lane_order_where_columns_align() {
+        let keys = |input: [usize; 4], pad: Padding, dil: (u32, u32)| {
+            let shape = Conv2dShape::conv2d(
+                input,
+                [64, input[1], 3, 3],
+                None,
+                &Conv2dParams::default().padding(pad).dilation(dil.0, dil.1),
+            )
+            .unwrap();
+            let [i, _, o] = winograd_keys(&shape, 4, Activation::None, &cpu(), 64);
+            let c = |k: &KernelKey, n: &str| k.consts.iter().find(|c| c.0 == n).map(|c| c.1);
+            (
+                c(&i, "DIL"),
+                c(&i, "VIN"),
+                c(&i, "VA"),
+                c(&o, "DIL"),
+                c(&o, "VOUT"),
+            )
+        };
+        let lanes = (Some(2), Some(1), Some(0), Some(2), Some(1));
+        let phases = (Some(1), Some(0), Some(0), Some(1), Some(0));
+        assert_eq!(keys([1, 64, 64, 64], Padding::uniform(8), (8, 8)), lanes);
+        assert_eq!(
+            keys([1, 64, 20, 12], Padding::new(2, 4, 2, 4), (2, 4)),
+            lanes
+        );
+        assert_eq!(
+            keys([1, 256, 33, 33], Padding::uniform(12), (12, 12)),
+            phases
+        );
+        assert_eq!(keys([1, 64, 64, 64], Padding::uniform(6), (6, 6)), phases);
+        assert_eq!(
+            keys([1, 64, 64, 64], Padding::new(8, 2, 8, 6), (8, 4)),
+            phases
+        );
+        assert_eq!(keys([1, 64, 64, 64], Padding::uniform(2), (2, 2)), phases);
+        let dense = keys([1, 64, 64, 64], Padding::uniform(1), (1, 1));
+        assert_eq!(dense.0, Some(0));
     }
 
     fn cpu() -> AdapterProfile {

@@ -260,6 +260,23 @@ impl TileGrid {
             * u64::from(self.tw)
     }
 
+    /// Whether the dilated grid can run in *lane* order (`DIL = 2`) for an
+    /// input `w_in` wide with `pad_left` columns of padding: its quads of 4
+    /// tiles are then 4 neighbouring column phases `4·j .. 4·j + 3` at the
+    /// same tile position, numbered `t = 4·qc + i` with `qc = (((img·d_h +
+    /// pr)·d_w/4 + j)·th + ty)·tw + tx` and phase column `4·j + i`. Tile `i`
+    /// reads and writes the columns of tile 0 plus `i`, so with `d_w`,
+    /// `w_in`, `w_out` and `pad_left` multiples of 4 each of the quad's
+    /// input and output columns is one aligned vec4 of 4 neighbouring
+    /// floats, in or out of the image whole.
+    pub fn lanes(&self, w_in: u32, pad_left: u32, w_out: u32) -> bool {
+        self.phased()
+            && self.dil.1.is_multiple_of(4)
+            && w_in.is_multiple_of(4)
+            && w_out.is_multiple_of(4)
+            && pad_left.is_multiple_of(4)
+    }
+
     /// Tiles the transforms cover: [`TileGrid::real_tiles`] rounded up to a
     /// multiple of 4 (the last quad's extra tiles are zeros, never stored).
     pub fn tiles(&self) -> u64 {
@@ -291,11 +308,18 @@ pub struct TransformSpec {
     /// `winograd_input`: `Some(a)` reads the input as aligned vec4s, the
     /// first column at position `a` of its vec4 (`VIN`, `VA`: rows a
     /// multiple of 4 floats). `winograd_output`: `Some(_)` stores aligned
-    /// vec4s (`VOUT`: output rows a multiple of 4 floats). Never with `dil`.
+    /// vec4s (`VOUT`: output rows a multiple of 4 floats). With `dil`, only in
+    /// lane order (`lanes`, `Some(0)`).
     pub vec4: Option<u32>,
     /// The grid runs in dilation phases (`DIL`): each of an invocation's 4
     /// tiles is located on its own, its taps `dil_h` / `dil_w` apart.
     pub dil: bool,
+    /// With `dil`, the quad's 4 tiles are 4 neighbouring column phases at
+    /// the same place (`DIL = 2`; see [`TileGrid::lanes`]): their inputs
+    /// and outputs are 4 neighbouring columns, read and stored as aligned
+    /// vec4s, and the transforms run on vec4s, one tile per component.
+    /// Needs `vec4 == Some(0)`.
+    pub lanes: bool,
 }
 
 /// `Σ coef·name` over the non-zero coefficients, as WGSL (`0.0` if none).
@@ -384,6 +408,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 /// not in [`TILES`]): unrolled, or in phase mode a loop over input rows
 /// (`winograd_input_phased`).
 pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
+    if spec.lanes {
+        return winograd_input_lanes(spec);
+    }
     if spec.dil {
         return winograd_input_phased(spec);
     }
@@ -525,6 +552,144 @@ fn winograd_input_phased(spec: &TransformSpec) -> Option<String> {
     Some(s)
 }
 
+/// The opening of both transforms in lane order ([`TileGrid::lanes`]): the
+/// quad (`q`, channel `ch`), whether it holds tiles (`live`), its image `n`
+/// and the first output row `oy` and column `ox` of its tile 0 (tile `i`'s
+/// are `oy` and `ox + i`).
+const LANES_OPENING: &str = "@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let id = gid.y * p.row_stride + gid.x;
+    if id >= p.items {
+        return;
+    }
+    let ch = id / p.quads;
+    let q = id % p.quads;
+    let qt = p.t0 / 4u + q;
+    let live = qt < p.tiles / 4u;
+    let qc = min(qt, p.tiles / 4u - 1u);
+    let tx = qc % p.tw;
+    let ty = (qc / p.tw) % p.th;
+    let ph = qc / (p.tw * p.th);
+    let quarter = p.dil_w / 4u;
+    let vi = ph / quarter;
+    let n = vi / p.dil_h;
+    let oy = vi % p.dil_h + p.dil_h * ty * M;
+    let ox = 4u * (ph % quarter) + p.dil_w * tx * M;
+";
+
+/// `winograd_input` in lane order ([`TileGrid::lanes`]): the quad's 4 tiles
+/// are the 4 components of each vec4, so element `(u, v)` of the 4 input
+/// tiles is one aligned vec4 load and `Bᵀ d B` runs on vec4s, unrolled.
+/// Without lanes, phase mode loads `4·α²` scalars and locates each tile on
+/// its own; this is `α²` vec4 loads and a quarter of the arithmetic code.
+fn winograd_input_lanes(spec: &TransformSpec) -> Option<String> {
+    let mats = matrices(spec.m)?;
+    let a = mats.alpha;
+    let mut s = String::from(LANES_OPENING);
+    let mut line = |t: &str| {
+        s.push_str(t);
+        s.push('\n');
+    };
+    line("    let hin = i32(p.h);");
+    line("    let win = i32(p.w);");
+    line("    let plane = (n * p.c + ch) * p.h * p.w;");
+    // Column v of the 4 tiles: 4 neighbouring floats from a multiple of 4, so the
+    // vec4 is inside the row whole or outside it whole (w a multiple of 4).
+    for v in 0..a {
+        line(&format!(
+            "    let ix{v} = i32(ox + {v}u * p.dil_w) - i32(p.pad_left);"
+        ));
+        line(&format!("    let cv{v} = ix{v} >= 0 && ix{v} < win;"));
+        line(&format!("    let ci{v} = u32(clamp(ix{v}, 0, win - 4));"));
+    }
+    for u in 0..a {
+        line(&format!(
+            "    let iy{u} = i32(oy + {u}u * p.dil_h) - i32(p.pad_top);"
+        ));
+        line(&format!(
+            "    let rv{u} = live && iy{u} >= 0 && iy{u} < hin;"
+        ));
+        line(&format!(
+            "    let row{u} = plane + u32(clamp(iy{u}, 0, hin - 1)) * p.w;"
+        ));
+        for v in 0..a {
+            line(&format!(
+                "    let d{u}_{v} = select(vec4<f32>(0.0), input[(row{u} + ci{v}) / 4u], rv{u} && cv{v});"
+            ));
+        }
+    }
+    // t = Bᵀ d, V = t B, each entry the 4 tiles' vec4.
+    for r in 0..a {
+        for v in 0..a {
+            let terms: Vec<(f64, String)> = (0..a)
+                .map(|u| (mats.bt[r * a + u], format!("d{u}_{v}")))
+                .collect();
+            line(&format!("    let t{r}_{v} = {};", lin(&terms)));
+        }
+    }
+    for r in 0..a {
+        for b in 0..a {
+            let terms: Vec<(f64, String)> = (0..a)
+                .map(|v| (mats.bt[b * a + v], format!("t{r}_{v}")))
+                .collect();
+            line(&format!("    let v{r}_{b} = {};", lin(&terms)));
+        }
+    }
+    element_stores(a, &mut line, &|r, b| format!("v{r}_{b}"));
+    line("}");
+    Some(s)
+}
+
+/// `winograd_output` in lane order ([`TileGrid::lanes`]): `Aᵀ M A` on vec4s
+/// (the quad's 4 tiles in the components), each output of the 4 tiles one
+/// aligned vec4 store of 4 neighbouring columns.
+fn winograd_output_lanes(spec: &TransformSpec) -> Option<String> {
+    let mats = matrices(spec.m)?;
+    let (m, a) = (mats.m, mats.alpha);
+    let mut s = String::from(LANES_OPENING);
+    let mut line = |t: &str| {
+        s.push_str(t);
+        s.push('\n');
+    };
+    line("    if !live {");
+    line("        return;");
+    line("    }");
+    for xi in 0..a * a {
+        line(&format!(
+            "    let m{xi} = mt[({xi}u * p.c + ch) * p.quads + q];"
+        ));
+    }
+    line("    let bk = bias[ch];");
+    for r in 0..m {
+        for b in 0..a {
+            let terms: Vec<(f64, String)> = (0..a)
+                .map(|k| (mats.at[r * a + k], format!("m{}", k * a + b)))
+                .collect();
+            line(&format!("    let s{r}_{b} = {};", lin(&terms)));
+        }
+    }
+    line("    let obase = (n * p.c + ch) * p.h * p.w;");
+    for c in 0..m {
+        line(&format!("    let ox{c} = ox + {c}u * p.dil_w;"));
+    }
+    for r in 0..m {
+        line(&format!("    let oy{r} = oy + {r}u * p.dil_h;"));
+        line(&format!("    if oy{r} < p.h {{"));
+        for c in 0..m {
+            let terms: Vec<(f64, String)> = (0..a)
+                .map(|b| (mats.at[c * a + b], format!("s{r}_{b}")))
+                .collect();
+            line(&format!(
+                "        if ox{c} < p.w {{ output[(obase + oy{r} * p.w + ox{c}) / 4u] = activate4({} + bk); }}",
+                lin(&terms)
+            ));
+        }
+        line("    }");
+    }
+    line("}");
+    Some(s)
+}
+
 /// `Bᵀ d B` of the quad's 4 tiles (`d(i, u, v)` names tile `i`'s input at
 /// row `u`, column `v`) and the stores of element ξ of the 4 tiles as one
 /// vec4 in plane `ξ·c + ch`.
@@ -580,6 +745,9 @@ fn element_stores(a: usize, line: &mut dyn FnMut(&str), value: &dyn Fn(usize, us
 /// (`texture_inputs_match_storage_inputs_exactly`), where this form gives
 /// the same bits.
 pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
+    if spec.lanes {
+        return winograd_output_lanes(spec);
+    }
     let mats = matrices(spec.m)?;
     let (m, a) = (mats.m, mats.alpha);
     let mut s = if spec.dil {
@@ -825,14 +993,24 @@ mod tests {
     #[test]
     fn generated_transforms_use_every_matrix_entry() {
         for m in TILES {
-            for (vec4, dil) in [(None, false), (Some(3), false), (None, true)] {
-                let spec = TransformSpec { m, vec4, dil };
+            for (vec4, dil, lanes) in [
+                (None, false, false),
+                (Some(3), false, false),
+                (None, true, false),
+                (Some(0), true, true),
+            ] {
+                let spec = TransformSpec {
+                    m,
+                    vec4,
+                    dil,
+                    lanes,
+                };
                 let a = (m + 2) as usize;
                 let input = winograd_input_main(&spec).unwrap();
                 // One store per transformed element; in phase mode a loop over the
                 // input rows takes the column pass's coefficients from `bt`.
                 assert_eq!(input.matches("output[(").count(), a * a, "{input}");
-                assert_eq!(input.contains("bt(0u, u)"), dil);
+                assert_eq!(input.contains("bt(0u, u)"), dil && !lanes);
                 // One load per element of M.
                 let output = winograd_output_main(&spec).unwrap();
                 assert_eq!(output.matches("let m").count(), a * a);

@@ -126,6 +126,42 @@ fn winograd_matches_reference() {
             case([1, 16, 9, 7], 16, Padding::uniform(1), Activation::Relu6),
             (1, 3),
         ),
+        // Phases in lane order (d_w, widths and left padding multiples of 4):
+        // ctx8's form; unequal dilations with phase rows whose last tile
+        // overhangs, a batch, asymmetric padding (the output 4 columns wider
+        // than the input), every column phase group past the image's first
+        // tile, and a total tile count that fills few GEMM rows.
+        dilated(
+            case([1, 16, 24, 24], 16, Padding::uniform(4), Activation::Relu),
+            (4, 4),
+        ),
+        dilated(
+            case(
+                [2, 17, 13, 20],
+                19,
+                Padding::new(3, 4, 2, 8),
+                Activation::LeakyRelu(0.2),
+            ),
+            (3, 8),
+        ),
+        dilated(
+            case(
+                [1, 20, 9, 12],
+                24,
+                Padding::new(2, 8, 2, 8),
+                Activation::Silu,
+            ),
+            (2, 8),
+        ),
+        dilated(
+            case(
+                [1, 16, 5, 8],
+                16,
+                Padding::new(0, 4, 0, 4),
+                Activation::Relu6,
+            ),
+            (1, 4),
+        ),
     ];
     let mut worst = (0f64, 0f64);
     for (i, c) in cases.iter().enumerate() {
