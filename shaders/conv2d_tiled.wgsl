@@ -95,6 +95,10 @@ const SG: u32 = 0u;
 // reduction segment a multiple of CU; see plan::channels_per_step); the loop form below
 // takes one channel per step.
 const CU: u32 = 1u;
+// KHU: the generated form unrolls the kernel's KHU rows (KHU = k_h; rows outside the image
+// read zeros) instead of looping over the rows inside the image; 0: the loop. See
+// plan::unrolled_rows; the loop form below ignores it.
+const KHU: u32 = 0u;
 const ACT: u32 = 0u;
 // RES = 1: a residual tensor of the output's shape is added to each output after the bias and
 // before the activation (a convolution fused with the residual add after it; see

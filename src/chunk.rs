@@ -294,6 +294,17 @@ impl GridMap {
                 | (Kernel::ConvTranspose2d, WeightLayout::Blocked { cob4 }) => {
                     spec_is(plan, "COB4", cob4)?;
                     spec_is(plan, "K_W", s.k_w)?;
+                    // Unrolled kernel rows (`KHU`) are the kernel's rows.
+                    match spec(plan, "KHU") {
+                        Some(khu) if khu != 0 && khu != s.k_h => {
+                            return Err(internal(
+                                "unrolled kernel rows",
+                                u64::from(s.k_h),
+                                u64::from(khu),
+                            ));
+                        }
+                        _ => {}
+                    }
                     let cob = cob4 * 4;
                     let blocks = s.c_out_per_group().div_ceil(cob);
                     if plan.blocks_per_group != blocks {

@@ -71,6 +71,11 @@ pub struct TiledSpec {
     /// A residual (binding 5, the output's shape and window) is added to
     /// each output after the bias, before the activation (`RES`).
     pub res: bool,
+    /// `k`: the kernel's `k` rows are unrolled in the reduction loop
+    /// instead of looping over the rows inside the image (`KHU`; the host
+    /// sets it to the kernel height, see `plan::unrolled_rows`); rows
+    /// outside the image read zeros. 0: the loop.
+    pub khu: u32,
 }
 
 impl TiledSpec {
@@ -511,7 +516,10 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     // that share an output row share the range, so padding rows cost no work.
     let lo = "(u32(max(-ih0, 0)) + p.dil_h - 1u) / p.dil_h";
     let end = "select(0u, min(p.k_h, u32(hin - 1 - ih0) / p.dil_h + 1u), ih0 < hin)";
-    if spec.sg.is_some() {
+    // Unrolled rows (`KHU`) need no range: every row is read, zeros outside the image.
+    let unrolled = spec.khu > 0 && !spec.kh1;
+    if unrolled {
+    } else if spec.sg.is_some() {
         // The broadcasts need the whole subgroup in the loop: it runs over the union of
         // the lanes' ranges, and a lane's rows outside the image read zeros.
         line(&format!("    let kh_lo = subgroupMin({lo});"));
@@ -523,89 +531,95 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     // CU input channels per iteration (the host makes every reduction segment a
     // multiple of CU), their taps summed into each accumulator in one expression.
     line("    for (var ci = p.ci0; ci < p.ci1; ci += CU) {");
-    if spec.kh1 {
-        line("        if kh_lo < kh_end {");
-        line("            let kh = 0u;");
-    } else {
-        line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
-    }
-    let (guard, ih) = if spec.sg.is_some() {
-        line("            let ih = ih0 + i32(kh * p.dil_h);");
-        line("            let rv = ih >= 0 && ih < hin;");
-        ("rv && ", "clamp(ih, 0, hin - 1)")
-    } else {
-        ("", "ih0 + i32(kh * p.dil_h)")
-    };
-    line(&format!(
-        "            let row = x_plane + u32({ih}) * p.w_in - p.in_base;"
-    ));
-    line("            let wb = w_at + kh * (K_W * COB4);");
-    // Weights of channel u, tap kw, block c: wb + u·taps·COB4 + kw·COB4 + c. With one
-    // kernel row (taps = K_W) the CU channels' weights are contiguous.
-    let nw = k_w * cob4;
-    let w_name = |u: u32, kw: u32, c: u32| {
-        if spec.kh1 {
-            format!("ws{}", u * nw + kw * cob4 + c)
+    for rep in 0..if unrolled { spec.khu } else { 1 } {
+        if unrolled {
+            line("        {");
+            line(&format!("            let kh = {rep}u;"));
+        } else if spec.kh1 {
+            line("        if kh_lo < kh_end {");
+            line("            let kh = 0u;");
         } else {
-            format!("ws{u}_{}", kw * cob4 + c)
+            line("        for (var kh = kh_lo; kh < kh_end; kh++) {");
         }
-    };
-    for u in 0..cu {
-        let row = if u == 0 {
-            "row".to_string()
+        let (guard, ih) = if spec.sg.is_some() || unrolled {
+            line("            let ih = ih0 + i32(kh * p.dil_h);");
+            line("            let rv = ih >= 0 && ih < hin;");
+            ("rv && ", "clamp(ih, 0, hin - 1)")
         } else {
-            line(&format!("            let row{u} = row + {u}u * plane;"));
-            format!("row{u}")
+            ("", "ih0 + i32(kh * p.dil_h)")
         };
-        let tag = format!("c{u}");
-        line(
-            if spec.shifted {
-                shifted_row_loads(pix, guard, &row, &tag, "            ")
+        line(&format!(
+            "            let row = x_plane + u32({ih}) * p.w_in - p.in_base;"
+        ));
+        line("            let wb = w_at + kh * (K_W * COB4);");
+        // Weights of channel u, tap kw, block c: wb + u·taps·COB4 + kw·COB4 + c. With one
+        // kernel row (taps = K_W) the CU channels' weights are contiguous.
+        let nw = k_w * cob4;
+        let w_name = |u: u32, kw: u32, c: u32| {
+            if spec.kh1 {
+                format!("ws{}", u * nw + kw * cob4 + c)
             } else {
-                row_loads_named(&offs, spec.vin, guard, &row, &tag, "            ")
+                format!("ws{u}_{}", kw * cob4 + c)
             }
-            .trim_end(),
-        );
-    }
-    match spec.sg {
-        Some(sg) if spec.kh1 => {
-            line(subgroup_weights("ws", "wb", cu * nw, sg, "            ").trim_end());
-        }
-        Some(sg) => {
-            for u in 0..cu {
-                let base = format!("wb + {}u * taps * COB4", u);
-                line(
-                    subgroup_weights(&format!("ws{u}_"), &base, nw, sg, "            ").trim_end(),
-                );
-            }
-        }
-        None => {
-            for u in 0..cu {
-                for i in 0..nw {
-                    let name = w_name(u, i / cob4, i % cob4);
-                    line(&format!(
-                        "            let {name} = weight[wb + {u}u * taps * COB4 + {i}u];"
-                    ));
+        };
+        for u in 0..cu {
+            let row = if u == 0 {
+                "row".to_string()
+            } else {
+                line(&format!("            let row{u} = row + {u}u * plane;"));
+                format!("row{u}")
+            };
+            let tag = format!("c{u}");
+            line(
+                if spec.shifted {
+                    shifted_row_loads(pix, guard, &row, &tag, "            ")
+                } else {
+                    row_loads_named(&offs, spec.vin, guard, &row, &tag, "            ")
                 }
-            }
+                .trim_end(),
+            );
         }
-    }
-    for c in 0..cob4 {
-        for px in 0..pix {
-            let mut e = format!("a{px}_{c}");
-            for u in 0..cu {
-                for kw in 0..k_w {
-                    e = format!(
-                        "fma(vec4<f32>(c{u}x{}), {}, {e})",
-                        slot(px, kw),
-                        w_name(u, kw, c)
+        match spec.sg {
+            Some(sg) if spec.kh1 => {
+                line(subgroup_weights("ws", "wb", cu * nw, sg, "            ").trim_end());
+            }
+            Some(sg) => {
+                for u in 0..cu {
+                    let base = format!("wb + {}u * taps * COB4", u);
+                    line(
+                        subgroup_weights(&format!("ws{u}_"), &base, nw, sg, "            ")
+                            .trim_end(),
                     );
                 }
             }
-            line(&format!("            a{px}_{c} = {e};"));
+            None => {
+                for u in 0..cu {
+                    for i in 0..nw {
+                        let name = w_name(u, i / cob4, i % cob4);
+                        line(&format!(
+                            "            let {name} = weight[wb + {u}u * taps * COB4 + {i}u];"
+                        ));
+                    }
+                }
+            }
         }
+        for c in 0..cob4 {
+            for px in 0..pix {
+                let mut e = format!("a{px}_{c}");
+                for u in 0..cu {
+                    for kw in 0..k_w {
+                        e = format!(
+                            "fma(vec4<f32>(c{u}x{}), {}, {e})",
+                            slot(px, kw),
+                            w_name(u, kw, c)
+                        );
+                    }
+                }
+                line(&format!("            a{px}_{c} = {e};"));
+            }
+        }
+        line("        }");
     }
-    line("        }");
     line("        x_plane += CU * plane;");
     line("        w_at += CU * taps * COB4;");
     line("    }");
@@ -1147,6 +1161,7 @@ mod tests {
             sg: None,
             cu: 1,
             res: false,
+            khu: 0,
         };
         assert_eq!(s.offsets(), (0..10).collect::<Vec<_>>());
     }
@@ -1169,6 +1184,7 @@ mod tests {
             sg: None,
             cu: 1,
             res: false,
+            khu: 0,
         };
         assert_eq!(s.offsets(), vec![0, 12, 24, 36, 48, 60]);
         // stride 2, dilation 4: Q = 2, pixels 2 apart, taps step 4 = one pixel step.
@@ -1187,6 +1203,7 @@ mod tests {
             sg: None,
             cu: 1,
             res: false,
+            khu: 0,
         };
         assert_eq!(s.offsets(), vec![0, 4, 8, 12, 16, 20]);
     }

@@ -356,6 +356,7 @@ impl KernelKey {
                     sg: subgroup_size()?,
                     cu: get("CU")?,
                     res: get("RES")? == 1,
+                    khu: get("KHU")?,
                 };
                 if get("VIN")? > 2 || (spec.shifted && !spec.shifted_fits()) {
                     return Err(err(
@@ -1062,7 +1063,9 @@ impl PipelineCache {
             //   kernel's own tests (`lw.z < grid_z`, `item < x_end`, `0 ≤ ih < h_in`,
             //   `ow < w_out`, `co_local < c_out/groups`; the generated forms clamp
             //   `item` to `x_end − 1` and read only kernel rows with `0 ≤ ih < h_in`,
-            //   or clamp rows into `[0, h_in − 1]` (depthwise), inside the row hull
+            //   or clamp rows into `[0, h_in − 1]` (depthwise; `conv2d_tiled` with
+            //   subgroups or unrolled rows, `KHU` = `k_h` checked in `GridMap::of`,
+            //   so `kh < k_h`), inside the row hull
             //   `chunk::Planner::input_rows` takes over the tile's rows) can form: the chunk's images,
             //   the units' input channels and output channels, the input-row hull of
             //   the output rows, and the units' whole weight blocks (indexed with

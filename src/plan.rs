@@ -1247,6 +1247,7 @@ pub fn plan_with(
                 ("VOUT", u32::from(tiled_vec4_output(shape, pix, q, adapter))),
                 ("SG", subgroup_weights(adapter)),
                 ("CU", channels_per_step(&sig, cob4, adapter)),
+                ("KHU", unrolled_rows(&sig, adapter)),
                 ("ACT", act),
             ];
             Plan {
@@ -1500,6 +1501,31 @@ pub fn channels_per_step(sig: &LayerSig, cob4: u32, adapter: &AdapterProfile) ->
         2
     } else {
         1
+    }
+}
+
+/// The kernel rows `conv2d_tiled` unrolls (`KHU`): all of them for a
+/// kernel 2 or 3 rows high on a CPU adapter, else none (0: a loop over the
+/// rows inside the image).
+///
+/// Lavapipe-specific: llvmpipe keeps a loop's carried values in memory and
+/// blends each with the execution mask on every iteration, so with the row
+/// loop each of a tile's accumulators is reloaded, blended and stored after
+/// every `K_W` FMAs; unrolled, after every `K_H·K_W`. Rows outside the
+/// image read zeros instead of being skipped, a few wasted FMAs at the
+/// top and bottom edges. Measured on the current host (medians of 15, 2–3
+/// alternated processes): r3x3s2 4.56–4.66 → 3.18–3.26 ms, grp32 1.35–1.39
+/// → 1.20–1.43, tconv4's 2×2 sub-pixel phases 7.16–7.65 → 5.00–5.06, the
+/// direct r3x3 3.93–3.96 → 2.62–2.71; a 5×5 layer (32 channels, 56²) 2.30
+/// → 2.43 and stem7 (7×7) 3.39–3.51 → 5.13–5.23 ms, its first result 0.31 →
+/// 1.20 s, so taller kernels keep the loop. GPU compilers unroll such loops
+/// themselves or keep the accumulators in registers; unmeasured there, so
+/// left off.
+pub fn unrolled_rows(sig: &LayerSig, adapter: &AdapterProfile) -> u32 {
+    if adapter.device_type == wgpu::DeviceType::Cpu && (2..=3).contains(&sig.k_h) {
+        sig.k_h
+    } else {
+        0
     }
 }
 
@@ -1804,6 +1830,7 @@ fn tile_columns(pix: u32, q: u32, s: &LayerSig) -> crate::codegen::TiledSpec {
         sg: None,
         cu: 1,
         res: false,
+        khu: 0,
     }
 }
 
@@ -1935,6 +1962,30 @@ mod tests {
 
     fn profile(device_type: wgpu::DeviceType) -> AdapterProfile {
         AdapterProfile::new(device_type, wgpu::Backend::Vulkan, &wgpu::Limits::default())
+    }
+
+    /// `conv2d_tiled` unrolls kernels of 2 or 3 rows on CPU adapters only.
+    #[test]
+    fn kernel_rows_unroll_for_short_kernels_on_cpu_adapters() {
+        let khu = |k: usize, stride: u32, adapter: &AdapterProfile| {
+            let shape = Conv2dShape::conv2d(
+                [1, 32, 28, 28],
+                [32, 32, k, k],
+                None,
+                &Conv2dParams::default()
+                    .padding(Padding::uniform(k as u32 / 2))
+                    .stride(stride, stride),
+            )
+            .unwrap();
+            let key = plan(&shape, Activation::None, adapter, None).key;
+            assert_eq!(key.kernel, Kernel::Conv2dTiled, "{key}");
+            key.consts.iter().find(|c| c.0 == "KHU").map(|c| c.1)
+        };
+        assert_eq!(khu(3, 2, &cpu()), Some(3));
+        assert_eq!(khu(2, 1, &cpu()), Some(2));
+        assert_eq!(khu(1, 1, &cpu()), Some(0));
+        assert_eq!(khu(5, 1, &cpu()), Some(0));
+        assert_eq!(khu(7, 2, &cpu()), Some(0));
     }
 
     /// Dilated grids run in lane order (`DIL = 2`, vec4 loads and stores)
