@@ -70,6 +70,10 @@ const TWT: u32 = 0u;
 // subgroup and broadcasts them (see plan::transposed_subgroups); the loop form below reads
 // them directly.
 const SG: u32 = 0u;
+// KHU: the generated form unrolls the KHU taps that can reach an output row (⌈k_h /
+// tap_step_h⌉), each behind its own test, instead of looping over them; 0: the loop. See
+// plan::unrolled_taps; the loop form below ignores it.
+const KHU: u32 = 0u;
 // specialise:end
 
 struct Params {

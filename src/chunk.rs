@@ -294,9 +294,13 @@ impl GridMap {
                 | (Kernel::ConvTranspose2d, WeightLayout::Blocked { cob4 }) => {
                     spec_is(plan, "COB4", cob4)?;
                     spec_is(plan, "K_W", s.k_w)?;
-                    // Unrolled kernel rows (`KHU`) are the kernel's rows.
+                    // `conv2d_tiled`'s unrolled kernel rows (`KHU`) are the kernel's rows.
                     match spec(plan, "KHU") {
-                        Some(khu) if khu != 0 && khu != s.k_h => {
+                        Some(khu)
+                            if plan.key.kernel == Kernel::Conv2dTiled
+                                && khu != 0
+                                && khu != s.k_h =>
+                        {
                             return Err(internal(
                                 "unrolled kernel rows",
                                 u64::from(s.k_h),
@@ -1093,6 +1097,20 @@ impl Schedule {
         check_spatial(shape, plan)?;
         if base.tap_step_h == 0 {
             return Err(internal("tap step", 1, 0));
+        }
+        // The transposed kernel's unrolled taps (`KHU`) must cover every tap of a row.
+        if plan.key.kernel == Kernel::ConvTranspose2d {
+            let taps = shape.k_h.div_ceil(base.tap_step_h);
+            match spec(plan, "KHU") {
+                Some(khu) if khu != 0 && khu < taps => {
+                    return Err(internal(
+                        "unrolled taps per row",
+                        u64::from(taps),
+                        u64::from(khu),
+                    ));
+                }
+                _ => {}
+            }
         }
         let map = GridMap::of(shape, plan, weight_bytes)?;
         let segments = map.segments(shape, budget)?;

@@ -936,6 +936,11 @@ pub struct TransposedSpec {
     /// ([`subgroup_weights`]), each subgroup taking `s` consecutive items of
     /// one output row (`SG`; see `plan::transposed_subgroups`).
     pub sg: Option<u32>,
+    /// `k`: the `k` taps of a kernel column that can reach an output row
+    /// (`⌈k_h / tap_step_h⌉`) are unrolled, each behind its own test,
+    /// instead of looping over them (`KHU`; see `plan::unrolled_taps`).
+    /// 0: the loop.
+    pub khu: u32,
 }
 
 impl TransposedSpec {
@@ -1039,55 +1044,76 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
         "    let w_ci_stride = p.k_h * K_W * COB4;",
         "    var w_at = cb * cpg * w_ci_stride - p.w_base;",
         "    for (var ci = 0u; ci < cpg; ci++) {",
-        "        for (var kh = kh0; kh < p.k_h; kh += p.tap_step_h) {",
-        "            let t = th - i32(kh * p.dil_h);",
-        "            if t < 0 {",
-        "                break;",
-        "            }",
-        "            let ih = u32(t) / p.stride_h;",
-        "            if ih >= p.h_in {",
-        "                continue;",
-        "            }",
-        "            let row = x_plane + ih * p.w_in - p.in_base;",
     ] {
         line(l.to_string());
     }
-    line(
-        row_loads(&rel, spec.vin, "", "            ")
-            .trim_end()
-            .to_string(),
-    );
-    line("            let wb = w_at + kh * (K_W * COB4);".into());
-    if let Some(sg) = spec.sg {
-        // Every lane of the subgroup is here: they share the output row, so the
-        // kernel rows above, and the row's exits, are the same for all of them.
-        line(
-            subgroup_weights("ws", "wb", k_w * cob4, sg, "            ")
-                .trim_end()
-                .into(),
-        );
-    }
-    for kw in 0..k_w {
-        let (ph, off) = spec.tap(kw);
-        for c in 0..cob4 {
-            if spec.sg.is_some() {
-                line(format!("            let w{kw}_{c} = ws{};", kw * cob4 + c));
-            } else {
-                line(format!(
-                    "            let w{kw}_{c} = weight[wb + {}u];",
-                    kw * cob4 + c
-                ));
+    // Unrolled (`KHU`): tap r of the row is kh0 + r·tap_step_h, taken where it is a
+    // kernel row whose input row lies inside the image (taps past the first with
+    // t < 0 are too, as the loop's `break`).
+    let khu = spec.khu;
+    for rep in 0..khu.max(1) {
+        if khu > 0 {
+            line("        {".into());
+            line(format!("            let kh = kh0 + {rep}u * p.tap_step_h;"));
+            line("            let t = th - i32(kh * p.dil_h);".into());
+            line("            if kh < p.k_h && t >= 0 && u32(t) / p.stride_h < p.h_in {".into());
+            line("            let ih = u32(t) / p.stride_h;".into());
+        } else {
+            for l in [
+                "        for (var kh = kh0; kh < p.k_h; kh += p.tap_step_h) {",
+                "            let t = th - i32(kh * p.dil_h);",
+                "            if t < 0 {",
+                "                break;",
+                "            }",
+                "            let ih = u32(t) / p.stride_h;",
+                "            if ih >= p.h_in {",
+                "                continue;",
+                "            }",
+            ] {
+                line(l.to_string());
             }
-            for px in 0..pix {
-                line(format!(
+        }
+        line("            let row = x_plane + ih * p.w_in - p.in_base;".into());
+        line(
+            row_loads(&rel, spec.vin, "", "            ")
+                .trim_end()
+                .to_string(),
+        );
+        line("            let wb = w_at + kh * (K_W * COB4);".into());
+        if let Some(sg) = spec.sg {
+            // Every lane of the subgroup is here: they share the output row, so the
+            // kernel rows above, and the row's exits, are the same for all of them.
+            line(
+                subgroup_weights("ws", "wb", k_w * cob4, sg, "            ")
+                    .trim_end()
+                    .into(),
+            );
+        }
+        for kw in 0..k_w {
+            let (ph, off) = spec.tap(kw);
+            for c in 0..cob4 {
+                if spec.sg.is_some() {
+                    line(format!("            let w{kw}_{c} = ws{};", kw * cob4 + c));
+                } else {
+                    line(format!(
+                        "            let w{kw}_{c} = weight[wb + {}u];",
+                        kw * cob4 + c
+                    ));
+                }
+                for px in 0..pix {
+                    line(format!(
                     "            a{ph}_{px}_{c} = fma(vec4<f32>(x{}), w{kw}_{c}, a{ph}_{px}_{c});",
                     slot(i64::from(px) + off)
                 ));
+                }
             }
         }
+        if khu > 0 {
+            line("            }".into());
+        }
+        line("        }".into());
     }
     for l in [
-        "        }",
         "        x_plane += plane;",
         "        w_at += w_ci_stride;",
         "    }",
@@ -1268,6 +1294,7 @@ mod tests {
             vout: false,
             vin: None,
             sg: None,
+            khu: 0,
         };
         for kw in 0..4 {
             let (ph, off) = s.tap(kw);

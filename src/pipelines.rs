@@ -428,6 +428,7 @@ impl KernelKey {
                     vout: get("VOUT")? == 1,
                     vin: (get("VIN")? == 1).then_some(get("VA")?),
                     sg: subgroup_size()?,
+                    khu: get("KHU")?,
                 };
                 if spec.vout && !(spec.pix * spec.s_w).is_multiple_of(4) {
                     return Err(err("VOUT needs PIX·S_W a multiple of 4".into()));

@@ -1150,6 +1150,7 @@ pub fn plan_with(
                 ),
                 ("ACT", act),
                 ("SG", transposed_subgroups(blocks_w, adapter)),
+                ("KHU", unrolled_taps(shape, adapter)),
             ];
             Plan {
                 key: KernelKey { kernel, consts },
@@ -1529,6 +1530,30 @@ pub fn unrolled_rows(sig: &LayerSig, adapter: &AdapterProfile) -> u32 {
     }
 }
 
+/// The taps of a kernel column that can reach one output row of a
+/// transposed convolution: `⌈k_h / tap_step_h⌉`, `tap_step_h = stride_h /
+/// gcd(stride_h, dil_h)`.
+pub fn transposed_row_taps(shape: &Conv2dShape) -> u32 {
+    let step = shape.stride_h / crate::ops::gcd(shape.stride_h, shape.dil_h).max(1);
+    shape.k_h.div_ceil(step.max(1))
+}
+
+/// The taps `conv_transpose2d` unrolls per output row (`KHU`): all of them
+/// ([`transposed_row_taps`]) where that is 2 or 3 on a CPU adapter, else
+/// none (0: the loop). Lavapipe-specific, for the reason given at
+/// [`unrolled_rows`]; a row whose parity leaves fewer taps tests the rest
+/// away. Measured on the current host (medians of 15, 3 alternated
+/// processes): tconv3 (3×3, stride 2: 1 or 2 taps a row) 5.47–5.55 →
+/// 4.36–4.41 ms.
+pub fn unrolled_taps(shape: &Conv2dShape, adapter: &AdapterProfile) -> u32 {
+    let taps = transposed_row_taps(shape);
+    if adapter.device_type == wgpu::DeviceType::Cpu && (2..=3).contains(&taps) {
+        taps
+    } else {
+        0
+    }
+}
+
 /// Largest weight window of `conv2d_tiled`, in vec4s (64 KiB: the uniform
 /// binding size every WebGPU adapter allows).
 pub const TILED_MAX_WCAP: u32 = 4096;
@@ -1713,6 +1738,7 @@ pub fn transposed_vec4_input(
         vout: false,
         vin: None,
         sg: None,
+        khu: 0,
     };
     let (first, rel) = spec.shifted_offsets();
     let a = (i64::from(shape.padding.left / shape.stride_w) + first).rem_euclid(4) as u32;

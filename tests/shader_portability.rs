@@ -119,7 +119,8 @@ fn sweep_keys() -> BTreeSet<KernelKey> {
         ("SG", &[0, 8, 16, 32]),
         // conv2d_tiled: input channels per step of the reduction loop.
         ("CU", &[1, 2, 3]),
-        // conv2d_tiled: kernel rows unrolled (0: the loop over rows).
+        // conv2d_tiled: kernel rows unrolled; conv_transpose2d: a row's taps
+        // unrolled (0: the loops).
         ("KHU", &[0, 2, 3]),
         // conv2d_tiled: a residual added before the activation (with the
         // shipped SEGS = 1, VOUT = 0).
