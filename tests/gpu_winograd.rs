@@ -197,12 +197,14 @@ fn the_planner_runs_eligible_layers_in_winograd_form_on_cpu_adapters() {
             opts,
         )
         .unwrap();
-        // 48×48: 144 tiles of 4×4, enough for 16 channels (`plan::winograd_pays_off`).
+        // 48×48: 144 tiles of 4×4: enough for 128 channels, and with textures too few
+        // for 64 (`plan::winograd_pays_off`).
         l.winograd_on(engine, [1, c_in, 48, 48]).unwrap()
     };
+    let textures = wgconv::plan::texture_reads(&engine.profile());
     let none = LayerOptions::default();
-    assert_eq!(layer(16, 16, p1, none), cpu.then_some(4));
-    assert_eq!(layer(64, 32, p1, none), cpu.then_some(4));
+    assert_eq!(layer(128, 128, p1, none), cpu.then_some(4));
+    assert_eq!(layer(64, 32, p1, none), (cpu && !textures).then_some(4));
     // Dilated layers run in phases.
     assert_eq!(layer(16, 16, p1.dilation(2, 2), none), cpu.then_some(4));
     // Not eligible: too few channels, strided, grouped.
@@ -240,13 +242,13 @@ fn the_default_winograd_form_skips_shapes_with_too_few_tiles() {
     let cpu = engine.info().device_type == wgpu::DeviceType::Cpu;
     let params = Conv2dParams::default().padding(Padding::uniform(1));
     let mut rng = Rng::new(91);
-    let w = rng.vec(32 * 32 * 9);
-    let b = rng.vec(32);
+    let w = rng.vec(128 * 128 * 9);
+    let b = rng.vec(128);
     let build = |opts| {
         Conv2d::with_options(
             engine,
             &w,
-            [32, 32, 3, 3],
+            [128, 128, 3, 3],
             Some(&b),
             params,
             Activation::Relu,
@@ -259,16 +261,16 @@ fn the_default_winograd_form_skips_shapes_with_too_few_tiles() {
         winograd: Some(Winograd::F4),
         ..LayerOptions::default()
     });
-    // 8×8: 4 tiles of 4×4; 32×32: 64; 2 images of 24×24: 72; 16×9: 12, in
-    // Winograd form only without textures (the rules differ; see
+    // 128 channels. 8×8: 4 tiles of 4×4; 32×32: 64; 2 images of 24×24: 72;
+    // 16×9: 12, in Winograd form only without textures (the rules differ; see
     // `plan::winograd_pays_off`).
     let textures = wgconv::plan::texture_reads(&engine.profile());
     for (input, by_default) in [
-        ([1, 32, 8, 8], false),
-        ([1, 32, 32, 32], true),
-        ([2, 32, 24, 24], true),
-        ([1, 32, 16, 9], !textures),
-        ([1, 32, 5, 7], false),
+        ([1, 128, 8, 8], false),
+        ([1, 128, 32, 32], true),
+        ([2, 128, 24, 24], true),
+        ([1, 128, 16, 9], !textures),
+        ([1, 128, 5, 7], false),
     ] {
         let got = default.winograd_on(engine, input).unwrap();
         assert_eq!(got, (cpu && by_default).then_some(4), "{input:?}");
