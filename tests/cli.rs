@@ -498,7 +498,9 @@ fn bench_json_and_csv() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     let vs = stdout.lines().find(|l| l.starts_with("vs peer:"));
     assert!(
-        vs.is_some_and(|l| l.contains("(1 of 1 layers") && !l.contains("host")),
+        vs.is_some_and(|l| l.contains("(1 of 1 layers")
+            && l.contains("geometric mean")
+            && !l.contains("host")),
         "{stdout}"
     );
     let csv = std::fs::read_to_string(&csv).expect("csv");

@@ -179,8 +179,25 @@ struct Report {
     /// The --compare peer's label.
     #[serde(skip_serializing_if = "Option::is_none")]
     peer: Option<String>,
+    /// The geometric mean of the layers' `vs_peer` (those the peer has).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_peer_geomean: Option<f64>,
     layers: Vec<LayerResult>,
     skipped: Vec<Skipped>,
+}
+
+/// The geometric mean of positive finite `ratios`; `None` if there are none
+/// (or one is not positive and finite).
+pub fn geomean(ratios: impl Iterator<Item = f64>) -> Option<f64> {
+    let (mut sum, mut n) = (0.0, 0u32);
+    for r in ratios {
+        if !(r.is_finite() && r > 0.0) {
+            return None;
+        }
+        sum += r.ln();
+        n += 1;
+    }
+    (n > 0).then(|| (sum / f64::from(n)).exp())
 }
 
 pub fn check_out_path(flag: &str, p: &Path) -> anyhow::Result<()> {
@@ -573,12 +590,14 @@ pub fn run(args: &Args) -> Outcome {
             ""
         }
     );
+    let vs_peer_geomean = geomean(results.iter().filter_map(|r| r.vs_peer));
     if let Some(p) = &peer {
         let matched = results.iter().filter(|r| r.vs_peer.is_some()).count();
         println!(
-            "vs peer: our GFLOP/s over {}'s ({matched} of {} layers matched by name){}",
+            "vs peer: our GFLOP/s over {}'s ({matched} of {} layers matched by name{}){}",
             p.label,
             results.len(),
+            vs_peer_geomean.map_or(String::new(), |g| format!("; geometric mean {g:.2}x")),
             p.host_note(&host)
                 .map_or(String::new(), |n| format!("; {n}"))
         );
@@ -596,6 +615,7 @@ pub fn run(args: &Args) -> Outcome {
         runs: args.runs,
         cold_start: cold,
         peer: peer.as_ref().map(|p| p.label.clone()),
+        vs_peer_geomean,
         layers: results,
         skipped,
     };
@@ -651,6 +671,15 @@ pub fn run(args: &Args) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geomean_of_ratios() {
+        let g = geomean([2.0, 8.0].into_iter()).unwrap();
+        assert!((g - 4.0).abs() < 1e-12, "{g}");
+        assert_eq!(geomean(std::iter::empty()), None);
+        assert_eq!(geomean([1.0, 0.0].into_iter()), None);
+        assert_eq!(geomean([f64::NAN].into_iter()), None);
+    }
 
     #[test]
     fn the_shader_cache_is_mesas_unless_disabled() {
