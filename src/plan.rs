@@ -1104,7 +1104,10 @@ pub fn plan_with(
                 ("D_W", shape.dil_w),
                 ("VIN", 0),
                 ("VA", 0),
-                ("TIN", texture_read(kernel, texture_input(shape, adapter))),
+                (
+                    "TIN",
+                    texture_read(kernel, depthwise_texture_input(shape, adapter)),
+                ),
                 ("ACT", act),
                 (
                     "VOUT",
@@ -1357,6 +1360,19 @@ pub fn texture_input(shape: &Conv2dShape, adapter: &AdapterProfile) -> bool {
         && len.is_multiple_of(4)
         && texture_rows(len) <= u64::from(adapter.max_texture_2d)
         && len * 4 <= adapter.max_storage_binding
+}
+
+/// Whether `conv2d_depthwise` reads its input from a texture copy: as
+/// [`texture_input`], but only without stride. A strided depthwise layer
+/// reads each input element about `k_h·k_w / (s_h·s_w)` times, 2.25 for
+/// 3×3 at stride 2, so the copy (a pass over an input 4× the output) costs
+/// more than the texel fetches save. Lavapipe-specific, as
+/// [`texture_input`]. Measured on the current host (`WGCONV_TEXTURE_INPUTS=1`
+/// / `0`, `wgconv bench --layer dw3,dw3s2 --runs 31`, 4 alternations,
+/// medians, ms): dw3s2 0.93 / 0.88, 1.18 / 0.89, 1.02 / 0.86, 0.93 / 0.84;
+/// dw3 (stride 1) 0.88 / 0.92, 0.78 / 0.88, 1.44 / 1.51, 0.88 / 0.84.
+pub fn depthwise_texture_input(shape: &Conv2dShape, adapter: &AdapterProfile) -> bool {
+    (shape.stride_h, shape.stride_w) == (1, 1) && texture_input(shape, adapter)
 }
 
 /// Whether a `conv_transpose2d` or `conv2d_tiled` kernel on `shape`, its
