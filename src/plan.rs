@@ -157,9 +157,16 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// 256 at 14×14 3.97 / 5.41, 20×20 6.12 / 6.04, 28×28 10.7 / 6.35; 512 at
 /// 14×14 15.0 / 17.5, 20×20 23.7 / 18.5, 28×28 41.8 / 19.2. With dilation
 /// the direct kernel is slower (its pixels `Q` apart) and the rule from
-/// before the unrolling stays: at least 16 tiles and tiles × min(c_in,
-/// c_out) ≥ 2048 (current host, ms direct / F4: ctx8 4.43 / 3.07, aspp12
-/// 23.7 / 17.5). Measured before the unrolling on the earlier host (ms
+/// before the unrolling stays, at least 16 tiles and tiles × min(c_in,
+/// c_out) ≥ 2048, where the transforms run in lane order (`DIL = 2`, see
+/// [`crate::winograd::TileGrid::lanes`]); in scalar phases also ≥ 64
+/// channels. Current host, `--shape 1,C,HW,HW --padding D --dilation D`,
+/// ms direct / F4 (2 alternations): lane order, C = 21 at 64×64 with D = 4
+/// 1.70 / 1.10–1.44, D = 8 1.72–1.74 / 1.07–1.15, ctx8 4.43 / 3.07; scalar
+/// phases, D = 2 at 64×64: C = 21 1.61–1.67 / 2.24–2.88, C = 32 1.24–1.32 /
+/// 2.05–2.12, C = 64 4.45 / 4.45; C = 64, D = 6 6.52 / 6.20–7.39; C = 128
+/// at 32×32, D = 2 4.13–4.17 / 3.02–3.06, at 33×33, D = 6 5.21–5.26 /
+/// 6.59–6.61 (less than half the tiles' outputs real); aspp12 23.7 / 17.5. Measured before the unrolling on the earlier host (ms
 /// direct / F4): 64 at 56×56 13.97 / 10.02; 128 at 28×28 16.27 / 7.69; 256
 /// at 14×14 33.8 / 19.5; 512 at 7×7 31.5 / 61.2; 512 at 14×14 125.5 / 55.2;
 /// 256 at 12×12 10.7 / 16.5; 64 at 16×16 1.35 / 1.93; 128 at 14×14 8.43 /
@@ -204,9 +211,19 @@ pub fn winograd_pays_off(shape: &Conv2dShape, m: u32, adapter: &AdapterProfile) 
     let channels = u64::from(shape.c_in.min(shape.c_out));
     if texture_reads(adapter) {
         let dilated = (shape.dil_h, shape.dil_w) != (1, 1);
+        // Lane order (`DIL = 2`) needs the column alignment `winograd_keys` checks.
+        let lanes = adapter.storage_align.is_multiple_of(16)
+            && crate::winograd::TileGrid::new(
+                m,
+                shape.n,
+                shape.h_out,
+                shape.w_out,
+                (shape.dil_h, shape.dil_w),
+            )
+            .lanes(shape.w_in, shape.padding.left, shape.w_out);
         covered
             && if dilated {
-                tiles >= 16 && tiles * channels >= 2048
+                tiles >= 16 && tiles * channels >= 2048 && (lanes || channels >= 64)
             } else {
                 (channels >= 128 && tiles >= 25 && tiles * channels >= 6272)
                     || (channels >= 64 && tiles >= 400)
@@ -242,25 +259,23 @@ pub fn winograd_tile(
 
 /// Whether a transposed layer runs in sub-pixel form (its `stride_h·stride_w`
 /// phases as forward convolutions, see [`crate::ops::sub_pixel`]) where it
-/// has one: `choice` if given; by default on CPU adapters for layers with at
-/// least 16 channels in and out per group whose kernel is a multiple of the
-/// stride, so that every phase has the same sub-kernel size. Measured on
-/// lavapipe (medians of 10 alternated processes): tconv4 (4×4, stride 2)
-/// 57.6 → 44.3 ms with the phases on `conv2d_tiled`, first result with an
-/// empty shader cache 0.92 → 1.2 s; tconv3 (3×3, stride 2: phases of 1×1,
-/// 1×2, 2×1 and 2×2 taps) only 36.9 → 35.4 ms for a first result of 1.7–2.9 s
-/// against 0.85 s (four more kernels to compile), so it keeps the gather.
-/// Nowhere else by default: unmeasured on GPUs.
-pub fn sub_pixel(sig: &LayerSig, adapter: &AdapterProfile, choice: Option<bool>) -> bool {
-    let (s_h, s_w) = sig.stride;
-    sig.kind == ConvKind::Transposed
-        && choice.unwrap_or(
-            adapter.device_type == wgpu::DeviceType::Cpu
-                && sig.c_in_per_group >= 16
-                && sig.c_out_per_group >= 16
-                && sig.k_h.is_multiple_of(s_h.max(1))
-                && sig.k_w.is_multiple_of(s_w.max(1)),
-        )
+/// has one: `choice` if given (the autotuner times both forms), else no.
+///
+/// It was the default on CPU adapters for layers with at least 16 channels
+/// in and out per group and a kernel a multiple of the stride: on the
+/// earlier host tconv4 (4×4, stride 2) went 57.6 → 44.3 ms with the phases
+/// on `conv2d_tiled`, for a first result with an empty shader cache of 1.2 s
+/// against 0.92 (tconv3, 3×3, gained only 36.9 → 35.4 ms and kept the
+/// gather). Since the gather unrolls its taps ([`unrolled_taps`]) it is as
+/// fast or faster, and one kernel to compile instead of two phase
+/// specialisations and the scatter. Measured on the current host (medians of
+/// 21, 3 alternated processes, ms gather / sub-pixel): tconv4 4.64 / 4.92,
+/// 5.05 / 4.98, 4.68 / 4.99, first result 0.30 / 0.50 s; the DCGAN
+/// decoder's `up1` (512 → 256 channels on 4×4, `wgconv bench --net decoder
+/// --breakdown`) 1.76–2.12 / 2.62–2.75, `up2` and `up3` within noise.
+/// `adapter` is unused: kept so that every form choice takes one.
+pub fn sub_pixel(sig: &LayerSig, _adapter: &AdapterProfile, choice: Option<bool>) -> bool {
+    sig.kind == ConvKind::Transposed && choice.unwrap_or(false)
 }
 
 /// The pipeline keys of a layer `shape` in Winograd form F(m×m, 3×3):
@@ -2014,6 +2029,26 @@ mod tests {
             for p in [cpu(), cpu().with_texture_inputs(false)] {
                 assert_eq!(winograd_pays_off(&s, 4, &p), faster, "dilation {d}");
             }
+        }
+        // Dilated, with textures: lane order (d_w a multiple of 4) or scalar phases.
+        for (c, hw, d, faster) in [
+            (21, 64, 4, true),
+            (21, 64, 8, true),
+            (21, 64, 2, false),
+            (32, 64, 2, false),
+            (64, 64, 2, true),
+            (128, 32, 2, true),
+        ] {
+            let s = Conv2dShape::conv2d(
+                [1, c, hw, hw],
+                [c, c, 3, 3],
+                None,
+                &Conv2dParams::default()
+                    .padding(Padding::uniform(d))
+                    .dilation(d, d),
+            )
+            .unwrap();
+            assert_eq!(winograd_pays_off(&s, 4, &cpu()), faster, "{c}x{hw}² d{d}");
         }
         // The suite's Winograd layers: aspp12 and ctx8 (dilated) and b8; r3x3
         // (64 channels, 196 tiles) runs direct with textures.

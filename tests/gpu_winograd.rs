@@ -205,8 +205,15 @@ fn the_planner_runs_eligible_layers_in_winograd_form_on_cpu_adapters() {
     let none = LayerOptions::default();
     assert_eq!(layer(128, 128, p1, none), cpu.then_some(4));
     assert_eq!(layer(64, 32, p1, none), (cpu && !textures).then_some(4));
-    // Dilated layers run in phases.
-    assert_eq!(layer(16, 16, p1.dilation(2, 2), none), cpu.then_some(4));
+    // Dilated layers run in phases: scalar phases with at least 64 channels,
+    // lane order (d_w and the left padding multiples of 4) with 16.
+    assert_eq!(layer(64, 64, p1.dilation(2, 2), none), cpu.then_some(4));
+    assert_eq!(
+        layer(16, 16, p1.dilation(2, 2), none),
+        (cpu && !textures).then_some(4)
+    );
+    let p4 = Conv2dParams::default().padding(Padding::uniform(4));
+    assert_eq!(layer(16, 16, p4.dilation(4, 4), none), cpu.then_some(4));
     // Not eligible: too few channels, strided, grouped.
     assert_eq!(layer(8, 16, p1, none), None);
     assert_eq!(layer(16, 8, p1, none), None);
