@@ -518,15 +518,18 @@ pub fn conv2d_tiled_main(spec: &TiledSpec) -> String {
     let end = "select(0u, min(p.k_h, u32(hin - 1 - ih0) / p.dil_h + 1u), ih0 < hin)";
     // Unrolled rows (`KHU`) need no range: every row is read, zeros outside the image.
     let unrolled = spec.khu > 0 && !spec.kh1;
-    if unrolled {
-    } else if spec.sg.is_some() {
-        // The broadcasts need the whole subgroup in the loop: it runs over the union of
-        // the lanes' ranges, and a lane's rows outside the image read zeros.
-        line(&format!("    let kh_lo = subgroupMin({lo});"));
-        line(&format!("    let kh_end = subgroupMax({end});"));
-    } else {
-        line(&format!("    let kh_lo = {lo};"));
-        line(&format!("    let kh_end = {end};"));
+    match (unrolled, spec.sg) {
+        (true, _) => {}
+        (false, Some(_)) => {
+            // The broadcasts need the whole subgroup in the loop: it runs over the union
+            // of the lanes' ranges, and a lane's rows outside the image read zeros.
+            line(&format!("    let kh_lo = subgroupMin({lo});"));
+            line(&format!("    let kh_end = subgroupMax({end});"));
+        }
+        (false, None) => {
+            line(&format!("    let kh_lo = {lo};"));
+            line(&format!("    let kh_end = {end};"));
+        }
     }
     // CU input channels per iteration (the host makes every reduction segment a
     // multiple of CU), their taps summed into each accumulator in one expression.
@@ -1047,9 +1050,10 @@ pub fn conv_transpose2d_main(spec: &TransposedSpec) -> String {
     ] {
         line(l.to_string());
     }
-    // Unrolled (`KHU`): tap r of the row is kh0 + r·tap_step_h, taken where it is a
-    // kernel row whose input row lies inside the image (taps past the first with
-    // t < 0 are too, as the loop's `break`).
+    // Unrolled (`KHU`): tap r of the row is kh0 + r·tap_step_h, run where it is a
+    // kernel row (kh < k_h) whose input row is inside the image (t ≥ 0, as the loop's
+    // `break`, and ih < h_in, as its `continue`). The test is the same for a whole
+    // subgroup (its lanes share the output row), as the subgroup weights need.
     let khu = spec.khu;
     for rep in 0..khu.max(1) {
         if khu > 0 {

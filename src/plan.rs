@@ -143,36 +143,35 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// direct kernels.
 ///
 /// With texture inputs and weights ([`texture_reads`], lavapipe's default),
-/// without dilation: with min(c_in, c_out) ≥ 128, at least 25 tiles and
-/// tiles × channels ≥ 6272; with ≥ 64 channels, at least 400 tiles; never
-/// below 64. Since `conv2d_tiled`
-/// unrolls 3×3 kernels' rows ([`unrolled_rows`]) the direct form is about
-/// 1.45× faster than before and wins on small images and few channels.
-/// Measured on the current host (`wgconv bench --shape N,C,HW,HW --kernel
-/// C,C,3,3 --padding 1 --winograd off|f4 --runs 9`, medians of 3 alternated
-/// processes, ms direct / F4): 32 at 56×56 0.92 / 1.35, 32 at 112×112 3.64
-/// / 4.01; 64 at 56×56 2.82 / 2.94, 2 images 5.19 / 5.23, 4 images of 28×28
-/// 3.01 / 3.05, 64 at 80×80 5.69 / 5.08, 112×112 12.2 / 9.21; 128 at 14×14
-/// 1.11 / 1.88, 20×20 1.72 / 2.08, 28×28 2.86 / 2.30, 8 images 21.7 / 13.9;
-/// 256 at 14×14 3.97 / 5.41, 20×20 6.12 / 6.04, 28×28 10.7 / 6.35; 512 at
-/// 14×14 15.0 / 17.5, 20×20 23.7 / 18.5, 28×28 41.8 / 19.2. With dilation
-/// the direct kernel is slower (its pixels `Q` apart) and the rule from
-/// before the unrolling stays, at least 16 tiles and tiles × min(c_in,
-/// c_out) ≥ 2048, where the transforms run in lane order (`DIL = 2`, see
-/// [`crate::winograd::TileGrid::lanes`]); in scalar phases also ≥ 64
-/// channels. Current host, `--shape 1,C,HW,HW --padding D --dilation D`,
-/// ms direct / F4 (2 alternations): lane order, C = 21 at 64×64 with D = 4
-/// 1.70 / 1.10–1.44, D = 8 1.72–1.74 / 1.07–1.15, ctx8 4.43 / 3.07; scalar
-/// phases, D = 2 at 64×64: C = 21 1.61–1.67 / 2.24–2.88, C = 32 1.24–1.32 /
-/// 2.05–2.12, C = 64 4.45 / 4.45; C = 64, D = 6 6.52 / 6.20–7.39; C = 128
-/// at 32×32, D = 2 4.13–4.17 / 3.02–3.06, at 33×33, D = 6 5.21–5.26 /
-/// 6.59–6.61 (less than half the tiles' outputs real); aspp12 23.7 / 17.5. Measured before the unrolling on the earlier host (ms
-/// direct / F4): 64 at 56×56 13.97 / 10.02; 128 at 28×28 16.27 / 7.69; 256
-/// at 14×14 33.8 / 19.5; 512 at 7×7 31.5 / 61.2; 512 at 14×14 125.5 / 55.2;
-/// 256 at 12×12 10.7 / 16.5; 64 at 16×16 1.35 / 1.93; 128 at 14×14 8.43 /
-/// 5.89; 256 at 28×28 65.5 / 23.6; 64 at 28×28 4.97 / 3.24; 32 at 28×28
-/// 1.45 / 1.53; 512 at 28×28 223 / 73.3; 256 at 7×7 8.73 / 19.8; 64 at
-/// 12×12 1.07 / 2.33.
+/// without dilation: with min(c_in, c_out) ≥ 128, at least 25 tiles and tiles ×
+/// channels ≥ 6272; with ≥ 64 channels, at least 400 tiles; never below 64.
+/// Since `conv2d_tiled` unrolls 3×3 kernels' rows ([`unrolled_rows`]) the
+/// direct form is about 1.45× faster than before and wins on small images and
+/// few channels. Measured on the current host (`wgconv bench --shape N,C,HW,HW
+/// --kernel C,C,3,3 --padding 1 --winograd off|f4 --runs 9`, medians of 3
+/// alternated processes, ms direct / F4): 32 at 56×56 0.92 / 1.35, 32 at
+/// 112×112 3.64 / 4.01; 64 at 56×56 2.82 / 2.94, 2 images 5.19 / 5.23, 4 images
+/// of 28×28 3.01 / 3.05, 64 at 80×80 5.69 / 5.08, 112×112 12.2 / 9.21; 128 at
+/// 14×14 1.11 / 1.88, 20×20 1.72 / 2.08, 28×28 2.86 / 2.30, 8 images 21.7 /
+/// 13.9; 256 at 14×14 3.97 / 5.41, 20×20 6.12 / 6.04, 28×28 10.7 / 6.35; 512 at
+/// 14×14 15.0 / 17.5, 20×20 23.7 / 18.5, 28×28 41.8 / 19.2. With dilation the
+/// direct kernel is slower (its pixels `Q` apart) and the rule from before the
+/// unrolling stays, at least 16 tiles and tiles × min(c_in, c_out) ≥ 2048,
+/// where the transforms run in lane order (`DIL = 2`, see
+/// [`crate::winograd::TileGrid::lanes`]); in scalar phases also ≥ 64 channels.
+/// Current host, `--shape 1,C,HW,HW --padding D --dilation D`, ms direct / F4
+/// (2 alternations): lane order, C = 21 at 64×64 with D = 4 1.70 / 1.10–1.44,
+/// D = 8 1.72–1.74 / 1.07–1.15, ctx8 4.43 / 3.07; scalar phases, D = 2 at 64×64:
+/// C = 21 1.61–1.67 / 2.24–2.88, C = 32 1.24–1.32 / 2.05–2.12, C = 64 4.45 /
+/// 4.45; C = 64, D = 6 6.52 / 6.20–7.39; C = 128 at 32×32, D = 2 4.13–4.17 /
+/// 3.02–3.06, at 33×33, D = 6 5.21–5.26 / 6.59–6.61 (less than half the tiles'
+/// outputs real); aspp12 23.7 / 17.5. Measured before the unrolling on the
+/// earlier host (ms direct / F4): 64 at 56×56 13.97 / 10.02; 128 at 28×28 16.27
+/// / 7.69; 256 at 14×14 33.8 / 19.5; 512 at 7×7 31.5 / 61.2; 512 at 14×14 125.5
+/// / 55.2; 256 at 12×12 10.7 / 16.5; 64 at 16×16 1.35 / 1.93; 128 at 14×14 8.43
+/// / 5.89; 256 at 28×28 65.5 / 23.6; 64 at 28×28 4.97 / 3.24; 32 at 28×28 1.45
+/// / 1.53; 512 at 28×28 223 / 73.3; 256 at 7×7 8.73 / 19.8; 64 at 12×12 1.07 /
+/// 2.33.
 ///
 /// Without them (uniform weight windows, storage inputs): at least 9 tiles,
 /// and at least 9 per 256² of `c_in·c_out`. Below that its GEMM streams its
@@ -186,8 +185,8 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// 7×7 5.5 / 14, 2 images of 8×8 6.2 / 11.4, 28×28 30 / 13.5; 64 channels
 /// at 4×4 0.88 / 2.5, 8×8 1.5 / 3.0, 12×12 4.2 / 3.3, 16×16 3.9 / 2.5.
 ///
-/// Either way the suite's Winograd layers (r3x3, ctx8, aspp12, b8) have
-/// 144–392 tiles. With dilation each phase is tiled on its own, so a large
+/// The suite's Winograd layers (ctx8, aspp12, b8; r3x3 too without
+/// textures) have 144–392 tiles. With dilation each phase is tiled on its own, so a large
 /// dilation on a small image leaves most of a tile's outputs outside the
 /// image: at least 3/8 of them must be real. Measured (before the textures;
 /// not re-measured since) on DeepLab's ASPP branches (2048 → 256 channels
