@@ -597,11 +597,20 @@ pub fn weight_layout(
             // Pointwise layers get 32 output channels per invocation: each input load then
             // feeds twice the multiply-adds (measured on lavapipe, pw: about 1.8× faster
             // than 16 in interleaved runs); wider kernels keep 16 to bound registers.
-            let max = if sig.kind == ConvKind::Forward && sig.k_h * sig.k_w == 1 {
-                8
-            } else {
-                4
+            // Transposed layers on CPU adapters get 32 too: with their taps unrolled
+            // (`unrolled_taps`) it measured faster at a first result still well within
+            // 0.5 s, where the forward 3×3 layers gained less and compiled longer (current
+            // host, 3 alternations of `wgconv bench --runs 15`, ms 16 → 32 channels;
+            // first result with Mesa's cache off): tconv4 4.66–4.72 → 4.14–4.25, 0.31 →
+            // 0.40 s; tconv3 4.52–4.59 → 3.96–4.03, 0.29 → 0.37 s; r3x3s2 3.19–3.29 →
+            // 3.10–3.15, 0.36 → 0.53 s; r3x3 2.77–2.97 → 2.61–2.70, 0.34 → 0.49 s; stem7
+            // 3.49–3.60 → 3.40–3.49, 0.34 → 0.45 s. Lavapipe-specific (a GPU would spill
+            // such tiles out of its registers); unmeasured on GPUs.
+            let wide = match sig.kind {
+                ConvKind::Forward => sig.k_h * sig.k_w == 1,
+                ConvKind::Transposed => adapter.device_type == wgpu::DeviceType::Cpu,
             };
+            let max = if wide { 8 } else { 4 };
             let mut cob4 = sig.c_out_per_group.div_ceil(4).clamp(1, max);
             // One input channel of a block must fit a weight window (large kernels).
             while kernel == Kernel::Conv2dTiled && cob4 > 1 && !tiled_fits(sig, cob4, adapter) {

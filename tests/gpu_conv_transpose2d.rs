@@ -261,6 +261,69 @@ fn sub_pixel_form_only_when_chosen() {
     }
 }
 
+/// On CPU adapters the gather takes 32 output channels per invocation
+/// where the group has them (`plan::weight_layout`), fewer in smaller
+/// groups, with a row's taps unrolled (`KHU`: 2 at stride 2, 3 where a
+/// dilation of 2 makes them step by 1): a ragged last block (40 channels),
+/// groups of 24, a dilated layer and a 4×4 kernel; each matches the
+/// reference.
+#[test]
+fn wide_channel_blocks_match_reference() {
+    let engine = gpu_or_skip!();
+    let cpu = engine.info().device_type == wgpu::DeviceType::Cpu;
+    let mut rng = Rng::new(0x3c_b48);
+    let p = ConvTranspose2dParams::default();
+    let s2 = p.stride(2, 2);
+    // (input, weight, params, COB4 and KHU on a CPU adapter)
+    let cases = [
+        (
+            [1, 24, 9, 10],
+            [24, 40, 3, 3],
+            s2.padding(Padding::uniform(1)).output_padding(1, 1),
+            (8, 2),
+        ),
+        ([2, 32, 6, 8], [32, 24, 3, 3], s2.groups(2), (6, 2)),
+        (
+            [1, 16, 7, 9],
+            [16, 40, 3, 3],
+            s2.dilation(2, 2).padding(Padding::uniform(2)),
+            (8, 3),
+        ),
+        (
+            [1, 20, 8, 8],
+            [20, 36, 4, 4],
+            s2.padding(Padding::uniform(1)),
+            (8, 2),
+        ),
+    ];
+    for (input, weight, params, (cob4, khu)) in cases {
+        let case = Case {
+            input,
+            weight,
+            params,
+            bias: true,
+            activation: Activation::Relu,
+        };
+        let (_, sub) = run_with(engine, &mut rng, &case, None).unwrap();
+        assert!(!sub, "{case:?}");
+        let shape = Conv2dShape::conv_transpose2d(input, weight, None, &params).unwrap();
+        let layer = ConvTranspose2d::new(
+            engine,
+            &rng.vec(shape.weight_len()),
+            weight,
+            None,
+            params,
+            Activation::None,
+        )
+        .unwrap();
+        let name = layer.kernel_name(engine, input).unwrap();
+        if cpu {
+            assert!(name.contains(&format!("-cob4{cob4}-")), "{case:?}: {name}");
+            assert!(name.ends_with(&format!("-khu{khu}")), "{case:?}: {name}");
+        }
+    }
+}
+
 /// Where `S_W·PIX` output columns are whole aligned vec4s of rows of a
 /// multiple of 4, each channel's columns are stored as vec4s (`VOUT`); where
 /// input rows are a multiple of 4, the input columns are read as aligned
