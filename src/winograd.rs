@@ -619,22 +619,7 @@ fn winograd_input_lanes(spec: &TransformSpec) -> Option<String> {
         }
     }
     // t = Bᵀ d, V = t B, each entry the 4 tiles' vec4.
-    for r in 0..a {
-        for v in 0..a {
-            let terms: Vec<(f64, String)> = (0..a)
-                .map(|u| (mats.bt[r * a + u], format!("d{u}_{v}")))
-                .collect();
-            line(&format!("    let t{r}_{v} = {};", lin(&terms)));
-        }
-    }
-    for r in 0..a {
-        for b in 0..a {
-            let terms: Vec<(f64, String)> = (0..a)
-                .map(|v| (mats.bt[b * a + v], format!("t{r}_{v}")))
-                .collect();
-            line(&format!("    let v{r}_{b} = {};", lin(&terms)));
-        }
-    }
+    input_transform(&mats, &mut line, "", &|u, v| format!("d{u}_{v}"));
     element_stores(a, &mut line, &|r, b| format!("v{r}_{b}"));
     line("}");
     Some(s)
@@ -660,14 +645,7 @@ fn winograd_output_lanes(spec: &TransformSpec) -> Option<String> {
         ));
     }
     line("    let bk = bias[ch];");
-    for r in 0..m {
-        for b in 0..a {
-            let terms: Vec<(f64, String)> = (0..a)
-                .map(|k| (mats.at[r * a + k], format!("m{}", k * a + b)))
-                .collect();
-            line(&format!("    let s{r}_{b} = {};", lin(&terms)));
-        }
-    }
+    output_rows(&mats, &mut line, "", &|k, b| format!("m{}", k * a + b));
     line("    let obase = (n * p.c + ch) * p.h * p.w;");
     for c in 0..m {
         line(&format!("    let ox{c} = ox + {c}u * p.dil_w;"));
@@ -676,12 +654,9 @@ fn winograd_output_lanes(spec: &TransformSpec) -> Option<String> {
         line(&format!("    let oy{r} = oy + {r}u * p.dil_h;"));
         line(&format!("    if oy{r} < p.h {{"));
         for c in 0..m {
-            let terms: Vec<(f64, String)> = (0..a)
-                .map(|b| (mats.at[c * a + b], format!("s{r}_{b}")))
-                .collect();
             line(&format!(
                 "        if ox{c} < p.w {{ output[(obase + oy{r} * p.w + ox{c}) / 4u] = activate4({} + bk); }}",
-                lin(&terms)
+                output_value(&mats, "", r, c)
             ));
         }
         line("    }");
@@ -700,25 +675,66 @@ fn input_math(
 ) {
     let a = mats.alpha;
     for i in 0..4 {
-        for r in 0..a {
-            for v in 0..a {
-                let terms: Vec<(f64, String)> =
-                    (0..a).map(|u| (mats.bt[r * a + u], d(i, u, v))).collect();
-                line(&format!("    let t{i}_{r}_{v} = {};", lin(&terms)));
-            }
-        }
-        for r in 0..a {
-            for b in 0..a {
-                let terms: Vec<(f64, String)> = (0..a)
-                    .map(|v| (mats.bt[b * a + v], format!("t{i}_{r}_{v}")))
-                    .collect();
-                line(&format!("    let v{i}_{r}_{b} = {};", lin(&terms)));
-            }
-        }
+        input_transform(mats, line, &format!("{i}_"), &|u, v| d(i, u, v));
     }
     element_stores(a, line, &|r, b| {
         format!("vec4<f32>(v0_{r}_{b}, v1_{r}_{b}, v2_{r}_{b}, v3_{r}_{b})")
     });
+}
+
+/// `V = Bᵀ d B` of one tile (scalars) or of the quad's 4 tiles at once (vec4s,
+/// in lane order), unrolled with constant coefficients: `d(u, v)` names the
+/// input at row `u`, column `v`; emits `t{tag}{r}_{v}` (`Bᵀ d`) and
+/// `v{tag}{r}_{b}` (`V`).
+fn input_transform(
+    mats: &Matrices,
+    line: &mut dyn FnMut(&str),
+    tag: &str,
+    d: &dyn Fn(usize, usize) -> String,
+) {
+    let a = mats.alpha;
+    for r in 0..a {
+        for v in 0..a {
+            let terms: Vec<(f64, String)> = (0..a).map(|u| (mats.bt[r * a + u], d(u, v))).collect();
+            line(&format!("    let t{tag}{r}_{v} = {};", lin(&terms)));
+        }
+    }
+    for r in 0..a {
+        for b in 0..a {
+            let terms: Vec<(f64, String)> = (0..a)
+                .map(|v| (mats.bt[b * a + v], format!("t{tag}{r}_{v}")))
+                .collect();
+            line(&format!("    let v{tag}{r}_{b} = {};", lin(&terms)));
+        }
+    }
+}
+
+/// `s = Aᵀ M` (`m × α`) of one tile or of the quad's 4 tiles in lane order:
+/// `mt(k, b)` names element `(k, b)` of `M`; emits `s{tag}{r}_{b}`.
+fn output_rows(
+    mats: &Matrices,
+    line: &mut dyn FnMut(&str),
+    tag: &str,
+    mt: &dyn Fn(usize, usize) -> String,
+) {
+    let (m, a) = (mats.m, mats.alpha);
+    for r in 0..m {
+        for b in 0..a {
+            let terms: Vec<(f64, String)> =
+                (0..a).map(|k| (mats.at[r * a + k], mt(k, b))).collect();
+            line(&format!("    let s{tag}{r}_{b} = {};", lin(&terms)));
+        }
+    }
+}
+
+/// Output `(r, c)` of the tile(s) [`output_rows`] named with `tag`, before
+/// the bias: `(s A)[r][c]`.
+fn output_value(mats: &Matrices, tag: &str, r: usize, c: usize) -> String {
+    let a = mats.alpha;
+    let terms: Vec<(f64, String)> = (0..a)
+        .map(|b| (mats.at[c * a + b], format!("s{tag}{r}_{b}")))
+        .collect();
+    lin(&terms)
 }
 
 /// The stores of the input transform's `α²` elements: element `ξ = r·α + b`
@@ -776,22 +792,15 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
     let comps = ["x", "y", "z", "w"];
     for (i, comp) in comps.iter().enumerate() {
         // s = Aᵀ M (m × α); y = s A (m × m).
-        for r in 0..m {
-            for b in 0..a {
-                let terms: Vec<(f64, String)> = (0..a)
-                    .map(|k| (mats.at[r * a + k], format!("m{}.{comp}", k * a + b)))
-                    .collect();
-                line(&format!("    let s{i}_{r}_{b} = {};", lin(&terms)));
-            }
-        }
+        let tag = format!("{i}_");
+        output_rows(&mats, &mut line, &tag, &|k, b| {
+            format!("m{}.{comp}", k * a + b)
+        });
         for r in 0..m {
             for c in 0..m {
-                let terms: Vec<(f64, String)> = (0..a)
-                    .map(|b| (mats.at[c * a + b], format!("s{i}_{r}_{b}")))
-                    .collect();
                 line(&format!(
                     "    let y{i}_{r}_{c} = activate({} + bk);",
-                    lin(&terms)
+                    output_value(&mats, &tag, r, c)
                 ));
             }
         }
