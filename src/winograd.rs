@@ -346,11 +346,9 @@ fn lin(terms: &[(f64, String)]) -> String {
     s
 }
 
-/// The opening of both transforms: the quad of 4 tiles this invocation
-/// takes (`q` within the slab, channel `ch`), and its first tile's image,
-/// tile row and column. Quads past the last tile exit (`winograd_output`)
-/// or write zeros (`winograd_input`, through `live`).
-const OPENING: &str = "@compute @workgroup_size(WG)
+/// The start of every transform's `main`: invocation `id` takes quad `q`
+/// of the slab in channel `ch` (items past the last exit).
+const QUAD: &str = "@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let id = gid.y * p.row_stride + gid.x;
     if id >= p.items {
@@ -358,33 +356,33 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let ch = id / p.quads;
     let q = id % p.quads;
-    let t = p.t0 + 4u * q;
+";
+
+/// The opening of both transforms: the quad of 4 tiles this invocation
+/// takes (`q` within the slab, channel `ch`), and its first tile's image,
+/// tile row and column. Quads past the last tile exit (`winograd_output`)
+/// or write zeros (`winograd_input`, through `live`).
+fn opening() -> String {
+    String::from(QUAD)
+        + "    let t = p.t0 + 4u * q;
     let live = t < p.tiles;
     let tt = min(t, p.tiles - 4u);
     let per_image = p.th * p.tw;
     let n = tt / per_image;
     let ty = (tt % per_image) / p.tw;
     let tx = tt % p.tw;
-";
+"
+}
 
 /// The opening of both transforms in phase mode: the quad (`q`, channel
 /// `ch`), and for each of its 4 tiles `i` its liveness, image `n{i}`, phase
 /// row and column offsets and first output row `oy{i}` / column `ox{i}`
 /// (tile row `ty·M` of phase `r` is output row `r + d_h·ty·M`).
 fn phased_opening() -> String {
-    let mut s = String::from(
-        "@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let id = gid.y * p.row_stride + gid.x;
-    if id >= p.items {
-        return;
-    }
-    let ch = id / p.quads;
-    let q = id % p.quads;
-    let per_image = p.th * p.tw;
+    let mut s = String::from(QUAD)
+        + "    let per_image = p.th * p.tw;
     let phases = p.dil_h * p.dil_w;
-",
-    );
+";
     for i in 0..4 {
         let _ = writeln!(s, "    let t{i} = p.t0 + 4u * q + {i}u;");
         let _ = writeln!(s, "    let live{i} = t{i} < p.tiles;");
@@ -418,7 +416,7 @@ pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
     let (m, a) = (mats.m, mats.alpha);
     let cols = 4 * m + 2;
     let offs: Vec<u32> = (0..cols as u32).collect();
-    let mut s = String::from(OPENING);
+    let mut s = opening();
     let mut line = |t: &str| {
         s.push_str(t);
         s.push('\n');
@@ -556,15 +554,9 @@ fn winograd_input_phased(spec: &TransformSpec) -> Option<String> {
 /// quad (`q`, channel `ch`), whether it holds tiles (`live`), its image `n`
 /// and the first output row `oy` and column `ox` of its tile 0 (tile `i`'s
 /// are `oy` and `ox + i`).
-const LANES_OPENING: &str = "@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let id = gid.y * p.row_stride + gid.x;
-    if id >= p.items {
-        return;
-    }
-    let ch = id / p.quads;
-    let q = id % p.quads;
-    let qt = p.t0 / 4u + q;
+fn lanes_opening() -> String {
+    String::from(QUAD)
+        + "    let qt = p.t0 / 4u + q;
     let live = qt < p.tiles / 4u;
     let qc = min(qt, p.tiles / 4u - 1u);
     let tx = qc % p.tw;
@@ -575,7 +567,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = vi / p.dil_h;
     let oy = vi % p.dil_h + p.dil_h * ty * M;
     let ox = 4u * (ph % quarter) + p.dil_w * tx * M;
-";
+"
+}
 
 /// `winograd_input` in lane order ([`TileGrid::lanes`]): the quad's 4 tiles
 /// are the 4 components of each vec4, so element `(u, v)` of the 4 input
@@ -585,7 +578,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn winograd_input_lanes(spec: &TransformSpec) -> Option<String> {
     let mats = matrices(spec.m)?;
     let a = mats.alpha;
-    let mut s = String::from(LANES_OPENING);
+    let mut s = lanes_opening();
     let mut line = |t: &str| {
         s.push_str(t);
         s.push('\n');
@@ -631,7 +624,7 @@ fn winograd_input_lanes(spec: &TransformSpec) -> Option<String> {
 fn winograd_output_lanes(spec: &TransformSpec) -> Option<String> {
     let mats = matrices(spec.m)?;
     let (m, a) = (mats.m, mats.alpha);
-    let mut s = String::from(LANES_OPENING);
+    let mut s = lanes_opening();
     let mut line = |t: &str| {
         s.push_str(t);
         s.push('\n');
@@ -769,7 +762,7 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
     let mut s = if spec.dil {
         phased_opening()
     } else {
-        String::from(OPENING)
+        opening()
     };
     let mut line = |t: &str| {
         s.push_str(t);
