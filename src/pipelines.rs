@@ -457,10 +457,14 @@ impl KernelKey {
                 if dil > 2 {
                     return Err(err(format!("DIL must be 0, 1 or 2, not {dil}")));
                 }
-                if spec.lanes != (spec.vec4 == Some(0)) && (spec.lanes || spec.dil) {
-                    return Err(err(
-                        "DIL = 2 needs VIN = 1 and VA = 0; DIL = 1 VIN = 0".into()
-                    ));
+                // Phase mode reads scalars; lane order aligned vec4s.
+                match (dil, spec.vec4) {
+                    (0, _) | (1, None) | (2, Some(0)) => {}
+                    _ => {
+                        return Err(err(
+                            "DIL = 1 needs VIN = 0; DIL = 2 needs VIN = 1 and VA = 0".into(),
+                        ))
+                    }
                 }
                 if matches!(spec.vec4, Some(a) if a > 3) {
                     return Err(err("VIN needs VA < 4".into()));
@@ -483,7 +487,7 @@ impl KernelKey {
                     return Err(err(format!("DIL must be 0, 1 or 2, not {dil}")));
                 }
                 if spec.dil && spec.vec4.is_some() != spec.lanes {
-                    return Err(err("DIL = 2 needs VOUT = 1; DIL = 1 VOUT = 0".into()));
+                    return Err(err("DIL = 1 needs VOUT = 0; DIL = 2 needs VOUT = 1".into()));
                 }
                 let body = crate::winograd::winograd_output_main(&spec)
                     .ok_or_else(|| err(format!("no Winograd F({0}x{0}, 3x3)", spec.m)))?;
@@ -1256,6 +1260,40 @@ mod tests {
         };
         assert!(matches!(bad.wgsl(), Err(Error::Shader { .. })));
         assert_eq!(key.to_string(), "conv2d_tiled-pix2-kw1");
+    }
+
+    #[test]
+    fn winograd_keys_pair_dilation_modes_with_their_loads() {
+        let input = |dil: u32, vin: u32, va: u32| KernelKey {
+            kernel: Kernel::WinogradInput,
+            consts: vec![("M", 4), ("VIN", vin), ("VA", va), ("DIL", dil)],
+        };
+        let output = |dil: u32, vout: u32| KernelKey {
+            kernel: Kernel::WinogradOutput,
+            consts: vec![("M", 4), ("VOUT", vout), ("DIL", dil)],
+        };
+        for (key, ok) in [
+            (input(0, 1, 3), true),
+            (input(1, 0, 0), true),
+            (input(1, 1, 3), false),
+            (input(1, 1, 0), false),
+            (input(2, 1, 0), true),
+            (input(2, 0, 0), false),
+            (input(2, 1, 3), false),
+            (input(3, 0, 0), false),
+            (output(1, 0), true),
+            (output(1, 1), false),
+            (output(2, 1), true),
+            (output(2, 0), false),
+        ] {
+            match key.wgsl() {
+                Ok(src) => {
+                    assert!(ok, "{key} accepted");
+                    validate(&src).unwrap_or_else(|e| panic!("{key}: {e}"));
+                }
+                Err(e) => assert!(!ok, "{key}: {e}"),
+            }
+        }
     }
 
     #[test]
