@@ -294,20 +294,19 @@ impl GridMap {
                 | (Kernel::ConvTranspose2d, WeightLayout::Blocked { cob4 }) => {
                     spec_is(plan, "COB4", cob4)?;
                     spec_is(plan, "K_W", s.k_w)?;
-                    // `conv2d_tiled`'s unrolled kernel rows (`KHU`) are the kernel's rows.
-                    match spec(plan, "KHU") {
-                        Some(khu)
-                            if plan.key.kernel == Kernel::Conv2dTiled
-                                && khu != 0
-                                && khu != s.k_h =>
-                        {
-                            return Err(internal(
-                                "unrolled kernel rows",
-                                u64::from(s.k_h),
-                                u64::from(khu),
-                            ));
+                    // Unrolled rows (`KHU`): `conv2d_tiled`'s are the kernel's rows (its
+                    // index proof needs `kh < k_h`); `conv_transpose2d`'s cover every tap
+                    // that reaches an output row.
+                    if let Some(khu) = spec(plan, "KHU").filter(|&k| k != 0) {
+                        let (what, rows, ok) = if plan.key.kernel == Kernel::Conv2dTiled {
+                            ("unrolled kernel rows", s.k_h, khu == s.k_h)
+                        } else {
+                            let taps = crate::plan::transposed_row_taps(s);
+                            ("unrolled taps per row", taps, khu >= taps)
+                        };
+                        if !ok {
+                            return Err(internal(what, u64::from(rows), u64::from(khu)));
                         }
-                        _ => {}
                     }
                     let cob = cob4 * 4;
                     let blocks = s.c_out_per_group().div_ceil(cob);
@@ -1097,20 +1096,6 @@ impl Schedule {
         check_spatial(shape, plan)?;
         if base.tap_step_h == 0 {
             return Err(internal("tap step", 1, 0));
-        }
-        // The transposed kernel's unrolled taps (`KHU`) must cover every tap of a row.
-        if plan.key.kernel == Kernel::ConvTranspose2d {
-            let taps = shape.k_h.div_ceil(base.tap_step_h);
-            match spec(plan, "KHU") {
-                Some(khu) if khu != 0 && khu < taps => {
-                    return Err(internal(
-                        "unrolled taps per row",
-                        u64::from(taps),
-                        u64::from(khu),
-                    ));
-                }
-                _ => {}
-            }
         }
         let map = GridMap::of(shape, plan, weight_bytes)?;
         let segments = map.segments(shape, budget)?;

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::codegen;
 use crate::error::{Error, Result};
+use crate::winograd::Quads;
 
 /// One WGSL kernel family; the variant name matches the file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -339,6 +340,11 @@ impl KernelKey {
             }
             Ok(sg)
         };
+        // `DIL`: where a Winograd transform's quads of tiles lie.
+        let winograd_quads = || -> Result<Quads> {
+            let dil = get("DIL")?;
+            Quads::from_dil(dil).ok_or_else(|| err(format!("DIL must be 0, 1 or 2, not {dil}")))
+        };
         match self.kernel {
             Kernel::Conv2dTiled => {
                 let spec = codegen::TiledSpec {
@@ -447,19 +453,14 @@ impl KernelKey {
                 self.input_binding(out, spec.vin.is_some(), get("TIN")?)
             }
             Kernel::WinogradInput => {
-                let dil = get("DIL")?;
                 let spec = crate::winograd::TransformSpec {
                     m: get("M")?,
                     vec4: (get("VIN")? == 1).then_some(get("VA")?),
-                    dil: dil >= 1,
-                    lanes: dil == 2,
+                    quads: winograd_quads()?,
                 };
-                if dil > 2 {
-                    return Err(err(format!("DIL must be 0, 1 or 2, not {dil}")));
-                }
                 // Phase mode reads scalars; lane order aligned vec4s.
-                match (dil, spec.vec4) {
-                    (0, _) | (1, None) | (2, Some(0)) => {}
+                match (spec.quads, spec.vec4) {
+                    (Quads::Dense, _) | (Quads::Phases, None) | (Quads::Lanes, Some(0)) => {}
                     _ => {
                         return Err(err(
                             "DIL = 1 needs VIN = 0; DIL = 2 needs VIN = 1 and VA = 0".into(),
@@ -476,17 +477,15 @@ impl KernelKey {
                 self.input_binding(out, spec.vec4.is_some(), get("TIN")?)
             }
             Kernel::WinogradOutput => {
-                let dil = get("DIL")?;
                 let spec = crate::winograd::TransformSpec {
                     m: get("M")?,
                     vec4: (get("VOUT")? == 1).then_some(0),
-                    dil: dil >= 1,
-                    lanes: dil == 2,
+                    quads: winograd_quads()?,
                 };
-                if dil > 2 {
-                    return Err(err(format!("DIL must be 0, 1 or 2, not {dil}")));
-                }
-                if spec.dil && spec.vec4.is_some() != spec.lanes {
+                if matches!(
+                    (spec.quads, spec.vec4),
+                    (Quads::Phases, Some(_)) | (Quads::Lanes, None)
+                ) {
                     return Err(err("DIL = 1 needs VOUT = 0; DIL = 2 needs VOUT = 1".into()));
                 }
                 let body = crate::winograd::winograd_output_main(&spec)

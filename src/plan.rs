@@ -210,16 +210,7 @@ pub fn winograd_pays_off(shape: &Conv2dShape, m: u32, adapter: &AdapterProfile) 
     let channels = u64::from(shape.c_in.min(shape.c_out));
     if texture_reads(adapter) {
         let dilated = (shape.dil_h, shape.dil_w) != (1, 1);
-        // Lane order (`DIL = 2`) needs the column alignment `winograd_keys` checks.
-        let lanes = adapter.storage_align.is_multiple_of(16)
-            && crate::winograd::TileGrid::new(
-                m,
-                shape.n,
-                shape.h_out,
-                shape.w_out,
-                (shape.dil_h, shape.dil_w),
-            )
-            .lanes(shape.w_in, shape.padding.left, shape.w_out);
+        let lanes = winograd_lanes(shape, m, adapter);
         covered
             && if dilated {
                 tiles >= 16 && tiles * channels >= 2048 && (lanes || channels >= 64)
@@ -277,6 +268,22 @@ pub fn sub_pixel(sig: &LayerSig, _adapter: &AdapterProfile, choice: Option<bool>
     sig.kind == ConvKind::Transposed && choice.unwrap_or(false)
 }
 
+/// Whether the Winograd transforms of `shape` under F(m×m, 3×3) run their
+/// dilation phases in lane order (`DIL = 2`, aligned vec4 loads and stores;
+/// see [`crate::winograd::TileGrid::lanes`]), which also needs storage
+/// bindings that take vec4 windows.
+pub fn winograd_lanes(shape: &Conv2dShape, m: u32, adapter: &AdapterProfile) -> bool {
+    adapter.storage_align.is_multiple_of(16)
+        && crate::winograd::TileGrid::new(
+            m,
+            shape.n,
+            shape.h_out,
+            shape.w_out,
+            (shape.dil_h, shape.dil_w),
+        )
+        .lanes(shape.w_in, shape.padding.left, shape.w_out)
+}
+
 /// The pipeline keys of a layer `shape` in Winograd form F(m×m, 3×3):
 /// `winograd_input`, the GEMM's (a 1×1 convolution with `α²` groups over
 /// rows of `row` tiles; its key does not depend on the number of rows) and
@@ -291,16 +298,8 @@ pub fn winograd_keys(
     // vec4 loads and stores need quads of neighbouring tiles (the dense grid)
     // or of neighbouring phases (a dilated grid in lane order).
     let dense = (shape.dil_h, shape.dil_w) == (1, 1);
-    let storage_vec4 = adapter.storage_align.is_multiple_of(16);
-    let grid = crate::winograd::TileGrid::new(
-        m,
-        shape.n,
-        shape.h_out,
-        shape.w_out,
-        (shape.dil_h, shape.dil_w),
-    );
-    let lanes = storage_vec4 && grid.lanes(shape.w_in, shape.padding.left, shape.w_out);
-    let aligned = dense && storage_vec4;
+    let lanes = winograd_lanes(shape, m, adapter);
+    let aligned = dense && adapter.storage_align.is_multiple_of(16);
     let vin = if lanes {
         Some(0)
     } else {

@@ -299,6 +299,34 @@ pub fn gemm_row(tiles: u64) -> u64 {
         .unwrap_or(64)
 }
 
+/// How the transforms' quads of 4 tiles lie on the output (`DIL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quads {
+    /// No dilation: 4 neighbouring tiles of a row, which share input
+    /// columns (`DIL = 0`).
+    Dense,
+    /// Dilation phases: each of the quad's 4 tiles is located on its own,
+    /// its taps `dil_h` / `dil_w` apart (`DIL = 1`).
+    Phases,
+    /// Dilation phases in lane order: 4 neighbouring column phases at the
+    /// same place (`DIL = 2`; see [`TileGrid::lanes`]), whose inputs and
+    /// outputs are 4 neighbouring columns, read and stored as aligned vec4s;
+    /// the transforms run on vec4s, one tile per component.
+    Lanes,
+}
+
+impl Quads {
+    /// The form a `DIL` value names; `None` past 2.
+    pub fn from_dil(dil: u32) -> Option<Self> {
+        match dil {
+            0 => Some(Quads::Dense),
+            1 => Some(Quads::Phases),
+            2 => Some(Quads::Lanes),
+            _ => None,
+        }
+    }
+}
+
 /// The specialisation of `winograd_input` / `winograd_output` the
 /// generator unrolls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,18 +336,11 @@ pub struct TransformSpec {
     /// `winograd_input`: `Some(a)` reads the input as aligned vec4s, the
     /// first column at position `a` of its vec4 (`VIN`, `VA`: rows a
     /// multiple of 4 floats). `winograd_output`: `Some(_)` stores aligned
-    /// vec4s (`VOUT`: output rows a multiple of 4 floats). With `dil`, only in
-    /// lane order (`lanes`, `Some(0)`).
+    /// vec4s (`VOUT`: output rows a multiple of 4 floats). With dilation,
+    /// only in lane order, as `Some(0)`.
     pub vec4: Option<u32>,
-    /// The grid runs in dilation phases (`DIL`): each of an invocation's 4
-    /// tiles is located on its own, its taps `dil_h` / `dil_w` apart.
-    pub dil: bool,
-    /// With `dil`, the quad's 4 tiles are 4 neighbouring column phases at
-    /// the same place (`DIL = 2`; see [`TileGrid::lanes`]): their inputs
-    /// and outputs are 4 neighbouring columns, read and stored as aligned
-    /// vec4s, and the transforms run on vec4s, one tile per component.
-    /// Needs `vec4 == Some(0)`.
-    pub lanes: bool,
+    /// Where the quads' tiles lie (`DIL`).
+    pub quads: Quads,
 }
 
 /// `Σ coef·name` over the non-zero coefficients, as WGSL (`0.0` if none).
@@ -403,14 +424,14 @@ fn phased_opening() -> String {
 }
 
 /// The generated `main` of `winograd_input` for `spec` (`None` for an `m`
-/// not in [`TILES`]): unrolled, or in phase mode a loop over input rows
-/// (`winograd_input_phased`).
+/// not in [`TILES`]): unrolled, in phase mode a loop over input rows
+/// (`winograd_input_phased`), in lane order unrolled on vec4s
+/// (`winograd_input_lanes`).
 pub fn winograd_input_main(spec: &TransformSpec) -> Option<String> {
-    if spec.lanes {
-        return winograd_input_lanes(spec);
-    }
-    if spec.dil {
-        return winograd_input_phased(spec);
+    match spec.quads {
+        Quads::Lanes => return winograd_input_lanes(spec),
+        Quads::Phases => return winograd_input_phased(spec),
+        Quads::Dense => {}
     }
     let mats = matrices(spec.m)?;
     let (m, a) = (mats.m, mats.alpha);
@@ -629,15 +650,7 @@ fn winograd_output_lanes(spec: &TransformSpec) -> Option<String> {
         s.push_str(t);
         s.push('\n');
     };
-    line("    if !live {");
-    line("        return;");
-    line("    }");
-    for xi in 0..a * a {
-        line(&format!(
-            "    let m{xi} = mt[({xi}u * p.c + ch) * p.quads + q];"
-        ));
-    }
-    line("    let bk = bias[ch];");
+    output_loads(a, "live", &mut line);
     output_rows(&mats, &mut line, "", &|k, b| format!("m{}", k * a + b));
     line("    let obase = (n * p.c + ch) * p.h * p.w;");
     for c in 0..m {
@@ -702,6 +715,23 @@ fn input_transform(
     }
 }
 
+/// The output transform's loads after its opening: a quad whose first tile
+/// (`live`, the opening's name for its liveness) is past the last exits, as
+/// tiles are in order and it has nothing to store; then the quad's `α²`
+/// elements of `Mt` (`m{ξ}`, a vec4 of its 4 tiles each) and the channel's
+/// bias `bk`.
+fn output_loads(a: usize, live: &str, line: &mut dyn FnMut(&str)) {
+    line(&format!("    if !{live} {{"));
+    line("        return;");
+    line("    }");
+    for xi in 0..a * a {
+        line(&format!(
+            "    let m{xi} = mt[({xi}u * p.c + ch) * p.quads + q];"
+        ));
+    }
+    line("    let bk = bias[ch];");
+}
+
 /// `s = Aᵀ M` (`m × α`) of one tile or of the quad's 4 tiles in lane order:
 /// `mt(k, b)` names element `(k, b)` of `M`; emits `s{tag}{r}_{b}`.
 fn output_rows(
@@ -754,34 +784,18 @@ fn element_stores(a: usize, line: &mut dyn FnMut(&str), value: &dyn Fn(usize, us
 /// (`texture_inputs_match_storage_inputs_exactly`), where this form gives
 /// the same bits.
 pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
-    if spec.lanes {
+    if spec.quads == Quads::Lanes {
         return winograd_output_lanes(spec);
     }
+    let phased = spec.quads == Quads::Phases;
     let mats = matrices(spec.m)?;
     let (m, a) = (mats.m, mats.alpha);
-    let mut s = if spec.dil {
-        phased_opening()
-    } else {
-        opening()
-    };
+    let mut s = if phased { phased_opening() } else { opening() };
     let mut line = |t: &str| {
         s.push_str(t);
         s.push('\n');
     };
-    // Quads past the last tile have nothing to store (tiles are in order).
-    line(if spec.dil {
-        "    if !live0 {"
-    } else {
-        "    if !live {"
-    });
-    line("        return;");
-    line("    }");
-    for xi in 0..a * a {
-        line(&format!(
-            "    let m{xi} = mt[({xi}u * p.c + ch) * p.quads + q];"
-        ));
-    }
-    line("    let bk = bias[ch];");
+    output_loads(a, if phased { "live0" } else { "live" }, &mut line);
     let comps = ["x", "y", "z", "w"];
     for (i, comp) in comps.iter().enumerate() {
         // s = Aᵀ M (m × α); y = s A (m × m).
@@ -798,7 +812,7 @@ pub fn winograd_output_main(spec: &TransformSpec) -> Option<String> {
             }
         }
     }
-    if spec.dil {
+    if phased {
         // Tile i's outputs: rows oy{i} + d_h·r, columns ox{i} + d_w·c of image n{i}.
         for i in 0..4 {
             line(&format!(
@@ -995,24 +1009,19 @@ mod tests {
     #[test]
     fn generated_transforms_use_every_matrix_entry() {
         for m in TILES {
-            for (vec4, dil, lanes) in [
-                (None, false, false),
-                (Some(3), false, false),
-                (None, true, false),
-                (Some(0), true, true),
+            for (vec4, quads) in [
+                (None, Quads::Dense),
+                (Some(3), Quads::Dense),
+                (None, Quads::Phases),
+                (Some(0), Quads::Lanes),
             ] {
-                let spec = TransformSpec {
-                    m,
-                    vec4,
-                    dil,
-                    lanes,
-                };
+                let spec = TransformSpec { m, vec4, quads };
                 let a = (m + 2) as usize;
                 let input = winograd_input_main(&spec).unwrap();
                 // One store per transformed element; in phase mode a loop over the
                 // input rows takes the column pass's coefficients from `bt`.
                 assert_eq!(input.matches("output[(").count(), a * a, "{input}");
-                assert_eq!(input.contains("bt(0u, u)"), dil && !lanes);
+                assert_eq!(input.contains("bt(0u, u)"), quads == Quads::Phases);
                 // One load per element of M.
                 let output = winograd_output_main(&spec).unwrap();
                 assert_eq!(output.matches("let m").count(), a * a);
