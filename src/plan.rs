@@ -155,12 +155,21 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// 14×14 1.11 / 1.88, 20×20 1.72 / 2.08, 28×28 2.86 / 2.30, 8 images 21.7 /
 /// 13.9; 256 at 14×14 3.97 / 5.41, 20×20 6.12 / 6.04, 28×28 10.7 / 6.35; 512 at
 /// 14×14 15.0 / 17.5, 20×20 23.7 / 18.5, 28×28 41.8 / 19.2. With dilation the
-/// direct kernel is slower (its pixels `Q` apart) and the rule from before the
-/// unrolling stays, at least 16 tiles and tiles × min(c_in, c_out) ≥ 2048,
-/// where the transforms run in lane order (`DIL = 2`, see
-/// [`crate::winograd::TileGrid::lanes`]); in scalar phases also ≥ 64 channels.
-/// Current host, `--shape 1,C,HW,HW --padding D --dilation D`, ms direct / F4
-/// (2 alternations): lane order, C = 21 at 64×64 with D = 4 1.70 / 1.10–1.44,
+/// direct kernel takes 32 channels in tiles of at most 4 phase-spaced pixels
+/// ([`wide_phase_tiles`]), and Winograd needs at least 16 tiles, tiles ×
+/// min(c_in, c_out) ≥ 2048 and: ≥ 64 channels where the transforms run in lane
+/// order (`DIL = 2`, see [`crate::winograd::TileGrid::lanes`]); in scalar
+/// phases ≥ 128 channels and at least 3/4 of the tiles' outputs real (aspp12,
+/// 33 wide at dilation 12, has 47 %: a tie, and the direct form starts in half
+/// the time). Current host, `--shape 1,C,HW,HW --padding D --dilation D
+/// --runs 15`, ms direct / F4 (minimums of 2 alternations, the host noisy):
+/// lane order at 64×64, C = 21, D = 4 0.62–0.67 / 1.12–1.20; C = 32, D = 4
+/// 1.14–1.16 / 1.54–1.70, D = 8 1.31–1.37 / 1.75–1.77; C = 64, D = 4 4.20–4.35 /
+/// 3.52–3.54, ctx8 4.33–4.43 / 3.48–3.55; scalar phases, C = 64 at 64×64, D = 2
+/// 4.12–4.13 / 4.36–4.38; C = 128 at 32×32, D = 2 3.69–3.84 / 3.04–3.07, at
+/// 33×33, D = 6 4.81–4.95 / 6.42–6.59; aspp12 18.31–18.46 / 18.64–18.67; 2048 →
+/// 256 at 33×33, D = 6 147–152 / 166–167 (`--runs 5`). Before the wider
+/// direct tiles: lane order, C = 21 at 64×64 with D = 4 1.70 / 1.10–1.44,
 /// D = 8 1.72–1.74 / 1.07–1.15, ctx8 4.43 / 3.07; scalar phases, D = 2 at 64×64:
 /// C = 21 1.61–1.67 / 2.24–2.88, C = 32 1.24–1.32 / 2.05–2.12, C = 64 4.45 /
 /// 4.45; C = 64, D = 6 6.52 / 6.20–7.39; C = 128 at 32×32, D = 2 4.13–4.17 /
@@ -213,7 +222,14 @@ pub fn winograd_pays_off(shape: &Conv2dShape, m: u32, adapter: &AdapterProfile) 
         let lanes = winograd_lanes(shape, m, adapter);
         covered
             && if dilated {
-                tiles >= 16 && tiles * channels >= 2048 && (lanes || channels >= 64)
+                let full = outputs * 4 >= tiles * u64::from(m * m) * 3;
+                tiles >= 16
+                    && tiles * channels >= 2048
+                    && if lanes {
+                        channels >= 64
+                    } else {
+                        channels >= 128 && full
+                    }
             } else {
                 (channels >= 128 && tiles >= 25 && tiles * channels >= 6272)
                     || (channels >= 64 && tiles >= 400)
@@ -606,7 +622,7 @@ pub fn weight_layout(
             // 3.49–3.60 → 3.40–3.49, 0.34 → 0.45 s. Lavapipe-specific (a GPU would spill
             // such tiles out of its registers); unmeasured on GPUs.
             let wide = match sig.kind {
-                ConvKind::Forward => sig.k_h * sig.k_w == 1,
+                ConvKind::Forward => sig.k_h * sig.k_w == 1 || wide_phase_tiles(sig, adapter),
                 ConvKind::Transposed => adapter.device_type == wgpu::DeviceType::Cpu,
             };
             let max = if wide { 8 } else { 4 };
@@ -1247,11 +1263,19 @@ pub fn plan_with(
             let q = pixel_spacing(&sig);
             let cols = shape.w_out.div_ceil(q);
             // Dense rows: a power of two (fewer specialisations); phase-spaced rows are short,
-            // so take them whole.
+            // so take them whole, or in as few blocks of equal width as fit.
+            // A wide block of phase-spaced pixels keeps the accumulators of 8 pixels × 16
+            // channels (see `wide_phase_tiles`).
+            let max_pix = match layout {
+                WeightLayout::Blocked { cob4: 8 } if tile.is_none() && sig.k_h * sig.k_w > 1 => {
+                    max_pix.min(MAX_PIX / 2)
+                }
+                _ => max_pix,
+            };
             let mut pix = if q == 1 {
                 max_pix.min(cols.next_power_of_two())
             } else {
-                max_pix.min(cols)
+                cols.div_ceil(cols.div_ceil(max_pix.max(1)))
             };
             while pix > 1 && tiled_loads(pix, q, &sig) > MAX_SEG {
                 pix -= 1;
@@ -1881,6 +1905,22 @@ pub fn weight_padding(
     }
 }
 
+/// Whether a forward `conv2d_tiled` layer takes 32 output channels per
+/// invocation although its kernel is wider than 1×1: a dilated layer whose
+/// pixels are [`pixel_spacing`] apart (phase-spaced rows), on a CPU adapter.
+/// Its tile then holds at most 4 pixels, the accumulators of the 8 × 16
+/// default, so it compiles no longer; each input load feeds twice the output
+/// channels and its `K_W` taps share loads across the phase's pixels.
+/// Lavapipe-specific (a GPU keeps its accumulators in registers and its loads
+/// coalesced either way); unmeasured on GPUs. Measured on the current host,
+/// `wgconv bench --layer aspp12 --runs 21`, 4 alternated processes, ms, F4 /
+/// direct with 32 channels (pix3, from the autotuner): 19.36 / 18.84, 19.32 /
+/// 19.11, 19.39 / 19.40, 20.32 / 19.24; with 16 channels direct took
+/// 24.7–25.7. First result with Mesa's cache off 0.69–0.71 (F4) → 0.35 s.
+fn wide_phase_tiles(sig: &LayerSig, adapter: &AdapterProfile) -> bool {
+    adapter.device_type == wgpu::DeviceType::Cpu && pixel_spacing(sig) > 1
+}
+
 /// Column spacing of the pixels of one `conv2d_tiled` invocation: with
 /// dilation, `D_W / gcd(S_W, D_W)` puts pixels that share taps together.
 fn pixel_spacing(s: &LayerSig) -> u32 {
@@ -2022,8 +2062,14 @@ mod tests {
                 "{n}x{c}x{hw}²"
             );
         }
-        // DeepLab's ASPP branches: 33×33, 2048 → 256 channels, dilation 6 and 18.
-        for (d, faster) in [(6, true), (18, false)] {
+        // DeepLab's ASPP branches: 33×33, 2048 → 256 channels, dilation 6 and 18
+        // (with textures 47 % and 21 % of the tiles' outputs real: direct).
+        for (d, textures, faster) in [
+            (6, true, false),
+            (6, false, true),
+            (18, true, false),
+            (18, false, false),
+        ] {
             let s = Conv2dShape::conv2d(
                 [1, 2048, 33, 33],
                 [256, 2048, 3, 3],
@@ -2033,18 +2079,25 @@ mod tests {
                     .dilation(d, d),
             )
             .unwrap();
-            for p in [cpu(), cpu().with_texture_inputs(false)] {
-                assert_eq!(winograd_pays_off(&s, 4, &p), faster, "dilation {d}");
-            }
+            let p = cpu().with_texture_inputs(textures);
+            assert_eq!(
+                winograd_pays_off(&s, 4, &p),
+                faster,
+                "dilation {d}, {textures}"
+            );
         }
         // Dilated, with textures: lane order (d_w a multiple of 4) or scalar phases.
         for (c, hw, d, faster) in [
-            (21, 64, 4, true),
-            (21, 64, 8, true),
+            (21, 64, 4, false),
+            (32, 64, 4, false),
+            (32, 64, 8, false),
+            (64, 64, 4, true),
+            (64, 64, 8, true),
             (21, 64, 2, false),
             (32, 64, 2, false),
-            (64, 64, 2, true),
+            (64, 64, 2, false),
             (128, 32, 2, true),
+            (128, 33, 6, false),
         ] {
             let s = Conv2dShape::conv2d(
                 [1, c, hw, hw],
@@ -2057,14 +2110,15 @@ mod tests {
             .unwrap();
             assert_eq!(winograd_pays_off(&s, 4, &cpu()), faster, "{c}x{hw}² d{d}");
         }
-        // The suite's Winograd layers: aspp12 and ctx8 (dilated) and b8; r3x3
-        // (64 channels, 196 tiles) runs direct with textures.
+        // The suite's Winograd layers: ctx8 (dilated) and b8, and aspp12 without
+        // textures; r3x3 (64 channels, 196 tiles) and aspp12 (47 % real) run
+        // direct with textures.
         for l in crate::suite::SUITE
             .iter()
             .filter(|l| ["aspp12", "ctx8", "b8", "r3x3"].contains(&l.name))
         {
             for p in [cpu(), cpu().with_texture_inputs(false)] {
-                let want = l.name != "r3x3" || !texture_reads(&p);
+                let want = !["r3x3", "aspp12"].contains(&l.name) || !texture_reads(&p);
                 assert_eq!(
                     winograd_pays_off(&l.shape().unwrap(), 4, &p),
                     want,
@@ -2591,6 +2645,34 @@ mod tests {
         assert!(p.key.consts.contains(&("Q", 12)));
         assert!(p.key.consts.contains(&("PIX", 3)));
         assert_eq!(p.blocks_w, 12);
+        // On CPU adapters 32 channels a block (16 on GPUs), at most 4 pixels a tile
+        // in blocks of equal width: 6 columns a phase (33 wide at dilation 6) as 2 × 3,
+        // 8 (64 wide at dilation 8) as 2 × 4.
+        assert_eq!(p.layout, WeightLayout::Blocked { cob4: 8 });
+        let gpu = profile(wgpu::DeviceType::DiscreteGpu);
+        assert_eq!(
+            weight_layout(&LayerSig::of(&s), &gpu, Some(Kernel::Conv2dTiled)).1,
+            WeightLayout::Blocked { cob4: 4 }
+        );
+        for (hw, d, pix, blocks_w) in [(33, 6, 3, 12), (64, 8, 4, 16), (64, 2, 4, 16)] {
+            let s = Conv2dShape::conv2d(
+                [1, 64, hw, hw],
+                [64, 64, 3, 3],
+                None,
+                &Conv2dParams::default()
+                    .padding(Padding::uniform(d))
+                    .dilation(d, d),
+            )
+            .unwrap();
+            let p = plan(&s, Activation::None, &cpu(), Some(Kernel::Conv2dTiled));
+            assert_eq!(p.layout, WeightLayout::Blocked { cob4: 8 }, "{hw}² d{d}");
+            assert!(
+                p.key.consts.contains(&("PIX", pix)),
+                "{hw}² d{d}: {}",
+                p.key
+            );
+            assert_eq!(p.blocks_w, blocks_w, "{hw}² d{d}");
+        }
         // A large dilation with a huge row no longer forces the direct fallback.
         let s = Conv2dShape::conv2d(
             [1, 2, 200, 200],

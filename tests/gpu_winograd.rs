@@ -205,15 +205,23 @@ fn the_planner_runs_eligible_layers_in_winograd_form_on_cpu_adapters() {
     let none = LayerOptions::default();
     assert_eq!(layer(128, 128, p1, none), cpu.then_some(4));
     assert_eq!(layer(64, 32, p1, none), (cpu && !textures).then_some(4));
-    // Dilated layers run in phases: scalar phases with at least 64 channels,
-    // lane order (d_w and the left padding multiples of 4) with 16.
-    assert_eq!(layer(64, 64, p1.dilation(2, 2), none), cpu.then_some(4));
+    // Dilated layers run in phases. With textures: scalar phases with at least
+    // 128 channels (and 3/4 of the tiles' outputs real), lane order (d_w and the
+    // left padding multiples of 4) with 64.
+    assert_eq!(layer(128, 128, p1.dilation(2, 2), none), cpu.then_some(4));
+    for c in [16, 64] {
+        assert_eq!(
+            layer(c, c, p1.dilation(2, 2), none),
+            (cpu && !textures).then_some(4),
+            "{c} channels"
+        );
+    }
+    let p4 = Conv2dParams::default().padding(Padding::uniform(4));
+    assert_eq!(layer(64, 64, p4.dilation(4, 4), none), cpu.then_some(4));
     assert_eq!(
-        layer(16, 16, p1.dilation(2, 2), none),
+        layer(32, 32, p4.dilation(4, 4), none),
         (cpu && !textures).then_some(4)
     );
-    let p4 = Conv2dParams::default().padding(Padding::uniform(4));
-    assert_eq!(layer(16, 16, p4.dilation(4, 4), none), cpu.then_some(4));
     // Not eligible: too few channels, strided, grouped.
     assert_eq!(layer(8, 16, p1, none), None);
     assert_eq!(layer(16, 8, p1, none), None);
