@@ -1906,19 +1906,27 @@ pub fn weight_padding(
 }
 
 /// Whether a forward `conv2d_tiled` layer takes 32 output channels per
-/// invocation although its kernel is wider than 1×1: a dilated layer whose
-/// pixels are [`pixel_spacing`] apart (phase-spaced rows), on a CPU adapter.
-/// Its tile then holds at most 4 pixels, the accumulators of the 8 × 16
-/// default, so it compiles no longer; each input load feeds twice the output
-/// channels and its `K_W` taps share loads across the phase's pixels.
+/// invocation although its kernel is wider than 1×1, on a CPU adapter: a
+/// dilated layer whose pixels are [`pixel_spacing`] apart (phase-spaced
+/// rows), or a strided one with at most 3 kernel rows (unrolled, see
+/// [`unrolled_rows`]) and at least 128 output channels per group. Its tile
+/// then holds at most 4 pixels, the accumulators of the 8 × 16 default, so it
+/// compiles no longer; each input load feeds twice the output channels, and a
+/// strided tile of 4 pixels loads 9 columns (3 vec4s) where 8 load 17 (5).
 /// Lavapipe-specific (a GPU keeps its accumulators in registers and its loads
-/// coalesced either way); unmeasured on GPUs. Measured on the current host,
-/// `wgconv bench --layer aspp12 --runs 21`, 4 alternated processes, ms, F4 /
-/// direct with 32 channels (pix3, from the autotuner): 19.36 / 18.84, 19.32 /
-/// 19.11, 19.39 / 19.40, 20.32 / 19.24; with 16 channels direct took
-/// 24.7–25.7. First result with Mesa's cache off 0.69–0.71 (F4) → 0.35 s.
+/// coalesced either way); unmeasured on GPUs. Measured on the current host
+/// (`wgconv bench --runs 21`, alternated processes, medians, ms, 16 → 32
+/// channels): aspp12, F4 / direct with 32 channels (pix3, the autotuner's
+/// pick): 19.36 / 18.84, 19.32 / 19.11, 19.39 / 19.40, 20.32 / 19.24, with 16
+/// channels direct took 24.7–25.7, first result with Mesa's cache off
+/// 0.69–0.71 (F4) → 0.37–0.38 s; at stride 2, r3x3s2 3.38 → 3.07, 3.57 →
+/// 3.18, 3.67 → 3.14, 3.92 → 3.11 (first result 0.39–0.42 / 0.41–0.45 s);
+/// 256 channels at 28×28 3.91 → 3.55, 3.86 → 3.31. Not with 64 channels
+/// (64 at 112×112, `--runs 31`: 4.54 → 4.63, 4.31 → 4.38, 4.29 → 4.42), nor
+/// for stem7 (7×7: 4.13 → 4.45, 3.73 → 4.40).
 fn wide_phase_tiles(sig: &LayerSig, adapter: &AdapterProfile) -> bool {
-    adapter.device_type == wgpu::DeviceType::Cpu && pixel_spacing(sig) > 1
+    let strided = sig.stride.1 > 1 && sig.k_h <= 3 && sig.c_out_per_group >= 128;
+    adapter.device_type == wgpu::DeviceType::Cpu && (pixel_spacing(sig) > 1 || strided)
 }
 
 /// Column spacing of the pixels of one `conv2d_tiled` invocation: with
@@ -2626,6 +2634,34 @@ mod tests {
         assert_eq!(p.key.kernel, Kernel::Conv2dTiled);
         assert_eq!(p.layout, WeightLayout::Blocked { cob4: 8 });
         assert_eq!(p.blocks_per_group, 2);
+    }
+
+    /// Strided kernels of at most 3 rows with at least 128 output channels
+    /// take 32-channel blocks of 4 pixels on CPU adapters (see
+    /// `wide_phase_tiles`); 64 channels, 7×7 and GPUs keep 16 and 8.
+    #[test]
+    fn strided_short_kernels_with_many_channels_take_32_channel_blocks() {
+        let key = |c: usize, k: usize, adapter: &AdapterProfile| {
+            let s = Conv2dShape::conv2d(
+                [1, c, 56, 56],
+                [c, c, k, k],
+                None,
+                &Conv2dParams::default()
+                    .padding(Padding::uniform(k as u32 / 2))
+                    .stride(2, 2),
+            )
+            .unwrap();
+            let p = plan(&s, Activation::None, adapter, Some(Kernel::Conv2dTiled));
+            let pix = p.key.consts.iter().find(|c| c.0 == "PIX").map(|c| c.1);
+            (p.layout, pix)
+        };
+        let blocked = |cob4| WeightLayout::Blocked { cob4 };
+        assert_eq!(key(128, 3, &cpu()), (blocked(8), Some(4)));
+        assert_eq!(key(256, 2, &cpu()), (blocked(8), Some(4)));
+        assert_eq!(key(64, 3, &cpu()), (blocked(4), Some(8)));
+        assert_eq!(key(128, 7, &cpu()), (blocked(4), Some(8)));
+        let gpu = profile(wgpu::DeviceType::DiscreteGpu);
+        assert_eq!(key(128, 3, &gpu).0, blocked(4));
     }
 
     #[test]
