@@ -156,7 +156,7 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// 13.9; 256 at 14×14 3.97 / 5.41, 20×20 6.12 / 6.04, 28×28 10.7 / 6.35; 512 at
 /// 14×14 15.0 / 17.5, 20×20 23.7 / 18.5, 28×28 41.8 / 19.2. With dilation the
 /// direct kernel takes 32 channels in tiles of at most 4 phase-spaced pixels
-/// ([`wide_phase_tiles`]), and Winograd needs at least 16 tiles, tiles ×
+/// ([`few_pixel_wide_blocks`]), and Winograd needs at least 16 tiles, tiles ×
 /// min(c_in, c_out) ≥ 2048 and: ≥ 64 channels where the transforms run in lane
 /// order (`DIL = 2`, see [`crate::winograd::TileGrid::lanes`]); in scalar
 /// phases ≥ 128 channels and at least 3/4 of the tiles' outputs real (aspp12,
@@ -619,10 +619,12 @@ pub fn weight_layout(
             // first result with Mesa's cache off): tconv4 4.66–4.72 → 4.14–4.25, 0.31 →
             // 0.40 s; tconv3 4.52–4.59 → 3.96–4.03, 0.29 → 0.37 s; r3x3s2 3.19–3.29 →
             // 3.10–3.15, 0.36 → 0.53 s; r3x3 2.77–2.97 → 2.61–2.70, 0.34 → 0.49 s; stem7
-            // 3.49–3.60 → 3.40–3.49, 0.34 → 0.45 s. Lavapipe-specific (a GPU would spill
-            // such tiles out of its registers); unmeasured on GPUs.
+            // 3.49–3.60 → 3.40–3.49, 0.34 → 0.45 s (those with 8 pixels). Lavapipe-specific
+            // (a GPU would spill such tiles out of its registers); unmeasured on GPUs. With 4
+            // pixels, dilated and some strided forward layers on CPU adapters take 32 too
+            // (`few_pixel_wide_blocks`).
             let wide = match sig.kind {
-                ConvKind::Forward => sig.k_h * sig.k_w == 1 || wide_phase_tiles(sig, adapter),
+                ConvKind::Forward => sig.k_h * sig.k_w == 1 || few_pixel_wide_blocks(sig, adapter),
                 ConvKind::Transposed => adapter.device_type == wgpu::DeviceType::Cpu,
             };
             let max = if wide { 8 } else { 4 };
@@ -1262,16 +1264,16 @@ pub fn plan_with(
             let sig = LayerSig::of(shape);
             let q = pixel_spacing(&sig);
             let cols = shape.w_out.div_ceil(q);
-            // Dense rows: a power of two (fewer specialisations); phase-spaced rows are short,
-            // so take them whole, or in as few blocks of equal width as fit.
-            // A wide block of phase-spaced pixels keeps the accumulators of 8 pixels × 16
-            // channels (see `wide_phase_tiles`).
+            // A 32-channel block of a kernel wider than 1×1 takes at most 4 pixels, the
+            // accumulators of 8 pixels × 16 channels (see `few_pixel_wide_blocks`).
             let max_pix = match layout {
                 WeightLayout::Blocked { cob4: 8 } if tile.is_none() && sig.k_h * sig.k_w > 1 => {
                     max_pix.min(MAX_PIX / 2)
                 }
                 _ => max_pix,
             };
+            // Dense rows: a power of two (fewer specialisations); phase-spaced rows are short,
+            // so take them whole, or in as few blocks of equal width as fit.
             let mut pix = if q == 1 {
                 max_pix.min(cols.next_power_of_two())
             } else {
@@ -1924,7 +1926,7 @@ pub fn weight_padding(
 /// 256 channels at 28×28 3.91 → 3.55, 3.86 → 3.31. Not with 64 channels
 /// (64 at 112×112, `--runs 31`: 4.54 → 4.63, 4.31 → 4.38, 4.29 → 4.42), nor
 /// for stem7 (7×7: 4.13 → 4.45, 3.73 → 4.40).
-fn wide_phase_tiles(sig: &LayerSig, adapter: &AdapterProfile) -> bool {
+fn few_pixel_wide_blocks(sig: &LayerSig, adapter: &AdapterProfile) -> bool {
     let strided = sig.stride.1 > 1 && sig.k_h <= 3 && sig.c_out_per_group >= 128;
     adapter.device_type == wgpu::DeviceType::Cpu && (pixel_spacing(sig) > 1 || strided)
 }
@@ -2078,15 +2080,7 @@ mod tests {
             (18, true, false),
             (18, false, false),
         ] {
-            let s = Conv2dShape::conv2d(
-                [1, 2048, 33, 33],
-                [256, 2048, 3, 3],
-                None,
-                &Conv2dParams::default()
-                    .padding(Padding::uniform(d))
-                    .dilation(d, d),
-            )
-            .unwrap();
+            let s = dilated_3x3(2048, 256, 33, d);
             let p = cpu().with_texture_inputs(textures);
             assert_eq!(
                 winograd_pays_off(&s, 4, &p),
@@ -2107,15 +2101,7 @@ mod tests {
             (128, 32, 2, true),
             (128, 33, 6, false),
         ] {
-            let s = Conv2dShape::conv2d(
-                [1, c, hw, hw],
-                [c, c, 3, 3],
-                None,
-                &Conv2dParams::default()
-                    .padding(Padding::uniform(d))
-                    .dilation(d, d),
-            )
-            .unwrap();
+            let s = dilated_3x3(c, c, hw, d);
             assert_eq!(winograd_pays_off(&s, 4, &cpu()), faster, "{c}x{hw}² d{d}");
         }
         // The suite's Winograd layers: ctx8 (dilated) and b8, and aspp12 without
@@ -2211,6 +2197,20 @@ mod tests {
 
     fn cpu() -> AdapterProfile {
         profile(wgpu::DeviceType::Cpu)
+    }
+
+    /// A 3×3 convolution of `c_in` → `c_out` channels on one `hw × hw` image,
+    /// dilation `d` padded to keep the size.
+    fn dilated_3x3(c_in: usize, c_out: usize, hw: usize, d: u32) -> Conv2dShape {
+        Conv2dShape::conv2d(
+            [1, c_in, hw, hw],
+            [c_out, c_in, 3, 3],
+            None,
+            &Conv2dParams::default()
+                .padding(Padding::uniform(d))
+                .dilation(d, d),
+        )
+        .unwrap()
     }
 
     fn discrete() -> AdapterProfile {
@@ -2638,7 +2638,7 @@ mod tests {
 
     /// Strided kernels of at most 3 rows with at least 128 output channels
     /// take 32-channel blocks of 4 pixels on CPU adapters (see
-    /// `wide_phase_tiles`); 64 channels, 7×7 and GPUs keep 16 and 8.
+    /// `few_pixel_wide_blocks`); 64 channels, 7×7 and GPUs keep 16 and 8.
     #[test]
     fn strided_short_kernels_with_many_channels_take_32_channel_blocks() {
         let key = |c: usize, k: usize, adapter: &AdapterProfile| {
@@ -2691,15 +2691,7 @@ mod tests {
             WeightLayout::Blocked { cob4: 4 }
         );
         for (hw, d, pix, blocks_w) in [(33, 6, 3, 12), (64, 8, 4, 16), (64, 2, 4, 16)] {
-            let s = Conv2dShape::conv2d(
-                [1, 64, hw, hw],
-                [64, 64, 3, 3],
-                None,
-                &Conv2dParams::default()
-                    .padding(Padding::uniform(d))
-                    .dilation(d, d),
-            )
-            .unwrap();
+            let s = dilated_3x3(64, 64, hw, d);
             let p = plan(&s, Activation::None, &cpu(), Some(Kernel::Conv2dTiled));
             assert_eq!(p.layout, WeightLayout::Blocked { cob4: 8 }, "{hw}² d{d}");
             assert!(
