@@ -228,6 +228,68 @@ fn random_sweep(shard: usize) {
     assert!(runs >= 3 * SWEEP_CASES / common::SHARDS);
 }
 
+/// `conv2d_tiled`'s 32-channel blocks of at most 4 pixels on CPU adapters
+/// (`plan::few_pixel_wide_blocks`): dilated rows split into blocks of equal
+/// width, a last channel block partly past `c_out`, and strided 3×3 and 2×2
+/// kernels with at least 128 output channels, against the reference. On
+/// other adapters the same shapes run on their own plans.
+#[test]
+fn wide_blocks_of_few_pixels_match_reference() {
+    let engine = gpu_or_skip!();
+    let cpu = engine.info().device_type == wgpu::DeviceType::Cpu;
+    let mut rng = Rng::new(0x32c4);
+    let p = Conv2dParams::default();
+    let cases = [
+        // 33 wide at dilation 6: 6 columns a phase as 2 blocks of 3; 40 channels.
+        (
+            [1, 24, 33, 33],
+            [40, 24, 3, 3],
+            p.padding(Padding::uniform(6)).dilation(6, 6),
+            "pix3",
+        ),
+        // 20 wide at dilation 2: 10 columns a phase as 3 blocks of 4 (2 slots past the
+        // row), asymmetric padding, batch 2.
+        (
+            [2, 16, 9, 20],
+            [36, 16, 3, 3],
+            p.padding(Padding::new(1, 2, 3, 2)).dilation(2, 2),
+            "pix4",
+        ),
+        // Stride 2 with 136 channels (a last block of 8), odd sizes, asymmetric padding.
+        (
+            [1, 8, 15, 13],
+            [136, 8, 3, 3],
+            p.stride(2, 2).padding(Padding::new(1, 0, 1, 2)),
+            "pix4",
+        ),
+        // 2×2 at stride 2 with 128 channels.
+        ([1, 12, 10, 18], [128, 12, 2, 2], p.stride(2, 2), "pix4"),
+    ];
+    let mut failures = Vec::new();
+    for (input, weight, params, pix) in cases {
+        let case = Case {
+            input,
+            weight,
+            params,
+            bias: true,
+            activation: Activation::Relu,
+        };
+        if cpu {
+            let shape = Conv2dShape::conv2d(input, weight, None, &params).unwrap();
+            let key = wgconv::plan::plan(&shape, Activation::Relu, &engine.profile(), None).key;
+            let name = key.to_string();
+            assert!(
+                name.contains("cob48") && name.contains(pix),
+                "{case:?}: {name}"
+            );
+        }
+        if let Some(f) = run(engine, &mut rng, &case, None) {
+            failures.push(f);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// `conv2d_tiled` with its weights read through subgroups (where the
 /// adapter has fixed-size subgroups) and without, on the shapes where the
 /// lanes of one subgroup differ: fewer items than a subgroup (the dead lanes
