@@ -143,9 +143,15 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// direct kernels.
 ///
 /// With texture inputs and weights ([`texture_reads`], lavapipe's default),
-/// without dilation: with min(c_in, c_out) ≥ 128, at least 25 tiles and tiles ×
+/// without dilation: with min(c_in, c_out) ≥ 128, at least 36 tiles and tiles ×
 /// channels ≥ 6272; with ≥ 64 channels, at least 400 tiles; never below 64.
-/// Since `conv2d_tiled` unrolls 3×3 kernels' rows ([`unrolled_rows`]) the
+/// The 36 since layers with ≥ 128 output channels run direct in 32-channel
+/// blocks ([`few_pixel_wide_blocks`]); measured then (`--runs 11–15`, 2
+/// alternations, ms direct / F4): 256 at 20×20 (25 tiles) 5.84 / 7.36, 6.07 /
+/// 7.19; 512 at 20×20 24.5 / 23.8, 23.2 / 23.4; 256 at 24×24 (36 tiles) 8.34 /
+/// 7.54, 8.70 / 7.73; 128 at 28×28 3.10 / 2.86, 3.09 / 2.95; 512 at 28×28 45.4
+/// / 22.9, 42.7 / 24.6; 256 at 16×16 3.63 / 6.07, 3.65 / 6.56. With the
+/// 16-channel blocks before them: since `conv2d_tiled` unrolls 3×3 kernels' rows ([`unrolled_rows`]) the
 /// direct form is about 1.45× faster than before and wins on small images and
 /// few channels. Measured on the current host (`wgconv bench --shape N,C,HW,HW
 /// --kernel C,C,3,3 --padding 1 --winograd off|f4 --runs 9`, medians of 3
@@ -231,7 +237,7 @@ pub fn winograd_pays_off(shape: &Conv2dShape, m: u32, adapter: &AdapterProfile) 
                         channels >= 128 && full
                     }
             } else {
-                (channels >= 128 && tiles >= 25 && tiles * channels >= 6272)
+                (channels >= 128 && tiles >= 36 && tiles * channels >= 6272)
                     || (channels >= 64 && tiles >= 400)
             }
     } else {
@@ -1910,11 +1916,11 @@ pub fn weight_padding(
 /// Whether a forward `conv2d_tiled` layer takes 32 output channels per
 /// invocation although its kernel is wider than 1×1, on a CPU adapter: a
 /// dilated layer whose pixels are [`pixel_spacing`] apart (phase-spaced
-/// rows), or a strided one with at most 3 kernel rows (unrolled, see
-/// [`unrolled_rows`]) and at least 128 output channels per group. Its tile
-/// then holds at most 4 pixels, the accumulators of the 8 × 16 default, so it
-/// compiles no longer; each input load feeds twice the output channels, and a
-/// strided tile of 4 pixels loads 9 columns (3 vec4s) where 8 load 17 (5).
+/// rows), or one with 2 or 3 kernel rows (unrolled, see [`unrolled_rows`])
+/// and at least 128 output channels per group. Its tile then holds at most 4
+/// pixels, the accumulators of the 8 × 16 default, so it compiles no longer;
+/// each input load feeds twice the output channels, and a strided tile of 4
+/// pixels loads 9 columns (3 vec4s) where 8 load 17 (5).
 /// Lavapipe-specific (a GPU keeps its accumulators in registers and its loads
 /// coalesced either way); unmeasured on GPUs. Measured on the current host
 /// (`wgconv bench --runs 21`, alternated processes, medians, ms, 16 → 32
@@ -1923,12 +1929,18 @@ pub fn weight_padding(
 /// channels direct took 24.7–25.7, first result with Mesa's cache off
 /// 0.69–0.71 (F4) → 0.37–0.38 s; at stride 2, r3x3s2 3.38 → 3.07, 3.57 →
 /// 3.18, 3.67 → 3.14, 3.92 → 3.11 (first result 0.39–0.42 / 0.41–0.45 s);
-/// 256 channels at 28×28 3.91 → 3.55, 3.86 → 3.31. Not with 64 channels
-/// (64 at 112×112, `--runs 31`: 4.54 → 4.63, 4.31 → 4.38, 4.29 → 4.42), nor
-/// for stem7 (7×7: 4.13 → 4.45, 3.73 → 4.40).
+/// 256 channels at 28×28 3.91 → 3.55, 3.86 → 3.31; at stride 1 (direct forms,
+/// `--winograd off --runs 21`, 3 alternations) 512 at 7×7 4.85 → 4.19, 4.58 →
+/// 4.18, 4.78 → 4.33; 256 at 14×14 4.51 → 3.63, 4.78 → 3.68, 4.48 → 3.95; 512
+/// at 14×14 18.6 → 14.0, 18.4 → 14.4, 18.0 → 14.3; 256 at 28×28 13.4 → 11.7,
+/// 13.3 → 10.8, 13.3 → 12.2; 128 at 56×56 (`--runs 15`) 11.6 → 11.6, 11.8 →
+/// 12.3. Not with 64 channels (64 at 112×112 stride 2, `--runs 31`: 4.54 →
+/// 4.63, 4.31 → 4.38, 4.29 → 4.42), for one-row kernels (1×3, 128 at 28×28:
+/// 1.52 → 1.65, 1.38 → 1.91, 2.52 → 1.89) nor for stem7 (7×7: 4.13 → 4.45,
+/// 3.73 → 4.40).
 fn few_pixel_wide_blocks(sig: &LayerSig, adapter: &AdapterProfile) -> bool {
-    let strided = sig.stride.1 > 1 && sig.k_h <= 3 && sig.c_out_per_group >= 128;
-    adapter.device_type == wgpu::DeviceType::Cpu && (pixel_spacing(sig) > 1 || strided)
+    let wide_rows = unrolled_rows(sig, adapter) > 0 && sig.c_out_per_group >= 128;
+    adapter.device_type == wgpu::DeviceType::Cpu && (pixel_spacing(sig) > 1 || wide_rows)
 }
 
 /// Column spacing of the pixels of one `conv2d_tiled` invocation: with
@@ -2036,9 +2048,12 @@ mod tests {
             (1, 128, 28, true),
             (8, 128, 28, true),
             (1, 256, 14, false),
+            (1, 256, 16, false),
+            (1, 256, 20, false),
+            (1, 256, 24, true),
             (1, 256, 28, true),
             (1, 512, 14, false),
-            (1, 512, 20, true),
+            (1, 512, 20, false),
             (1, 512, 28, true),
         ] {
             assert_eq!(
@@ -2636,19 +2651,20 @@ mod tests {
         assert_eq!(p.blocks_per_group, 2);
     }
 
-    /// Strided kernels of at most 3 rows with at least 128 output channels
-    /// take 32-channel blocks of 4 pixels on CPU adapters (see
-    /// `few_pixel_wide_blocks`); 64 channels, 7×7 and GPUs keep 16 and 8.
+    /// Kernels of 2 or 3 rows with at least 128 output channels take
+    /// 32-channel blocks of 4 pixels on CPU adapters, at any stride (see
+    /// `few_pixel_wide_blocks`); 64 channels, one-row and 7×7 kernels and
+    /// GPUs keep 16 channels and 8 pixels.
     #[test]
-    fn strided_short_kernels_with_many_channels_take_32_channel_blocks() {
-        let key = |c: usize, k: usize, adapter: &AdapterProfile| {
+    fn short_kernels_with_many_channels_take_32_channel_blocks() {
+        let key = |c: usize, (kh, kw): (usize, usize), stride: u32, adapter: &AdapterProfile| {
             let s = Conv2dShape::conv2d(
                 [1, c, 56, 56],
-                [c, c, k, k],
+                [c, c, kh, kw],
                 None,
                 &Conv2dParams::default()
-                    .padding(Padding::uniform(k as u32 / 2))
-                    .stride(2, 2),
+                    .padding(Padding::symmetric(kh as u32 / 2, kw as u32 / 2))
+                    .stride(stride, stride),
             )
             .unwrap();
             let p = plan(&s, Activation::None, adapter, Some(Kernel::Conv2dTiled));
@@ -2656,12 +2672,16 @@ mod tests {
             (p.layout, pix)
         };
         let blocked = |cob4| WeightLayout::Blocked { cob4 };
-        assert_eq!(key(128, 3, &cpu()), (blocked(8), Some(4)));
-        assert_eq!(key(256, 2, &cpu()), (blocked(8), Some(4)));
-        assert_eq!(key(64, 3, &cpu()), (blocked(4), Some(8)));
-        assert_eq!(key(128, 7, &cpu()), (blocked(4), Some(8)));
+        assert_eq!(key(128, (3, 3), 2, &cpu()), (blocked(8), Some(4)));
+        assert_eq!(key(256, (2, 2), 2, &cpu()), (blocked(8), Some(4)));
+        assert_eq!(key(256, (3, 3), 1, &cpu()), (blocked(8), Some(4)));
+        assert_eq!(key(128, (3, 1), 1, &cpu()), (blocked(8), Some(4)));
+        assert_eq!(key(64, (3, 3), 2, &cpu()), (blocked(4), Some(8)));
+        assert_eq!(key(64, (3, 3), 1, &cpu()), (blocked(4), Some(8)));
+        assert_eq!(key(128, (1, 3), 1, &cpu()), (blocked(4), Some(8)));
+        assert_eq!(key(128, (7, 7), 2, &cpu()), (blocked(4), Some(8)));
         let gpu = profile(wgpu::DeviceType::DiscreteGpu);
-        assert_eq!(key(128, 3, &gpu).0, blocked(4));
+        assert_eq!(key(128, (3, 3), 2, &gpu).0, blocked(4));
     }
 
     #[test]

@@ -230,8 +230,8 @@ fn random_sweep(shard: usize) {
 
 /// `conv2d_tiled`'s 32-channel blocks of at most 4 pixels on CPU adapters
 /// (`plan::few_pixel_wide_blocks`): dilated rows split into blocks of equal
-/// width, a last channel block partly past `c_out`, and strided 3×3 and 2×2
-/// kernels with at least 128 output channels, against the reference. On
+/// width, a last channel block partly past `c_out`, and 3×3 and 2×2 kernels
+/// with at least 128 output channels, strided or not, against the reference. On
 /// other adapters the same shapes run on their own plans.
 #[test]
 fn wide_blocks_of_few_pixels_match_reference() {
@@ -264,6 +264,14 @@ fn wide_blocks_of_few_pixels_match_reference() {
         ),
         // 2×2 at stride 2 with 128 channels.
         ([1, 12, 10, 18], [128, 12, 2, 2], p.stride(2, 2), "pix4"),
+        // 3×3 at stride 1 with 160 channels on a small image (too few tiles for
+        // Winograd): 11 columns as 3 blocks of 4.
+        (
+            [1, 16, 9, 11],
+            [160, 16, 3, 3],
+            p.padding(Padding::uniform(1)),
+            "pix4",
+        ),
     ];
     let mut failures = Vec::new();
     for (input, weight, params, pix) in cases {
