@@ -275,13 +275,7 @@ fn wide_blocks_of_few_pixels_match_reference() {
     ];
     let mut failures = Vec::new();
     for (input, weight, params, pix) in cases {
-        let case = Case {
-            input,
-            weight,
-            params,
-            bias: true,
-            activation: Activation::Relu,
-        };
+        let case = biased(input, weight, params, Activation::Relu);
         if cpu {
             let shape = Conv2dShape::conv2d(input, weight, None, &params).unwrap();
             let key = wgconv::plan::plan(&shape, Activation::Relu, &engine.profile(), None).key;
@@ -353,13 +347,7 @@ fn subgroup_weight_loads_at_the_edges() {
         ),
     ];
     for (input, weight, params) in cases {
-        let case = Case {
-            input,
-            weight,
-            params,
-            bias: true,
-            activation: Activation::Relu,
-        };
+        let case = biased(input, weight, params, Activation::Relu);
         let kernel = Kernel::Conv2dTiled;
         for (engine, want) in [(with, sg), (without, 0)] {
             let shape = Conv2dShape::conv2d(input, weight, None, &params).unwrap();
@@ -579,13 +567,7 @@ fn depthwise_carries_rows_across_strides_and_dilations() {
             !shape.h_out.is_multiple_of(ph) || shape.h_out < 2 * ph,
             "{key}: no partial tile"
         );
-        let case = Case {
-            input,
-            weight,
-            params,
-            bias: true,
-            activation: Activation::Relu,
-        };
+        let case = biased(input, weight, params, Activation::Relu);
         if let Some(f) = run_tile(engine, &mut rng, &case, None, Some(tile)) {
             panic!("{f}");
         }
