@@ -145,13 +145,14 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// With texture inputs and weights ([`texture_reads`], lavapipe's default),
 /// without dilation: with min(c_in, c_out) ≥ 128, at least 36 tiles and tiles ×
 /// channels ≥ 6272; with ≥ 64 channels, at least 400 tiles; never below 64.
-/// The 36 since layers with ≥ 128 output channels run direct in 32-channel
-/// blocks ([`few_pixel_wide_blocks`]); measured then (`--runs 11–15`, 2
+/// The 36 tiles: layers with ≥ 128 output channels run direct in 32-channel
+/// blocks ([`few_pixel_wide_blocks`]), measured so (`--runs 11–15`, 2
 /// alternations, ms direct / F4): 256 at 20×20 (25 tiles) 5.84 / 7.36, 6.07 /
 /// 7.19; 512 at 20×20 24.5 / 23.8, 23.2 / 23.4; 256 at 24×24 (36 tiles) 8.34 /
 /// 7.54, 8.70 / 7.73; 128 at 28×28 3.10 / 2.86, 3.09 / 2.95; 512 at 28×28 45.4
 /// / 22.9, 42.7 / 24.6; 256 at 16×16 3.63 / 6.07, 3.65 / 6.56. With the
-/// 16-channel blocks before them: since `conv2d_tiled` unrolls 3×3 kernels' rows ([`unrolled_rows`]) the
+/// 16-channel blocks before them: since `conv2d_tiled` unrolls 3×3 kernels'
+/// rows ([`unrolled_rows`]) the
 /// direct form is about 1.45× faster than before and wins on small images and
 /// few channels. Measured on the current host (`wgconv bench --shape N,C,HW,HW
 /// --kernel C,C,3,3 --padding 1 --winograd off|f4 --runs 9`, medians of 3
@@ -627,8 +628,8 @@ pub fn weight_layout(
             // 3.10–3.15, 0.36 → 0.53 s; r3x3 2.77–2.97 → 2.61–2.70, 0.34 → 0.49 s; stem7
             // 3.49–3.60 → 3.40–3.49, 0.34 → 0.45 s (those with 8 pixels). Lavapipe-specific
             // (a GPU would spill such tiles out of its registers); unmeasured on GPUs. With 4
-            // pixels, dilated and some strided forward layers on CPU adapters take 32 too
-            // (`few_pixel_wide_blocks`).
+            // pixels, dilated layers and 2–3-row kernels with ≥ 128 channels on CPU adapters
+            // take 32 too (`few_pixel_wide_blocks`).
             let wide = match sig.kind {
                 ConvKind::Forward => sig.k_h * sig.k_w == 1 || few_pixel_wide_blocks(sig, adapter),
                 ConvKind::Transposed => adapter.device_type == wgpu::DeviceType::Cpu,
