@@ -220,22 +220,23 @@ pub fn winograd_pays_off(shape: &Conv2dShape, m: u32, adapter: &AdapterProfile) 
     let tiles =
         u64::from(shape.n) * axis(shape.h_out, shape.dil_h) * axis(shape.w_out, shape.dil_w);
     let outputs = u64::from(shape.n) * u64::from(shape.h_out) * u64::from(shape.w_out);
-    // Tiles mostly past their phase's edge (large dilations on small images)
-    // compute little: at least 3/8 of the tiles' outputs must be real.
-    let covered = outputs * 8 >= tiles * u64::from(m * m) * 3;
+    // Whether at least `num / den` of the tiles' outputs are real. Tiles mostly
+    // past their phase's edge (large dilations on small images) compute little:
+    // at least 3/8 must be.
+    let real = |num: u64, den: u64| outputs * den >= tiles * u64::from(m * m) * num;
+    let covered = real(3, 8);
     let channels = u64::from(shape.c_in.min(shape.c_out));
     if texture_reads(adapter) {
         let dilated = (shape.dil_h, shape.dil_w) != (1, 1);
         let lanes = winograd_lanes(shape, m, adapter);
         covered
             && if dilated {
-                let full = outputs * 4 >= tiles * u64::from(m * m) * 3;
                 tiles >= 16
                     && tiles * channels >= 2048
                     && if lanes {
                         channels >= 64
                     } else {
-                        channels >= 128 && full
+                        channels >= 128 && real(3, 4)
                     }
             } else {
                 (channels >= 128 && tiles >= 36 && tiles * channels >= 6272)
@@ -1918,8 +1919,10 @@ pub fn weight_padding(
 /// invocation although its kernel is wider than 1×1, on a CPU adapter: a
 /// dilated layer whose pixels are [`pixel_spacing`] apart (phase-spaced
 /// rows), or one with 2 or 3 kernel rows (unrolled, see [`unrolled_rows`])
-/// and at least 128 output channels per group. Its tile then holds at most 4
-/// pixels, the accumulators of the 8 × 16 default, so it compiles no longer;
+/// and at least 128 output channels per group. A full 32-channel block then
+/// holds at most 4 pixels (`plan_with`), the accumulators of the 8 × 16
+/// default, so it compiles no longer (a group of 17–28 channels keeps up to
+/// 8 pixels for its narrower block);
 /// each input load feeds twice the output channels, and a strided tile of 4
 /// pixels loads 9 columns (3 vec4s) where 8 load 17 (5).
 /// Lavapipe-specific (a GPU keeps its accumulators in registers and its loads
@@ -2688,15 +2691,7 @@ mod tests {
     #[test]
     fn dilated_rows_take_phase_spaced_pixels() {
         // aspp12: 33 columns, dilation 12 -> 12 phases of 3 columns, one block each.
-        let s = Conv2dShape::conv2d(
-            [1, 256, 33, 33],
-            [256, 256, 3, 3],
-            None,
-            &Conv2dParams::default()
-                .padding(Padding::uniform(12))
-                .dilation(12, 12),
-        )
-        .unwrap();
+        let s = dilated_3x3(256, 256, 33, 12);
         let p = plan(&s, Activation::None, &cpu(), None);
         assert_eq!(p.key.kernel, Kernel::Conv2dTiled);
         assert!(p.key.consts.contains(&("Q", 12)));
