@@ -113,6 +113,80 @@ impl AdapterProfile {
     }
 }
 
+/// What a layer's plan optimises ([`crate::LayerOptions::goal`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Goal {
+    /// The fastest launches once the kernels are compiled, for a layer that
+    /// runs many times: the planner's (or the autotuner's) kernels, forms
+    /// and tiles. The default.
+    #[default]
+    Throughput,
+    /// The least time to the first result in a new process, compilation
+    /// included, for a layer that runs once (`wgconv conv2d`): no Winograd
+    /// or sub-pixel form (each adds pipelines to compile), no autotuning,
+    /// and on CPU adapters a compact tile for layers of up to
+    /// [`FIRST_RESULT_MAX_FLOPS`] ([`first_result_tile`]).
+    FirstResult,
+}
+
+/// The most FLOPs a [`Goal::FirstResult`] layer runs with the compact tile
+/// of [`first_result_tile`]; larger ones take the planner's tile, whose
+/// faster run repays its longer compile. Measured on lavapipe (`wgconv
+/// bench --goal G --runs 9`, the two goals alternated twice, medians): the
+/// compact tile took 6–24 ms more per GFLOP (tconv4 6, r3x3 7, b8 12
+/// against its Winograd form, ctx8 16, aspp12 17, pw 24), and the first
+/// result with an empty shader cache came 0.1–0.5 s sooner (aspp12 0.1,
+/// pw 0.17, r3x3 0.24, tconv4 0.27, b8 0.5), so it stays ahead up to 6–40
+/// GFLOP depending on the layer; the bound stays below all of them.
+pub const FIRST_RESULT_MAX_FLOPS: u64 = 4_000_000_000;
+
+/// The tile a [`Goal::FirstResult`] layer runs on a CPU adapter where its
+/// kernel is `conv2d_tiled` or `conv_transpose2d`: 4 columns (column steps)
+/// by 2 vec4s of output channels (fewer where the planner's block is
+/// smaller), 32 accumulators against the planner's 128–256. `None`
+/// elsewhere: the planner's tile.
+///
+/// Lavapipe-specific: llvmpipe compiles a kernel when it first dispatches it,
+/// and its compile time grows with the tile's accumulators (the Winograd
+/// GEMM's module with 2, 4 and 8 pixels of 8 vec4s: 131–144, 175–191 and
+/// 257–332 ms, `examples/first_dispatch.rs`). On a GPU the compiler's time
+/// is not measured here, so it keeps its tile.
+///
+/// Measured on lavapipe with Mesa's shader cache off, the time to the first
+/// result of each suite layer (`MESA_SHADER_CACHE_DISABLE=true wgconv bench
+/// --layer L --runs 1 --warmup 0 --no-check`, the better of 2, ms):
+///
+/// | layer | planner | 4 px × 4 vec4s | 2 × 4 | 4 × 2 (this) | 2 × 2 | 4 × 1 |
+/// |---|---|---|---|---|---|---|
+/// | r3x3 | 406 | 248 | 213 | 158–166 | 162 | 126 |
+/// | pw | 299 | 186 | 168 | 128–132 | 126 | 103 |
+/// | aspp12 | 322 | 313 | 281 | 238–242 | 230 | 225 |
+/// | ctx8 | 670 (Winograd) | 349 | 236 | 216–224 | 164 | 178 |
+/// | tconv4 | 499 | 359 | 250 | 204–206 | 162 | 164 |
+/// | b8 | 649 (Winograd) | 292 | 265 | 194–199 | 234 | 209 |
+///
+/// The two 16-accumulator tiles are ahead on some of these layers and behind
+/// on others, and they run slower on larger inputs, so 4 × 2.
+pub fn first_result_tile(
+    sig: &LayerSig,
+    adapter: &AdapterProfile,
+    force: Option<Kernel>,
+) -> Option<Tile> {
+    if adapter.device_type != wgpu::DeviceType::Cpu {
+        return None;
+    }
+    match weight_layout(sig, adapter, force) {
+        (Kernel::Conv2dTiled | Kernel::ConvTranspose2d, WeightLayout::Blocked { cob4 }) => {
+            Some(Tile {
+                pix: 4,
+                ph: 1,
+                cob4: Some(cob4.min(2)),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Whether a layer runs in Winograd form ([`crate::winograd`]):
 /// [`crate::LayerOptions::winograd`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -2686,6 +2760,76 @@ mod tests {
         assert_eq!(key(128, (7, 7), 2, &cpu()), (blocked(4), Some(8)));
         let gpu = profile(wgpu::DeviceType::DiscreteGpu);
         assert_eq!(key(128, (3, 3), 2, &gpu).0, blocked(4));
+    }
+
+    #[test]
+    fn first_results_take_compact_tiles_on_cpu_adapters_only() {
+        let sig = |c_in: u32, c_out: u32, groups: u32, k: (u32, u32), kind: ConvKind| LayerSig {
+            kind,
+            groups,
+            c_in_per_group: c_in / groups,
+            c_out_per_group: c_out / groups,
+            k_h: k.0,
+            k_w: k.1,
+            stride: (1, 1),
+            dilation: (1, 1),
+        };
+        let compact = |cob4| {
+            Some(Tile {
+                pix: 4,
+                ph: 1,
+                cob4: Some(cob4),
+            })
+        };
+        let fwd = ConvKind::Forward;
+        // 4 columns of 2 vec4s, or of the planner's block where it is smaller.
+        assert_eq!(
+            first_result_tile(&sig(128, 128, 1, (3, 3), fwd), &cpu(), None),
+            compact(2)
+        );
+        assert_eq!(
+            first_result_tile(&sig(256, 64, 1, (1, 1), fwd), &cpu(), None),
+            compact(2)
+        );
+        assert_eq!(
+            first_result_tile(&sig(64, 64, 1, (4, 4), ConvKind::Transposed), &cpu(), None),
+            compact(2)
+        );
+        let grouped = sig(256, 256, 64, (3, 3), fwd);
+        assert_eq!(
+            weight_layout(&grouped, &cpu(), None).1,
+            WeightLayout::Blocked { cob4: 1 }
+        );
+        assert_eq!(first_result_tile(&grouped, &cpu(), None), compact(1));
+        // Depthwise and the direct kernel keep theirs, and so does every GPU.
+        assert_eq!(
+            first_result_tile(&sig(64, 64, 64, (3, 3), fwd), &cpu(), None),
+            None
+        );
+        let s = sig(128, 128, 1, (3, 3), fwd);
+        assert_eq!(
+            first_result_tile(&s, &cpu(), Some(Kernel::Conv2dDirect)),
+            None
+        );
+        assert_eq!(first_result_tile(&s, &discrete(), None), None);
+        // The tile fits the shape as any other: a row of 2 takes 2 columns.
+        let narrow = Conv2dShape::conv2d(
+            [1, 128, 16, 2],
+            [128, 128, 3, 3],
+            None,
+            &Conv2dParams::default().padding(Padding::symmetric(1, 1)),
+        )
+        .unwrap();
+        let p = plan_with(&narrow, Activation::None, &cpu(), None, compact(2));
+        let two_columns = Tile {
+            pix: 2,
+            ph: 1,
+            cob4: Some(2),
+        };
+        assert_eq!(
+            (p.layout, p.tile()),
+            (WeightLayout::Blocked { cob4: 2 }, Some(two_columns))
+        );
     }
 
     #[test]

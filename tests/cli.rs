@@ -332,6 +332,58 @@ fn conv2d_writes_output_and_check_passes() {
     assert_eq!(y.shape, vec![1, 4, 4, 4]);
 }
 
+/// `conv2d` plans for the first result by default (no Winograd form, which
+/// adds pipelines to compile); `--goal throughput` runs what a long-running
+/// program would, here the Winograd form on lavapipe. Both pass `--check`,
+/// and a bad goal is a usage error.
+#[test]
+fn conv2d_plans_for_the_first_result_unless_asked() {
+    gpu_or_skip!();
+    let f = Files::new();
+    npy_f32(&f.p("x128.npy"), &[1, 128, 28, 28]);
+    npy_f32(&f.p("w128.npy"), &[128, 128, 3, 3]);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "conv2d",
+            "--input",
+            "X",
+            "--weight",
+            "W",
+            "--padding",
+            "1",
+            "--output",
+            "Y",
+            "--check",
+        ];
+        args.extend_from_slice(extra);
+        let (x, w, y) = (f.s("x128.npy"), f.s("w128.npy"), f.s("y.npy"));
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| match *a {
+                "X" => x.as_str(),
+                "W" => w.as_str(),
+                "Y" => y.as_str(),
+                a => a,
+            })
+            .collect();
+        let o = wgconv(&args);
+        let lines = stderr_lines(&o);
+        assert_eq!(o.status.code(), Some(0), "{lines:?}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("PASS"));
+        let wrote = lines.iter().find(|l| l.starts_with("wgconv: wrote"));
+        wrote.expect("a wrote line").clone()
+    };
+    let first = run(&[]);
+    assert!(first.contains("(kernel conv2d_tiled-"), "{first}");
+    assert_eq!(run(&["--goal", "first-result"]), first);
+    let throughput = run(&["--goal", "throughput"]);
+    if throughput.contains("llvmpipe") {
+        assert!(throughput.contains("(kernel winograd-f4+"), "{throughput}");
+    }
+    let o = wgconv(&["conv2d", "--goal", "fastest"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
 #[test]
 fn check_catches_a_wrong_result() {
     gpu_or_skip!();
@@ -706,6 +758,17 @@ fn bench_plot_and_compare_bad_input_fail_before_benchmarking() {
         assert!(o.stdout.is_empty());
     }
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 4);
+    // A first-result plan is never tuned: asking for both is an error.
+    let o = wgconv(&[
+        "bench",
+        "--layer",
+        "dw3",
+        "--goal",
+        "first-result",
+        "--autotune",
+    ]);
+    assert_bad(&o, "--autotune does not apply to --goal first-result", &svg);
+    assert!(o.stdout.is_empty());
 }
 
 #[test]

@@ -435,3 +435,57 @@ fn every_remembered_choice_runs_and_matches_the_reference() {
         assert_eq!(classes(&cache)[&t_key], *choice, "no retuning");
     }
 }
+
+/// A layer planned for the first result (`plan::Goal::FirstResult`) is never
+/// tuned, even on an autotuning engine: it runs its own plan, without
+/// Winograd, and leaves the cache file alone; the same layer planned for
+/// throughput is tuned there.
+#[test]
+fn first_result_layers_are_never_tuned() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("autotune.json");
+    let Some(engine) = tuned_engine(&cache) else {
+        return;
+    };
+    let mut rng = Rng::new(0xf125);
+    let input = [1, 16, 12, 12];
+    let x = rng.vec(input.iter().product());
+    let w = rng.vec(16 * 16 * 9);
+    let params = Conv2dParams::default().padding(Padding::uniform(1));
+    let layer = |goal| {
+        let options = LayerOptions {
+            goal,
+            ..LayerOptions::default()
+        };
+        Conv2d::with_options(
+            &engine,
+            &w,
+            [16, 16, 3, 3],
+            None,
+            params,
+            Activation::None,
+            options,
+        )
+        .unwrap()
+    };
+    let run = |l: &Conv2d| {
+        let xt = wgconv::GpuTensor::upload(&engine, &x, input).unwrap();
+        let y = l.forward(&engine, &xt).unwrap().read(&engine).unwrap();
+        let r = l.reference_on(&engine, &x, input).unwrap();
+        let cmp = wgconv::reference::compare(&r, Activation::None, &y, Tolerance::F32Accumulation)
+            .unwrap();
+        assert!(cmp.passed, "{cmp}");
+    };
+    let first = layer(wgconv::plan::Goal::FirstResult);
+    run(&first);
+    let kernel = first.kernel_name(&engine, input).unwrap();
+    assert!(kernel.starts_with("conv2d_"), "{kernel}");
+    assert!(
+        !cache.exists() || classes(&cache).is_empty(),
+        "{}",
+        std::fs::read_to_string(&cache).unwrap_or_default()
+    );
+    // Tuned: its class (and, where its Winograd form wins, the GEMM's).
+    run(&layer(wgconv::plan::Goal::Throughput));
+    assert!(!classes(&cache).is_empty());
+}

@@ -144,6 +144,22 @@ fn run_tile(
     kernel: Option<Kernel>,
     tile: Option<wgconv::plan::Tile>,
 ) -> Option<String> {
+    let options = LayerOptions {
+        force_kernel: kernel,
+        force_tile: tile,
+        ..LayerOptions::default()
+    };
+    run_options(engine, rng, case, options).1
+}
+
+/// Runs `case` built with `options`: the kernel that ran, and the failure
+/// message, if any.
+fn run_options(
+    engine: &Engine,
+    rng: &mut Rng,
+    case: &Case,
+    options: LayerOptions,
+) -> (String, Option<String>) {
     let shape = Conv2dShape::conv2d(case.input, case.weight, None, &case.params).unwrap();
     let x = rng.vec(shape.input_len());
     let w = rng.vec(shape.weight_len());
@@ -155,11 +171,7 @@ fn run_tile(
         b.as_deref(),
         case.params,
         case.activation,
-        LayerOptions {
-            force_kernel: kernel,
-            force_tile: tile,
-            ..LayerOptions::default()
-        },
+        options,
     )
     .unwrap();
     let kernel = layer.kernel_name(engine, case.input).unwrap();
@@ -171,7 +183,8 @@ fn run_tile(
     // The reference with the error magnitude of what ran (direct or Winograd).
     let r = layer.reference_on(engine, &x, case.input).unwrap();
     let cmp = compare(&r, case.activation, &gpu, Tolerance::F32Accumulation).unwrap();
-    (!cmp.passed).then(|| format!("{case:?} on {kernel}: {cmp}"))
+    let failure = (!cmp.passed).then(|| format!("{case:?} on {kernel}: {cmp}"));
+    (kernel, failure)
 }
 
 const SWEEP_CASES: usize = 320;
@@ -288,6 +301,96 @@ fn wide_blocks_of_few_pixels_match_reference() {
         if let Some(f) = run(engine, &mut rng, &case, None) {
             failures.push(f);
         }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Layers planned for the first result (`plan::Goal::FirstResult`): no
+/// Winograd form, and on CPU adapters the compact tile of 4 columns by 2
+/// vec4s of channels (1 where a group has fewer), against the reference:
+/// a Winograd-eligible layer in a batch of 2, stride 2 with a last channel
+/// block half past `c_out`, dilation with asymmetric padding, groups, an
+/// odd pointwise layer, a 7×7 stem, a row narrower than the tile, and a
+/// transposed layer. On other adapters the same layers run on the planner's
+/// tiles, still without Winograd.
+#[test]
+fn first_result_plans_match_reference() {
+    let engine = gpu_or_skip!();
+    let cpu = engine.info().device_type == wgpu::DeviceType::Cpu;
+    let mut rng = Rng::new(0xf1257);
+    let p = Conv2dParams::default();
+    let pad1 = p.padding(Padding::uniform(1));
+    let options = LayerOptions {
+        goal: wgconv::plan::Goal::FirstResult,
+        ..LayerOptions::default()
+    };
+    let cases = [
+        ([2, 32, 20, 20], [32, 32, 3, 3], pad1, "pix4-cob42"),
+        (
+            [1, 8, 15, 13],
+            [140, 8, 3, 3],
+            pad1.stride(2, 2),
+            "pix4-cob42",
+        ),
+        (
+            [1, 16, 11, 17],
+            [36, 16, 3, 3],
+            p.padding(Padding::new(2, 1, 0, 3)).dilation(2, 2),
+            // 17 columns: phases of 9 and 8 as blocks of 3.
+            "pix3-cob42",
+        ),
+        ([1, 16, 9, 9], [16, 4, 3, 3], pad1.groups(4), "pix4-cob41"),
+        ([1, 9, 7, 23], [13, 9, 1, 1], p, "pix4-cob42"),
+        (
+            [1, 3, 32, 32],
+            [24, 3, 7, 7],
+            p.stride(2, 2).padding(Padding::uniform(3)),
+            "pix4-cob42",
+        ),
+        ([1, 16, 12, 2], [24, 16, 3, 3], pad1, "pix2-cob42"),
+    ];
+    let mut failures = Vec::new();
+    for (input, weight, params, tile) in cases {
+        let case = biased(input, weight, params, Activation::Relu);
+        let (kernel, failure) = run_options(engine, &mut rng, &case, options);
+        assert!(!kernel.starts_with("winograd"), "{case:?}: {kernel}");
+        if cpu {
+            assert!(kernel.contains(tile), "{case:?}: {kernel}");
+        }
+        failures.extend(failure);
+    }
+    // A transposed layer: the gather kernel with the compact tile.
+    let params = ConvTranspose2dParams::default()
+        .stride(2, 2)
+        .padding(Padding::uniform(1));
+    let (input, weight) = ([1, 24, 9, 7], [24, 20, 4, 4]);
+    let x = rng.vec(input.iter().product());
+    let w = rng.vec(weight.iter().product());
+    let b = rng.vec(weight[1]);
+    let layer = ConvTranspose2d::with_options(
+        engine,
+        &w,
+        weight,
+        Some(&b),
+        params,
+        Activation::None,
+        options,
+    )
+    .unwrap();
+    let kernel = layer.kernel_name(engine, input).unwrap();
+    assert!(kernel.starts_with("conv_transpose2d"), "{kernel}");
+    if cpu {
+        assert!(kernel.contains("pix4-cob42"), "{kernel}");
+    }
+    let gpu = layer
+        .forward(engine, &GpuTensor::upload(engine, &x, input).unwrap())
+        .unwrap()
+        .read(engine)
+        .unwrap();
+    let r = layer.reference_on(engine, &x, input).unwrap();
+    let cmp = compare(&r, Activation::None, &gpu, Tolerance::F32Accumulation).unwrap();
+    if !cmp.passed {
+        failures.push(format!("transposed {input:?} on {kernel}: {cmp}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

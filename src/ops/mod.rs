@@ -1072,6 +1072,12 @@ pub struct LayerOptions {
     /// that has a sub-pixel form ([`sub_pixel`]) in it; `None`: the
     /// planner's choice ([`plan::sub_pixel`]). Ignored for forward layers.
     pub sub_pixel: Option<bool>,
+    /// What the plan optimises: [`plan::Goal::Throughput`] (the default), or
+    /// [`plan::Goal::FirstResult`] for a layer that runs once, where the
+    /// kernels' compile time outweighs their speed. A first-result layer
+    /// runs a Winograd or sub-pixel form only where `winograd` or
+    /// `sub_pixel` asks for it, and the autotuner leaves it alone.
+    pub goal: plan::Goal,
 }
 
 /// A convolution layer ([`conv2d::Conv2d`] or
@@ -1169,10 +1175,30 @@ impl<P: OpParams> ConvLayer<P> {
         }
         let profile = engine.profile();
         let sig = params.sig(weight_shape);
-        let (_, layout) = plan::weight_layout(&sig, &profile, options.force_kernel);
+        let mut options = options;
+        let first_result = options.goal == plan::Goal::FirstResult;
+        if first_result {
+            // Forms add pipelines to compile; only the options can ask for one.
+            options.winograd.get_or_insert(plan::Winograd::Off);
+            options.sub_pixel.get_or_insert(false);
+        }
+        // The weights go up in the layout of the tile the layer runs (a
+        // first-result layer's compact tile: the usual case for it).
+        let tile = options.force_tile.or_else(|| {
+            first_result
+                .then(|| plan::first_result_tile(&sig, &profile, options.force_kernel))
+                .flatten()
+        });
+        let (_, layout) = plan::tuned_layout(
+            &sig,
+            &profile,
+            options.force_kernel,
+            tile.and_then(|t| t.cob4),
+        );
         // With autotuning on, a form the options leave open is built even where
         // the planner would not run it, so that the tuner can time it.
         let tune_forms = engine.autotuner().is_some()
+            && !first_result
             && options.force_tile.is_none()
             && options.force_kernel.is_none();
         let planned_w = plan::winograd_tile(&sig, &profile, options.force_kernel, options.winograd);
@@ -1334,9 +1360,10 @@ impl<P: OpParams> ConvLayer<P> {
 
     /// The autotuner's remembered choice for `shape`, where it is one this
     /// layer can run: a form it holds that fits the shape, or a candidate
-    /// tile; none where the options pin the tile or the form.
+    /// tile; none where the options pin the tile or the form, or plan for
+    /// the first result.
     fn remembered(&self, engine: &Engine, shape: &Conv2dShape) -> Option<Choice> {
-        if self.options.force_tile.is_some() {
+        if !self.tunable() {
             return None;
         }
         let choice = engine.autotuner()?.get(&self.tune_class(shape))?;
@@ -1526,13 +1553,33 @@ impl<P: OpParams> ConvLayer<P> {
     }
 
     fn plan_tile(&self, shape: &Conv2dShape, tile: Option<plan::Tile>) -> Plan {
+        let first_result = || {
+            (self.options.goal == plan::Goal::FirstResult
+                && shape.flops() <= plan::FIRST_RESULT_MAX_FLOPS)
+                .then(|| {
+                    plan::first_result_tile(
+                        &self.params.sig(self.weight_shape),
+                        &self.profile,
+                        self.options.force_kernel,
+                    )
+                })
+                .flatten()
+        };
         plan::plan_with(
             shape,
             self.activation,
             &self.profile,
             self.options.force_kernel,
-            self.options.force_tile.or(tile),
+            self.options.force_tile.or(tile).or_else(first_result),
         )
+    }
+
+    /// Whether the autotuner may choose this layer's route: not where the
+    /// options pin the tile, nor for a first result (tuning compiles and
+    /// times every candidate; a remembered winner is the fastest to run, not
+    /// to compile).
+    fn tunable(&self) -> bool {
+        self.options.force_tile.is_none() && self.options.goal == plan::Goal::Throughput
     }
 
     fn candidates(&self, shape: &Conv2dShape) -> Vec<plan::Tile> {
@@ -1569,10 +1616,7 @@ impl<P: OpParams> ConvLayer<P> {
         shape: &Conv2dShape,
         input: &GpuTensor,
     ) -> Result<Route<'_>> {
-        let Some(tuner) = engine
-            .autotuner()
-            .filter(|_| self.options.force_tile.is_none())
-        else {
+        let Some(tuner) = engine.autotuner().filter(|_| self.tunable()) else {
             return Ok(self.route_of(engine, shape, None));
         };
         if let Some(choice) = self.remembered(engine, shape) {

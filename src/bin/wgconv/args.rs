@@ -92,6 +92,27 @@ impl Backend {
     }
 }
 
+/// `--goal` values: what the planner optimises ([`wgconv::plan::Goal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GoalArg {
+    /// The least time to the first result, compilation included: no
+    /// Winograd or sub-pixel form, no autotuning, compact tiles on CPU
+    /// adapters.
+    FirstResult,
+    /// The fastest runs once compiled (what a long-running program gets).
+    Throughput,
+}
+
+impl GoalArg {
+    /// The library's goal.
+    pub fn goal(self) -> wgconv::plan::Goal {
+        match self {
+            GoalArg::FirstResult => wgconv::plan::Goal::FirstResult,
+            GoalArg::Throughput => wgconv::plan::Goal::Throughput,
+        }
+    }
+}
+
 /// Adapter selection flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdapterArgs {

@@ -18,7 +18,7 @@ use wgconv::{
     Padding,
 };
 
-use crate::args::{self, AdapterArgs, Pair};
+use crate::args::{self, AdapterArgs, GoalArg, Pair};
 use crate::info::{adapter_json, AdapterJson};
 use crate::peer::Peer;
 use crate::plot::{self, Bar};
@@ -87,6 +87,13 @@ pub struct Args {
     /// default: the planner's choice (f4 on CPU adapters, off elsewhere).
     #[arg(long, value_enum, conflicts_with = "net")]
     winograd: Option<WinogradArg>,
+    /// What the plan optimises: throughput (the fastest runs once compiled)
+    /// or first-result (what `wgconv conv2d` runs: no Winograd or sub-pixel
+    /// form unless --winograd asks, no autotuning, compact tiles on CPU
+    /// adapters); time its first result with an empty shader cache, `--runs
+    /// 1 --warmup 0` and `MESA_SHADER_CACHE_DISABLE=true`.
+    #[arg(long, value_enum, default_value = "throughput", conflicts_with = "net")]
+    goal: GoalArg,
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -368,6 +375,7 @@ fn measure<P: OpParams>(
 ) -> anyhow::Result<Measured> {
     let options = LayerOptions {
         winograd: args.winograd.map(WinogradArg::choice),
+        goal: args.goal.goal(),
         ..LayerOptions::default()
     };
     let conv = ConvLayer::<P>::with_options(engine, w, l.weight, Some(b), params, act, options)?;
@@ -415,6 +423,12 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 pub fn run(args: &Args) -> Outcome {
+    if args.autotune && args.goal == GoalArg::FirstResult {
+        return Err(anyhow!(
+            "--autotune does not apply to --goal first-result, whose layers are never tuned"
+        )
+        .into());
+    }
     let layers = selected_layers(args)?;
     for (flag, p) in [("--json", &args.json), ("--csv", &args.csv)] {
         if let Some(p) = p {

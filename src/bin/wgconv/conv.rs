@@ -17,10 +17,10 @@ use anyhow::{anyhow, Context};
 use wgconv::reference::{self, Tolerance};
 use wgconv::{
     npy, Activation, Conv2d, Conv2dParams, Conv2dShape, ConvTranspose2d, ConvTranspose2dParams,
-    GpuTensor, Padding,
+    GpuTensor, LayerOptions, Padding,
 };
 
-use crate::args::{self, AdapterArgs, Pair};
+use crate::args::{self, AdapterArgs, GoalArg, Pair};
 use crate::{Failure, Outcome};
 
 /// Flags shared by both ops.
@@ -56,6 +56,11 @@ pub struct Common {
     /// Also run the CPU reference; print max abs/rel error, exit 1 past tolerance.
     #[arg(long)]
     check: bool,
+    /// What the plan optimises: first-result (the command runs the
+    /// convolution once: no Winograd or sub-pixel form, compact tiles on CPU
+    /// adapters) or throughput (the kernels a long-running program runs).
+    #[arg(long, value_enum, default_value = "first-result")]
+    goal: GoalArg,
     #[command(flatten)]
     adapter: AdapterArgs,
 }
@@ -205,9 +210,14 @@ fn run(c: &Common, op: Op) -> Outcome {
 
     // 4. Run.
     // The reference (with --check) carries the error magnitude of what ran.
+    let options = LayerOptions {
+        goal: c.goal.goal(),
+        ..LayerOptions::default()
+    };
     let (mut y, kernel, cpu) = match op {
         Op::Forward(p) => {
-            let conv = Conv2d::new(&engine, &w, w_shape, b.as_deref(), p, c.activation)?;
+            let conv =
+                Conv2d::with_options(&engine, &w, w_shape, b.as_deref(), p, c.activation, options)?;
             let kernel = conv.kernel_name(&engine, x_shape)?;
             let xt = GpuTensor::upload(&engine, &x, x_shape)?;
             let y = conv.forward(&engine, &xt)?.read(&engine)?;
@@ -218,7 +228,15 @@ fn run(c: &Common, op: Op) -> Outcome {
             (y, kernel, cpu)
         }
         Op::Transposed(p) => {
-            let conv = ConvTranspose2d::new(&engine, &w, w_shape, b.as_deref(), p, c.activation)?;
+            let conv = ConvTranspose2d::with_options(
+                &engine,
+                &w,
+                w_shape,
+                b.as_deref(),
+                p,
+                c.activation,
+                options,
+            )?;
             let kernel = conv.kernel_name(&engine, x_shape)?;
             let xt = GpuTensor::upload(&engine, &x, x_shape)?;
             let y = conv.forward(&engine, &xt)?.read(&engine)?;
