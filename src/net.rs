@@ -55,6 +55,8 @@ use crate::ops::eltwise::Add;
 use crate::ops::pool::{GlobalAvgPool, Pool2d};
 use crate::ops::upsample::Upsample;
 use crate::ops::upsample_conv2d::UpsampleConv2d;
+use crate::ops::LayerOptions;
+use crate::plan::Goal;
 use crate::reference::{self, Comparison, RefOutput, Tolerance};
 use crate::tensor::{checked_len, GpuTensor, STORAGE_USAGE};
 
@@ -499,6 +501,7 @@ pub struct NetworkBuilder<'e> {
     id: u64,
     nodes: Vec<Node>,
     shapes: Vec<[usize; 4]>,
+    goal: Goal,
 }
 
 impl<'e> NetworkBuilder<'e> {
@@ -514,7 +517,24 @@ impl<'e> NetworkBuilder<'e> {
             id: BUILDERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             nodes: Vec::new(),
             shapes: vec![input_shape],
+            goal: Goal::Throughput,
         })
+    }
+
+    /// Plans the convolutions and transposed convolutions added after this
+    /// call for `goal` ([`LayerOptions::goal`]): [`Goal::FirstResult`] for a
+    /// network that runs once, where its kernels' compile time outweighs
+    /// their speed. The default is [`Goal::Throughput`].
+    pub fn plan_for(&mut self, goal: Goal) {
+        self.goal = goal;
+    }
+
+    /// Options for a convolution added now.
+    fn options(&self) -> LayerOptions {
+        LayerOptions {
+            goal: self.goal,
+            ..LayerOptions::default()
+        }
     }
 
     /// The engine layers are created on.
@@ -593,8 +613,17 @@ impl<'e> NetworkBuilder<'e> {
         params: Conv2dParams,
         activation: Activation,
     ) -> Result<Value> {
-        let l = Conv2d::new(self.engine, weight, weight_shape, bias, params, activation)
-            .map_err(|e| named(name, e))?;
+        let options = self.options();
+        let l = Conv2d::with_options(
+            self.engine,
+            weight,
+            weight_shape,
+            bias,
+            params,
+            activation,
+            options,
+        )
+        .map_err(|e| named(name, e))?;
         self.layer(name, l, &[x])
     }
 
@@ -655,8 +684,17 @@ impl<'e> NetworkBuilder<'e> {
             bias,
         )?;
         let (weight, bias) = with_folded(&folded, weight, bias);
-        let l = ConvTranspose2d::new(self.engine, weight, weight_shape, bias, params, activation)
-            .map_err(|e| named(name, e))?;
+        let options = self.options();
+        let l = ConvTranspose2d::with_options(
+            self.engine,
+            weight,
+            weight_shape,
+            bias,
+            params,
+            activation,
+            options,
+        )
+        .map_err(|e| named(name, e))?;
         self.layer(name, l, &[x])
     }
 

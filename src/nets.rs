@@ -16,6 +16,7 @@ use crate::geometry::{
 };
 use crate::net::{Network, NetworkBuilder, Value};
 use crate::ops::batch_norm::BatchNorm;
+use crate::plan::Goal;
 
 /// Which size to build a network at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,17 @@ impl NetSpec {
     /// # Errors
     /// Device errors (the shapes are valid by construction).
     pub fn build(&self, engine: &Engine, size: Size, seed: u64) -> Result<Network> {
+        self.build_for(engine, size, seed, Goal::Throughput)
+    }
+
+    /// [`NetSpec::build`], its convolutions planned for `goal`
+    /// ([`NetworkBuilder::plan_for`]).
+    ///
+    /// # Errors
+    /// As [`NetSpec::build`].
+    pub fn build_for(&self, engine: &Engine, size: Size, seed: u64, goal: Goal) -> Result<Network> {
         let mut b = NetworkBuilder::new(engine, self.input_shape(size))?;
+        b.plan_for(goal);
         let mut init = Init(Rng::new(seed));
         let y = (self.build)(&mut b, &mut init, size)?;
         b.build(y)

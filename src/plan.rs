@@ -154,7 +154,8 @@ pub const FIRST_RESULT_MAX_FLOPS: u64 = 4_000_000_000;
 ///
 /// Measured on lavapipe with Mesa's shader cache off, the time to the first
 /// result of each suite layer (`MESA_SHADER_CACHE_DISABLE=true wgconv bench
-/// --layer L --runs 1 --warmup 0 --no-check`, the better of 2, ms):
+/// --layer L --runs 1 --warmup 0 --no-check`, the better of 2 runs, ms; for
+/// 4 × 2 the better of 2 in each of two sets):
 ///
 /// | layer | planner | 4 px × 4 vec4s | 2 × 4 | 4 × 2 (this) | 2 × 2 | 4 × 1 |
 /// |---|---|---|---|---|---|---|

@@ -8,6 +8,7 @@ mod common;
 
 use wgconv::net::{Layer, ReceptiveField, Value};
 use wgconv::nets::{self, Size, NETS};
+use wgconv::plan::Goal;
 use wgconv::{
     Activation, Conv2dParams, Error, GpuTensor, Network, Padding, Pool2dParams, UpsampleParams,
 };
@@ -43,6 +44,63 @@ fn every_reference_network_matches_the_reference() {
             net.layers().len(),
             check.worst().map(|(n, c)| (n, c.worst_ratio))
         );
+    }
+}
+
+/// Networks planned for the first result (`NetworkBuilder::plan_for`) still
+/// match the reference layer by layer and end to end, with no Winograd
+/// layer; on CPU adapters their register-blocked convolutions take the
+/// compact tile of 4 columns (fewer on narrow rows) by at most 2 vec4s of
+/// channels, where the same networks planned for throughput take wider ones.
+#[test]
+fn networks_planned_for_the_first_result_match_the_reference() {
+    let engine = gpu_or_skip!();
+    let cpu = engine.info().device_type == wgpu::DeviceType::Cpu;
+    // A register-blocked kernel's key holds `-pix{P}-cob4{C}-` (C one digit).
+    let compact = |k: &str| {
+        if !(k.starts_with("conv2d_tiled") || k.starts_with("conv_transpose2d")) {
+            return true;
+        }
+        let field = |tag: &str| -> u32 {
+            let at = k.find(tag).expect(tag) + tag.len();
+            let digits: String = k[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().expect("a number")
+        };
+        field("-pix") <= 4 && field("-cob4") <= 2
+    };
+    for name in [
+        "context_module",
+        "mobilenet_v2_block",
+        "resnext_block",
+        "decoder",
+    ] {
+        let spec = NETS.iter().find(|s| s.name == name).expect("spec");
+        let shape = spec.input_shape(Size::Small);
+        let x = spec.input(Size::Small, 5);
+        let first = spec
+            .build_for(engine, Size::Small, 5, Goal::FirstResult)
+            .expect("build");
+        let check = first.verify(engine, &x, shape, true).expect("verify");
+        assert!(check.passed(), "{name}: {:?}", check.worst());
+        let kernels: Vec<String> = first
+            .report(engine, shape)
+            .expect("report")
+            .into_iter()
+            .map(|l| l.kernel)
+            .collect();
+        assert!(
+            kernels.iter().all(|k| !k.contains("winograd")),
+            "{name}: {kernels:?}"
+        );
+        if cpu {
+            assert!(kernels.iter().all(|k| compact(k)), "{name}: {kernels:?}");
+            let throughput = spec.build(engine, Size::Small, 5).expect("build");
+            let wide = throughput.report(engine, shape).expect("report");
+            assert!(
+                wide.iter().any(|l| !compact(&l.kernel)),
+                "{name}: the throughput plan is compact too"
+            );
+        }
     }
 }
 

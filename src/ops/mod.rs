@@ -1526,7 +1526,7 @@ impl<P: OpParams> ConvLayer<P> {
     }
 
     /// The planner's default plan (kernel, specialisation, dispatch) for an
-    /// input shape.
+    /// input shape, for this layer's [`LayerOptions::goal`].
     ///
     /// # Errors
     /// As [`ConvLayer::shape_for`].
@@ -1535,8 +1535,8 @@ impl<P: OpParams> ConvLayer<P> {
         Ok(self.plan_tile(&shape, None))
     }
 
-    /// The direct path's plan on `engine`: the planner's default, or the
-    /// autotuner's remembered tile for this shape (this does not start
+    /// The direct path's plan on `engine`: the planner's default for the
+    /// layer's goal, or the autotuner's remembered tile for this shape (this does not start
     /// tuning; recording does). Where the layer runs a form instead
     /// ([`ConvLayer::kernel_name`] tells), this is the plan of the direct
     /// path it would fall back to.

@@ -91,8 +91,9 @@ pub struct Args {
     /// or first-result (what `wgconv conv2d` runs: no Winograd or sub-pixel
     /// form unless --winograd asks, no autotuning, compact tiles on CPU
     /// adapters); time its first result with an empty shader cache, `--runs
-    /// 1 --warmup 0` and `MESA_SHADER_CACHE_DISABLE=true`.
-    #[arg(long, value_enum, default_value = "throughput", conflicts_with = "net")]
+    /// 1 --warmup 0` and `MESA_SHADER_CACHE_DISABLE=true` (with --net: the
+    /// `first ms` column).
+    #[arg(long, value_enum, default_value = "throughput")]
     goal: GoalArg,
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
@@ -476,6 +477,7 @@ pub fn run(args: &Args) -> Outcome {
             breakdown: args.breakdown,
             peer: peer.as_ref(),
             plot: args.plot.as_ref(),
+            goal: args.goal.goal(),
         };
         return crate::net::run_bench(&engine, timestamps, &opts, args.json.as_ref());
     }

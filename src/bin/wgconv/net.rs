@@ -305,6 +305,8 @@ pub struct BenchOptions<'a> {
     pub peer: Option<&'a crate::peer::Peer>,
     /// `--plot`: where to draw GFLOP/s per network.
     pub plot: Option<&'a PathBuf>,
+    /// `--goal`: what the networks' convolutions are planned for.
+    pub goal: wgconv::plan::Goal,
 }
 
 /// One network's timing, in the shape of `wgconv bench --json`'s layers
@@ -416,7 +418,7 @@ pub fn bench(
         let name = spec.name;
         let ctx = |e: wgconv::Error| anyhow!("network {name}: {e}");
         let seed = 7000 + i as u64;
-        let net = spec.build(engine, size, seed).map_err(ctx)?;
+        let net = spec.build_for(engine, size, seed, opts.goal).map_err(ctx)?;
         let input_shape = spec.input_shape(size);
         let x = spec.input(size, seed);
         let xt = GpuTensor::upload(engine, &x, input_shape).map_err(ctx)?;
