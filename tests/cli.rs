@@ -891,6 +891,37 @@ fn bench_net_times_and_checks_a_network() {
     let chart = std::fs::read_to_string(&svg).expect("svg");
     assert!(chart.contains("resnext_block") && chart.contains("decoder_upsample"));
     assert!(chart.contains("GFLOP/s per network"));
+    // --goal reaches the network's convolutions: on lavapipe the first-result
+    // plan takes 4-column tiles where throughput takes 8.
+    let breakdown = |goal: &str| {
+        let o = wgconv(&[
+            "bench",
+            "--net",
+            "resnext_block",
+            "--size",
+            "small",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--breakdown",
+            "--goal",
+            goal,
+        ]);
+        assert!(o.status.success(), "{:?}", stderr_lines(&o));
+        let llvmpipe = String::from_utf8_lossy(&o.stderr).contains("llvmpipe");
+        (String::from_utf8_lossy(&o.stdout).into_owned(), llvmpipe)
+    };
+    let (first, llvmpipe) = breakdown("first-result");
+    let (throughput, _) = breakdown("throughput");
+    assert!(first.contains("grouped_3x3") && throughput.contains("grouped_3x3"));
+    if llvmpipe {
+        assert!(
+            first.contains("-pix4-") && !first.contains("-pix8-"),
+            "{first}"
+        );
+        assert!(throughput.contains("-pix8-"), "{throughput}");
+    }
     // Unknown network: one line, exit 2.
     let o = wgconv(&["bench", "--net", "resnet9000"]);
     assert_eq!(o.status.code(), Some(2));
