@@ -55,7 +55,7 @@ use crate::ops::eltwise::Add;
 use crate::ops::pool::{GlobalAvgPool, Pool2d};
 use crate::ops::upsample::Upsample;
 use crate::ops::upsample_conv2d::UpsampleConv2d;
-use crate::ops::LayerOptions;
+use crate::ops::{ConvLayer, LayerOptions, OpParams};
 use crate::plan::Goal;
 use crate::reference::{self, Comparison, RefOutput, Tolerance};
 use crate::tensor::{checked_len, GpuTensor, STORAGE_USAGE};
@@ -529,12 +529,31 @@ impl<'e> NetworkBuilder<'e> {
         self.goal = goal;
     }
 
-    /// Options for a convolution added now.
-    fn options(&self) -> LayerOptions {
-        LayerOptions {
+    /// A convolution layer planned for this builder's goal, its errors
+    /// naming the layer.
+    fn conv_layer<P: OpParams>(
+        &self,
+        name: &str,
+        weight: &[f32],
+        weight_shape: [usize; 4],
+        bias: Option<&[f32]>,
+        params: P,
+        activation: Activation,
+    ) -> Result<ConvLayer<P>> {
+        let options = LayerOptions {
             goal: self.goal,
             ..LayerOptions::default()
-        }
+        };
+        ConvLayer::with_options(
+            self.engine,
+            weight,
+            weight_shape,
+            bias,
+            params,
+            activation,
+            options,
+        )
+        .map_err(|e| named(name, e))
     }
 
     /// The engine layers are created on.
@@ -613,17 +632,7 @@ impl<'e> NetworkBuilder<'e> {
         params: Conv2dParams,
         activation: Activation,
     ) -> Result<Value> {
-        let options = self.options();
-        let l = Conv2d::with_options(
-            self.engine,
-            weight,
-            weight_shape,
-            bias,
-            params,
-            activation,
-            options,
-        )
-        .map_err(|e| named(name, e))?;
+        let l: Conv2d = self.conv_layer(name, weight, weight_shape, bias, params, activation)?;
         self.layer(name, l, &[x])
     }
 
@@ -684,17 +693,8 @@ impl<'e> NetworkBuilder<'e> {
             bias,
         )?;
         let (weight, bias) = with_folded(&folded, weight, bias);
-        let options = self.options();
-        let l = ConvTranspose2d::with_options(
-            self.engine,
-            weight,
-            weight_shape,
-            bias,
-            params,
-            activation,
-            options,
-        )
-        .map_err(|e| named(name, e))?;
+        let l: ConvTranspose2d =
+            self.conv_layer(name, weight, weight_shape, bias, params, activation)?;
         self.layer(name, l, &[x])
     }
 
