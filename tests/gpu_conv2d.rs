@@ -1326,6 +1326,56 @@ fn batch_norm_folding_matches_the_unfolded_reference() {
     assert!(c.passed, "{c:?}");
 }
 
+/// `forward_into` writes a caller's output: bit for bit what `forward`
+/// returns, every element rewritten on the next call (here over a result of
+/// another input), for a forward and a transposed layer; an output of the
+/// wrong shape is a typed error.
+#[test]
+fn forward_into_rewrites_the_whole_output() {
+    let engine = gpu_or_skip!();
+    let mut rng = Rng::new(0xf0a);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let conv = Conv2d::new(
+        engine,
+        &rng.vec(24 * 8 * 9),
+        [24, 8, 3, 3],
+        Some(&rng.vec(24)),
+        Conv2dParams::default()
+            .padding(Padding::uniform(1))
+            .stride(2, 1),
+        Activation::Relu,
+    )
+    .unwrap();
+    let transposed = ConvTranspose2d::new(
+        engine,
+        &rng.vec(8 * 6 * 16),
+        [8, 6, 4, 4],
+        Some(&rng.vec(6)),
+        ConvTranspose2dParams::default().stride(2, 2),
+        Activation::None,
+    )
+    .unwrap();
+    let shape = [2, 8, 11, 13];
+    let inputs: Vec<GpuTensor> = (0..2)
+        .map(|_| GpuTensor::upload(engine, &rng.vec(2 * 8 * 11 * 13), shape).unwrap())
+        .collect();
+    let conv_out = GpuTensor::empty(engine, [2, 24, 6, 13]).unwrap();
+    let transposed_out = GpuTensor::empty(engine, [2, 6, 24, 28]).unwrap();
+    for x in &inputs {
+        conv.forward_into(engine, x, &conv_out).unwrap();
+        let fresh = conv.forward(engine, x).unwrap().read(engine).unwrap();
+        assert_eq!(bits(&conv_out.read(engine).unwrap()), bits(&fresh));
+        transposed.forward_into(engine, x, &transposed_out).unwrap();
+        let fresh = transposed.forward(engine, x).unwrap().read(engine).unwrap();
+        assert_eq!(bits(&transposed_out.read(engine).unwrap()), bits(&fresh));
+    }
+    let wrong = GpuTensor::empty(engine, [2, 24, 6, 12]).unwrap();
+    assert!(matches!(
+        conv.forward_into(engine, &inputs[0], &wrong),
+        Err(Error::BadShape { .. })
+    ));
+}
+
 #[test]
 fn second_identical_layer_compiles_nothing() {
     // Its own engine: other tests in this binary compile pipelines concurrently.

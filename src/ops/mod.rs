@@ -1891,6 +1891,26 @@ impl<P: OpParams> ConvLayer<P> {
         })
     }
 
+    /// Runs the layer into an existing `output` (the shape
+    /// [`ConvLayer::record_into`] checks), submitted at once. Unlike
+    /// [`ConvLayer::forward`] it makes no new buffer, so a loop over inputs
+    /// pays neither the allocation nor wgpu's zero-fill of a fresh buffer
+    /// before its first use (on lavapipe 10–25 % of a memory-bound layer's
+    /// time; see `wgconv bench`).
+    ///
+    /// # Errors
+    /// As [`ConvLayer::record_into`].
+    pub fn forward_into(
+        &self,
+        engine: &Engine,
+        input: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<()> {
+        submit_recorded(engine, "wgconv layer", |enc| {
+            self.record_into(engine, enc, input, output)
+        })
+    }
+
     /// Runs the layer on the GPU and on the CPU reference and compares them.
     ///
     /// # Errors

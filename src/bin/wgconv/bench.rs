@@ -285,21 +285,22 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Per-run GPU times in ms from timestamps written around each launch.
+/// Per-run GPU times in ms from timestamps written around each launch, every
+/// launch writing `y`.
 fn time_gpu<P: OpParams>(
     engine: &Engine,
     conv: &ConvLayer<P>,
     x: &GpuTensor,
+    y: &GpuTensor,
     runs: u32,
 ) -> anyhow::Result<Vec<f64>> {
     let stamps = wgconv::timing::record_timed(engine, 2 * runs, |enc, qs| {
-        let mut outs = Vec::with_capacity(runs as usize);
         for i in 0..runs {
             enc.write_timestamp(qs, 2 * i);
-            outs.push(conv.record(engine, enc, x)?);
+            conv.record_into(engine, enc, x, y)?;
             enc.write_timestamp(qs, 2 * i + 1);
         }
-        Ok::<_, anyhow::Error>(outs)
+        Ok::<_, anyhow::Error>(())
     })?;
     Ok(stamps
         .chunks_exact(2)
@@ -307,19 +308,19 @@ fn time_gpu<P: OpParams>(
         .collect())
 }
 
-/// Per-sample wall-clock ms per launch.
+/// Per-sample wall-clock ms per launch, every launch writing `y`.
 fn time_wall<P: OpParams>(
     engine: &Engine,
     conv: &ConvLayer<P>,
     x: &GpuTensor,
+    y: &GpuTensor,
     runs: u64,
 ) -> anyhow::Result<Vec<f64>> {
     let mut samples = Vec::with_capacity(runs as usize);
     for _ in 0..runs {
         let t = Instant::now();
-        let mut outs = Vec::with_capacity(LAUNCHES_PER_SAMPLE);
         for _ in 0..LAUNCHES_PER_SAMPLE {
-            outs.push(conv.forward(engine, x)?);
+            conv.forward_into(engine, x, y)?;
         }
         engine.wait()?;
         samples.push(t.elapsed().as_secs_f64() * 1e3 / LAUNCHES_PER_SAMPLE as f64);
@@ -384,7 +385,8 @@ fn measure<P: OpParams>(
     let compile_before = engine.compile_time();
     let t = Instant::now();
     // With --autotune the first call times the candidates and keeps the fastest.
-    let y = conv.forward(engine, &xt)?.read(engine)?;
+    let yt = conv.forward(engine, &xt)?;
+    let y = yt.read(engine)?;
     let first_conv_ms = ms(t.elapsed());
     let first_pipeline_ms = ms(engine.compile_time() - compile_before);
     let kernel = conv.kernel_name(engine, l.input)?;
@@ -393,19 +395,23 @@ fn measure<P: OpParams>(
     } else {
         Some(conv.reference_on(engine, x, l.input)?)
     };
+    // Every later launch writes the first one's output tensor, as in the
+    // criterion benches and a network's pooled buffers: wgpu zero-fills a
+    // new buffer before its first use, which `forward` (a new output each
+    // call) would add to each launch.
     for _ in 0..args.warmup {
-        conv.forward(engine, &xt)?;
+        conv.forward_into(engine, &xt, &yt)?;
     }
     engine.wait()?;
     let mut timing = if timestamps { "gpu-timestamp" } else { "wall" };
     let mut samples = if timestamps {
-        time_gpu(engine, &conv, &xt, args.runs as u32)?
+        time_gpu(engine, &conv, &xt, &yt, args.runs as u32)?
     } else {
-        time_wall(engine, &conv, &xt, args.runs)?
+        time_wall(engine, &conv, &xt, &yt, args.runs)?
     };
     if timestamps && samples.iter().all(|&s| s <= 0.0) {
         // Timestamps that never advance are useless: fall back.
-        samples = time_wall(engine, &conv, &xt, args.runs)?;
+        samples = time_wall(engine, &conv, &xt, &yt, args.runs)?;
         timing = "wall";
     }
     Ok(Measured {
