@@ -524,7 +524,9 @@ impl<'e> NetworkBuilder<'e> {
     /// Plans the convolutions and transposed convolutions added after this
     /// call for `goal` ([`LayerOptions::goal`]): [`Goal::FirstResult`] for a
     /// network that runs once, where its kernels' compile time outweighs
-    /// their speed. The default is [`Goal::Throughput`].
+    /// their speed. The default is [`Goal::Throughput`]. Upsampling
+    /// convolutions ([`NetworkBuilder::upsample_conv2d`]) are planned as
+    /// before.
     pub fn plan_for(&mut self, goal: Goal) {
         self.goal = goal;
     }

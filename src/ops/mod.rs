@@ -1895,8 +1895,8 @@ impl<P: OpParams> ConvLayer<P> {
     /// [`ConvLayer::record_into`] checks), submitted at once. Unlike
     /// [`ConvLayer::forward`] it makes no new buffer, so a loop over inputs
     /// pays neither the allocation nor wgpu's zero-fill of a fresh buffer
-    /// before its first use (on lavapipe 10–25 % of a memory-bound layer's
-    /// time; see `wgconv bench`).
+    /// before its first use (measured on lavapipe: about a sixth of pw's
+    /// time and a quarter to a third of dw3's; see `wgconv bench`).
     ///
     /// # Errors
     /// As [`ConvLayer::record_into`].
