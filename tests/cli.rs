@@ -813,6 +813,24 @@ fn plan_net_prints_the_report() {
     assert_eq!(v[0]["macs"], 7 * 21 * 21 * 9 * 64 * 64 + 21 * 21 * 64 * 64);
 }
 
+/// `wgconv bench` on the small resnext_block network: `runs` runs, no
+/// warm-up, then `extra`.
+fn bench_small_resnext(runs: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "bench",
+        "--net",
+        "resnext_block",
+        "--size",
+        "small",
+        "--runs",
+        runs,
+        "--warmup",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    wgconv(&args)
+}
+
 #[test]
 fn bench_net_times_more_runs_than_one_query_set_holds() {
     gpu_or_skip!();
@@ -820,20 +838,10 @@ fn bench_net_times_more_runs_than_one_query_set_holds() {
     // holds (wgpu::QUERY_SET_MAX_QUERIES, 4096): the runs go in batches.
     let dir = tempfile::tempdir().expect("dir");
     let json = dir.path().join("net.json");
-    let o = wgconv(&[
-        "bench",
-        "--net",
-        "resnext_block",
-        "--size",
-        "small",
-        "--runs",
+    let o = bench_small_resnext(
         "1000",
-        "--warmup",
-        "0",
-        "--no-check",
-        "--json",
-        json.to_str().unwrap_or(""),
-    ]);
+        &["--no-check", "--json", json.to_str().unwrap_or("")],
+    );
     assert!(o.status.success(), "{:?}", stderr_lines(&o));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("json");
@@ -894,20 +902,7 @@ fn bench_net_times_and_checks_a_network() {
     // --goal reaches the network's convolutions: on lavapipe the first-result
     // plan takes 4-column tiles where throughput takes 8.
     let breakdown = |goal: &str| {
-        let o = wgconv(&[
-            "bench",
-            "--net",
-            "resnext_block",
-            "--size",
-            "small",
-            "--runs",
-            "1",
-            "--warmup",
-            "0",
-            "--breakdown",
-            "--goal",
-            goal,
-        ]);
+        let o = bench_small_resnext("1", &["--breakdown", "--goal", goal]);
         assert!(o.status.success(), "{:?}", stderr_lines(&o));
         let llvmpipe = String::from_utf8_lossy(&o.stderr).contains("llvmpipe");
         (String::from_utf8_lossy(&o.stdout).into_owned(), llvmpipe)
