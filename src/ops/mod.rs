@@ -1080,6 +1080,15 @@ pub struct LayerOptions {
     pub goal: plan::Goal,
 }
 
+impl LayerOptions {
+    /// Whether the autotuner may choose a layer's route: not where the tile
+    /// is pinned, nor for a first result (tuning compiles and times every
+    /// candidate; a remembered winner is the fastest to run, not to compile).
+    fn tunable(&self) -> bool {
+        self.force_tile.is_none() && self.goal == plan::Goal::Throughput
+    }
+}
+
 /// A convolution layer ([`conv2d::Conv2d`] or
 /// [`conv_transpose2d::ConvTranspose2d`]): owns its weights and bias on the
 /// GPU, uploaded once in the layout its kernel reads, so calls upload
@@ -1106,6 +1115,10 @@ pub struct ConvLayer<P: OpParams> {
     /// Whether the planner runs the form above (Winograd or sub-pixel) by
     /// default; otherwise it was built only as an autotuning candidate.
     form_default: bool,
+    /// The compact tile a [`plan::Goal::FirstResult`] layer runs on shapes of
+    /// up to [`plan::FIRST_RESULT_MAX_FLOPS`] ([`plan::first_result_tile`]);
+    /// `None` for every other layer.
+    first_result_tile: Option<plan::Tile>,
 }
 
 /// Timed runs per autotuning candidate (after one untimed run).
@@ -1182,13 +1195,12 @@ impl<P: OpParams> ConvLayer<P> {
             options.winograd.get_or_insert(plan::Winograd::Off);
             options.sub_pixel.get_or_insert(false);
         }
+        let first_result_tile = first_result
+            .then(|| plan::first_result_tile(&sig, &profile, options.force_kernel))
+            .flatten();
         // The weights go up in the layout of the tile the layer runs (a
         // first-result layer's compact tile: the usual case for it).
-        let tile = options.force_tile.or_else(|| {
-            first_result
-                .then(|| plan::first_result_tile(&sig, &profile, options.force_kernel))
-                .flatten()
-        });
+        let tile = options.force_tile.or(first_result_tile);
         let (_, layout) = plan::tuned_layout(
             &sig,
             &profile,
@@ -1197,10 +1209,8 @@ impl<P: OpParams> ConvLayer<P> {
         );
         // With autotuning on, a form the options leave open is built even where
         // the planner would not run it, so that the tuner can time it.
-        let tune_forms = engine.autotuner().is_some()
-            && !first_result
-            && options.force_tile.is_none()
-            && options.force_kernel.is_none();
+        let tune_forms =
+            engine.autotuner().is_some() && options.tunable() && options.force_kernel.is_none();
         let planned_w = plan::winograd_tile(&sig, &profile, options.force_kernel, options.winograd);
         let winograd_m = planned_w.or_else(|| {
             (tune_forms && options.winograd.is_none() && plan::winograd_eligible(&sig)).then_some(4)
@@ -1246,6 +1256,7 @@ impl<P: OpParams> ConvLayer<P> {
             winograd,
             sub_pixel,
             form_default,
+            first_result_tile,
         })
     }
 
@@ -1363,7 +1374,7 @@ impl<P: OpParams> ConvLayer<P> {
     /// tile; none where the options pin the tile or the form, or plan for
     /// the first result.
     fn remembered(&self, engine: &Engine, shape: &Conv2dShape) -> Option<Choice> {
-        if !self.tunable() {
+        if !self.options.tunable() {
             return None;
         }
         let choice = engine.autotuner()?.get(&self.tune_class(shape))?;
@@ -1553,33 +1564,16 @@ impl<P: OpParams> ConvLayer<P> {
     }
 
     fn plan_tile(&self, shape: &Conv2dShape, tile: Option<plan::Tile>) -> Plan {
-        let first_result = || {
-            (self.options.goal == plan::Goal::FirstResult
-                && shape.flops() <= plan::FIRST_RESULT_MAX_FLOPS)
-                .then(|| {
-                    plan::first_result_tile(
-                        &self.params.sig(self.weight_shape),
-                        &self.profile,
-                        self.options.force_kernel,
-                    )
-                })
-                .flatten()
-        };
+        let first_result = self
+            .first_result_tile
+            .filter(|_| shape.flops() <= plan::FIRST_RESULT_MAX_FLOPS);
         plan::plan_with(
             shape,
             self.activation,
             &self.profile,
             self.options.force_kernel,
-            self.options.force_tile.or(tile).or_else(first_result),
+            self.options.force_tile.or(tile).or(first_result),
         )
-    }
-
-    /// Whether the autotuner may choose this layer's route: not where the
-    /// options pin the tile, nor for a first result (tuning compiles and
-    /// times every candidate; a remembered winner is the fastest to run, not
-    /// to compile).
-    fn tunable(&self) -> bool {
-        self.options.force_tile.is_none() && self.options.goal == plan::Goal::Throughput
     }
 
     fn candidates(&self, shape: &Conv2dShape) -> Vec<plan::Tile> {
@@ -1616,7 +1610,7 @@ impl<P: OpParams> ConvLayer<P> {
         shape: &Conv2dShape,
         input: &GpuTensor,
     ) -> Result<Route<'_>> {
-        let Some(tuner) = engine.autotuner().filter(|_| self.tunable()) else {
+        let Some(tuner) = engine.autotuner().filter(|_| self.options.tunable()) else {
             return Ok(self.route_of(engine, shape, None));
         };
         if let Some(choice) = self.remembered(engine, shape) {
