@@ -51,7 +51,7 @@ pub struct TiledSpec {
     /// The input is bound as `array<vec4<f32>>` and each row's `PIX`
     /// columns are read as the `PIX/4 + 1` aligned vec4s that hold them,
     /// wherever the first sits in its vec4 (`VIN = 2`, see
-    /// [`shifted_row_loads`]; the host's conditions are in
+    /// `shifted_row_loads`; the host's conditions are in
     /// `plan::tiled_shifted_input`). Only for `K_W = S_W = Q = 1` and no
     /// column padding, where every column a stored output needs lies in
     /// its row.
@@ -61,7 +61,7 @@ pub struct TiledSpec {
     /// (`VOUT`; the host's conditions are in `plan::tiled_vec4_output`).
     pub vout: bool,
     /// `Some(s)`: the device runs subgroups of exactly `s` invocations, and
-    /// the weights are read through them (`SG`; see [`subgroup_weights`] and
+    /// the weights are read through them (`SG`; see `subgroup_weights` and
     /// `plan::subgroup_weights`).
     pub sg: Option<u32>,
     /// Input channels per iteration of the reduction loop (`CU`, at least
@@ -936,7 +936,7 @@ pub struct TransposedSpec {
     /// `plan::transposed_vec4_input`).
     pub vin: Option<u32>,
     /// `Some(s)`: the weights are read through subgroups of `s` lanes
-    /// ([`subgroup_weights`]), each subgroup taking `s` consecutive items of
+    /// (`subgroup_weights`), each subgroup taking `s` consecutive items of
     /// one output row (`SG`; see `plan::transposed_subgroups`).
     pub sg: Option<u32>,
     /// `k`: the `k` taps of a kernel column that can reach an output row

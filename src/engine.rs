@@ -427,7 +427,7 @@ impl Engine {
     }
 
     /// Bytes of GPU memory held by the input textures
-    /// ([`Engine::input_texture`]).
+    /// (`Engine::input_texture`).
     pub fn texture_bytes(&self) -> u64 {
         self.textures.lock().map_or(0, |m| {
             m.values()

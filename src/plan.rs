@@ -221,7 +221,7 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// without dilation: with min(c_in, c_out) ≥ 128, at least 36 tiles and tiles ×
 /// channels ≥ 6272; with ≥ 64 channels, at least 400 tiles; never below 64.
 /// The 36 tiles: layers with ≥ 128 output channels run direct in 32-channel
-/// blocks ([`few_pixel_wide_blocks`]), measured so (`--runs 11–15`, 2
+/// blocks (`few_pixel_wide_blocks`), measured so (`--runs 11–15`, 2
 /// alternations, ms direct / F4): 256 at 20×20 (25 tiles) 5.84 / 7.36, 6.07 /
 /// 7.19; 512 at 20×20 24.5 / 23.8, 23.2 / 23.4; 256 at 24×24 (36 tiles) 8.34 /
 /// 7.54, 8.70 / 7.73; 128 at 28×28 3.10 / 2.86, 3.09 / 2.95; 512 at 28×28 45.4
@@ -238,7 +238,7 @@ pub fn winograd_eligible(sig: &LayerSig) -> bool {
 /// 13.9; 256 at 14×14 3.97 / 5.41, 20×20 6.12 / 6.04, 28×28 10.7 / 6.35; 512 at
 /// 14×14 15.0 / 17.5, 20×20 23.7 / 18.5, 28×28 41.8 / 19.2. With dilation the
 /// direct kernel takes 32 channels in tiles of at most 4 phase-spaced pixels
-/// ([`few_pixel_wide_blocks`]), and Winograd needs at least 16 tiles, tiles ×
+/// (`few_pixel_wide_blocks`), and Winograd needs at least 16 tiles, tiles ×
 /// min(c_in, c_out) ≥ 2048 and: ≥ 64 channels where the transforms run in lane
 /// order (`DIL = 2`, see [`crate::winograd::TileGrid::lanes`]); in scalar
 /// phases ≥ 128 channels and at least 3/4 of the tiles' outputs real (aspp12,
@@ -1108,7 +1108,7 @@ const MAX_TUNED_OUTPUTS: u64 = 256;
 
 /// [`weight_layout`] with the autotuner's channel block (`cob4`, in vec4s)
 /// in place of the planner's, where the kernel is blocked and the block
-/// fits: at most [`MAX_TUNED_COB4`], and for `conv2d_tiled` one input
+/// fits: at most `MAX_TUNED_COB4`, and for `conv2d_tiled` one input
 /// channel of it within a weight window.
 pub fn tuned_layout(
     sig: &LayerSig,
@@ -1822,7 +1822,7 @@ fn vec4_input_at(
     .then_some(a)
 }
 
-/// [`vec4_input`] for a `conv2d_tiled` tile of `pix` columns `q` apart.
+/// `vec4_input` for a `conv2d_tiled` tile of `pix` columns `q` apart.
 pub fn tiled_vec4_input(
     shape: &Conv2dShape,
     pix: u32,
@@ -1890,7 +1890,7 @@ pub fn transposed_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterPr
 /// `TransposedSpec::shifted_offsets`) with `q0` a multiple of `pix`; so with
 /// `pix` a multiple of 4 the first sits at the fixed position
 /// `a = (pad_left / S_W + first) mod 4` of its vec4. The other conditions
-/// are [`vec4_input_at`]'s: rows a multiple of 4 floats, 16-byte windows,
+/// are `vec4_input_at`'s: rows a multiple of 4 floats, 16-byte windows,
 /// fewer vec4s than scalars (`tconv4`: 10 columns in 4 vec4s).
 pub fn transposed_vec4_input(
     shape: &Conv2dShape,
@@ -1923,7 +1923,7 @@ pub fn depthwise_vec4_output(shape: &Conv2dShape, pix: u32, adapter: &AdapterPro
     tiled_vec4_output(shape, pix, 1, adapter)
 }
 
-/// [`vec4_input`] for a `conv2d_depthwise` tile of `pix` columns (`dw3s2`:
+/// `vec4_input` for a `conv2d_depthwise` tile of `pix` columns (`dw3s2`:
 /// 17 columns in 5 vec4s).
 pub fn depthwise_vec4_input(
     shape: &Conv2dShape,

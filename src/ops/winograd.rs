@@ -9,7 +9,7 @@
 //! rows, and the tiles run in slabs of `rows` such rows, sized so that both
 //! fit one storage binding and [`SLAB_BYTES`]. A shape whose input or output
 //! does not fit one storage binding runs on the direct path instead (see
-//! [`WinogradExec::fits`]).
+//! `WinogradExec::fits`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
