@@ -525,8 +525,8 @@ impl<'e> NetworkBuilder<'e> {
     /// call for `goal` ([`LayerOptions::goal`]): [`Goal::FirstResult`] for a
     /// network that runs once, where its kernels' compile time outweighs
     /// their speed. The default is [`Goal::Throughput`]. Upsampling
-    /// convolutions ([`NetworkBuilder::upsample_conv2d`]) are planned as
-    /// before.
+    /// convolutions ([`NetworkBuilder::upsample_conv2d`]) take the goal
+    /// too ([`UpsampleConv2d::with_goal`]).
     pub fn plan_for(&mut self, goal: Goal) {
         self.goal = goal;
     }
@@ -737,8 +737,16 @@ impl<'e> NetworkBuilder<'e> {
             bias,
         )?;
         let (weight, bias) = with_folded(&folded, weight, bias);
-        let l = UpsampleConv2d::new(self.engine, weight, weight_shape, bias, params, activation)
-            .map_err(|e| named(name, e))?;
+        let l = UpsampleConv2d::with_goal(
+            self.engine,
+            weight,
+            weight_shape,
+            bias,
+            params,
+            activation,
+            self.goal,
+        )
+        .map_err(|e| named(name, e))?;
         self.layer(name, l, &[x])
     }
 

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::geometry::{Activation, SubPixel, UpsampleConv2dParams, UpsampleConv2dShape};
 use crate::ops::conv_transpose2d::ConvTranspose2d;
 use crate::ops::upsample::inv_area;
-use crate::ops::{ConvUniforms, LayerCore, OpParams};
-use crate::plan::{self, AdapterProfile, Plan, WeightLayout};
+use crate::ops::{ConvUniforms, LayerCore, LayerOptions, OpParams};
+use crate::plan::{self, AdapterProfile, Goal, Plan, WeightLayout};
 use crate::reference::{self, Comparison, Tolerance};
 use crate::tensor::{checked_len, GpuTensor};
 
@@ -169,6 +169,32 @@ impl UpsampleConv2d {
         params: UpsampleConv2dParams,
         activation: Activation,
     ) -> Result<Self> {
+        Self::with_goal(
+            engine,
+            weight,
+            weight_shape,
+            bias,
+            params,
+            activation,
+            Goal::Throughput,
+        )
+    }
+
+    /// [`UpsampleConv2d::new`] planned for `goal` ([`LayerOptions::goal`]).
+    /// The sub-pixel path's transposed convolution is planned for it; the
+    /// fused kernel has one plan for both goals.
+    ///
+    /// # Errors
+    /// As [`UpsampleConv2d::new`].
+    pub fn with_goal(
+        engine: &Engine,
+        weight: &[f32],
+        weight_shape: [usize; 4],
+        bias: Option<&[f32]>,
+        params: UpsampleConv2dParams,
+        activation: Activation,
+        goal: Goal,
+    ) -> Result<Self> {
         Self::build(
             engine,
             weight,
@@ -176,6 +202,7 @@ impl UpsampleConv2d {
             bias,
             params,
             activation,
+            goal,
             false,
         )
     }
@@ -194,9 +221,20 @@ impl UpsampleConv2d {
         params: UpsampleConv2dParams,
         activation: Activation,
     ) -> Result<Self> {
-        Self::build(engine, weight, weight_shape, bias, params, activation, true)
+        Self::build(
+            engine,
+            weight,
+            weight_shape,
+            bias,
+            params,
+            activation,
+            Goal::Throughput,
+            true,
+        )
     }
 
+    /// The layer for `goal`, on the fused kernel if `force_fused`.
+    #[allow(clippy::too_many_arguments)]
     fn build(
         engine: &Engine,
         weight: &[f32],
@@ -204,6 +242,7 @@ impl UpsampleConv2d {
         bias: Option<&[f32]>,
         params: UpsampleConv2dParams,
         activation: Activation,
+        goal: Goal,
         force_fused: bool,
     ) -> Result<Self> {
         let conv = params.conv;
@@ -227,13 +266,17 @@ impl UpsampleConv2d {
             });
         }
         let path = match sub_pixel_for(&params, weight_shape).filter(|_| !force_fused) {
-            Some(sp) => Path::SubPixel(Box::new(ConvTranspose2d::new(
+            Some(sp) => Path::SubPixel(Box::new(ConvTranspose2d::with_options(
                 engine,
                 &sub_pixel_weight(&sp, weight, weight_shape),
                 sp.weight_shape,
                 bias,
                 sp.params,
                 activation,
+                LayerOptions {
+                    goal,
+                    ..LayerOptions::default()
+                },
             )?)),
             None => {
                 let sig = conv.sig(weight_shape);
