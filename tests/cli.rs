@@ -519,6 +519,17 @@ fn bench_json_and_csv() {
     for field in ["median_ms", "min_ms", "gflops", "max_abs_err"] {
         assert!(l[field].is_f64(), "{field}: {l}");
     }
+    // The runs in order: 3 of them, their median and minimum the fields'.
+    let mut runs: Vec<f64> = l["samples_ms"]
+        .as_array()
+        .expect("samples_ms")
+        .iter()
+        .map(|t| t.as_f64().expect("ms"))
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    assert_eq!(runs.len(), 3, "{l}");
+    assert_eq!(l["median_ms"].as_f64(), Some(runs[1]));
+    assert_eq!(l["min_ms"].as_f64(), Some(runs[0]));
     assert_eq!(l["name"], "adhoc");
     assert!(l["kernel"]
         .as_str()
@@ -848,6 +859,10 @@ fn bench_net_times_more_runs_than_one_query_set_holds() {
     let net = &v["layers"][0];
     assert_eq!(net["name"], "resnext_block");
     assert!(net["median_ms"].as_f64().unwrap_or(0.0) > 0.0, "{net}");
+    // Every batch's runs are there, each timed.
+    let runs = net["samples_ms"].as_array().expect("samples_ms");
+    assert_eq!(runs.len(), 1000);
+    assert!(runs.iter().all(|t| t.as_f64().is_some_and(|t| t > 0.0)));
 }
 
 #[test]

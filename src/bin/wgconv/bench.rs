@@ -136,6 +136,9 @@ struct LayerResult {
     input: [usize; 4],
     weight: [usize; 4],
     output: [usize; 4],
+    /// Every run's time in ms, in the order they ran (the median and
+    /// minimum are of these; a slow stretch shows as a run of high values).
+    samples_ms: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -523,6 +526,7 @@ pub fn run(args: &Args) -> Outcome {
         let (kernel, y, mut samples, layer_timing) = (m.kernel, m.y, m.samples, m.timing);
         let cpu = m.reference;
         let ctx = |e: wgconv::Error| anyhow!("layer {name}: {e}");
+        let samples_ms = samples.clone();
         let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
         let median_ms = median(&mut samples);
         let secs = median_ms / 1e3;
@@ -553,6 +557,7 @@ pub fn run(args: &Args) -> Outcome {
             input: l.input,
             weight: l.weight,
             output: shape.output_shape(),
+            samples_ms,
         });
     }
     let cold = cold.unwrap_or(ColdStart {

@@ -333,6 +333,8 @@ pub struct NetResult {
     pub vs_peer: Option<f64>,
     pub memory: MemoryJson,
     pub per_layer: Vec<LayerTime>,
+    /// Every run's time in ms, in the order they ran.
+    pub samples_ms: Vec<f64>,
 }
 
 /// A layer's share of a network's time (GPU timestamps only).
@@ -453,6 +455,7 @@ pub fn bench(
         if timing == "wall" {
             samples = time_wall(engine, &net, &xt, opts.runs)?;
         }
+        let samples_ms = samples.clone();
         let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
         let median_ms = crate::bench::median(&mut samples);
         let macs = net.macs(input_shape).map_err(ctx)?;
@@ -486,6 +489,7 @@ pub fn bench(
             first_run_ms,
             memory: net.memory_on(engine, input_shape).map_err(ctx)?.into(),
             per_layer,
+            samples_ms,
         });
     }
     Ok(results)
