@@ -91,6 +91,16 @@ enum Path {
     SubPixel(Box<ConvTranspose2d>),
 }
 
+/// Which path [`UpsampleConv2d::build`] takes.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// The sub-pixel path where the layer has one worth running (its
+    /// transposed convolution planned for the goal), else the fused kernel.
+    Planned(Goal),
+    /// The fused kernel, always.
+    Fused,
+}
+
 /// The sub-pixel path is used only when its kernel loops over at most this
 /// many times the forward kernel's taps per output (a large dilation or
 /// padding relative to the scale makes most derived taps always zero).
@@ -202,8 +212,7 @@ impl UpsampleConv2d {
             bias,
             params,
             activation,
-            goal,
-            false,
+            Route::Planned(goal),
         )
     }
 
@@ -228,13 +237,11 @@ impl UpsampleConv2d {
             bias,
             params,
             activation,
-            Goal::Throughput,
-            true,
+            Route::Fused,
         )
     }
 
-    /// The layer for `goal`, on the fused kernel if `force_fused`.
-    #[allow(clippy::too_many_arguments)]
+    /// The layer, on the path `route` asks for.
     fn build(
         engine: &Engine,
         weight: &[f32],
@@ -242,8 +249,7 @@ impl UpsampleConv2d {
         bias: Option<&[f32]>,
         params: UpsampleConv2dParams,
         activation: Activation,
-        goal: Goal,
-        force_fused: bool,
+        route: Route,
     ) -> Result<Self> {
         let conv = params.conv;
         let (s_h, s_w) = params.upsample.scale;
@@ -265,8 +271,12 @@ impl UpsampleConv2d {
                 actual: weight.len(),
             });
         }
-        let path = match sub_pixel_for(&params, weight_shape).filter(|_| !force_fused) {
-            Some(sp) => Path::SubPixel(Box::new(ConvTranspose2d::with_options(
+        let planned = match route {
+            Route::Planned(goal) => sub_pixel_for(&params, weight_shape).map(|sp| (sp, goal)),
+            Route::Fused => None,
+        };
+        let path = match planned {
+            Some((sp, goal)) => Path::SubPixel(Box::new(ConvTranspose2d::with_options(
                 engine,
                 &sub_pixel_weight(&sp, weight, weight_shape),
                 sp.weight_shape,
